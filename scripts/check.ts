@@ -1,0 +1,37 @@
+// Static checks, stopping at the first failure. The entry points are read from deno.json "exports",
+// so a new subpath is checked and doc-linted without touching this file.
+// REFLOW_USE_PATH_RUNTIMES=1 uses deno/tsc from PATH instead of node_modules (as in test_matrix.ts).
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+process.chdir(root);
+const bin = (name: string) =>
+  process.env.REFLOW_USE_PATH_RUNTIMES === "1" ? name : join(root, "node_modules/.bin", name);
+
+const exports: string | Record<string, string> = JSON.parse(readFileSync("deno.json", "utf8")).exports ?? {};
+const entries = typeof exports === "string" ? [exports] : Object.values(exports);
+const dirs = ["tests/", "scripts/", "examples/"].filter((d) => existsSync(d));
+
+const steps: string[][] = [
+  ["deno", "check", ...entries, ...dirs],
+  ["deno", "lint"],
+  ["deno", "fmt", "--check"],
+  // Together in one call: linted alone, an entry point fails with private-type-ref to shared types.
+  ["deno", "doc", "-q", "--lint", ...entries],
+  ["tsc", "-p", "tsconfig.json"],
+];
+
+for (const [cmd, ...args] of steps) {
+  const line = [cmd, ...args].join(" ");
+  console.log(`--- ${line}`);
+  const { status, error } = spawnSync(bin(cmd), args, { stdio: "inherit" });
+  if (status !== 0) {
+    console.error(`\ncheck failed at: ${line} (${error?.message ?? `exit code ${status ?? "signal"}`})`);
+    process.exit(status || 1);
+  }
+}
+console.log("all checks passed");

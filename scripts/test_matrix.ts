@@ -1,0 +1,189 @@
+// Runs the one shared test suite (tests/**/*.test.ts) on Deno, Node 22, Node 24 and Bun in turn, then
+// prints a table and, as the very last line, "N passed, N failed[, N skipped]" (read by CI).
+//
+//   node scripts/test_matrix.ts [--runtime deno,node22,node24,bun]   (or REFLOW_RUNTIMES=deno,bun)
+//   REFLOW_USE_PATH_RUNTIMES=1   use deno/node/bun from PATH instead of node_modules (CI images)
+//   REFLOW_RUNTIME_TIMEOUT=900   seconds before one runtime's whole run is killed
+//
+// Started by any Node >= 22.18 (type stripping); never assumes which Node that is.
+import { execFileSync, spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { parseArgs, stripVTControlCharacters } from "node:util";
+
+type Counts = { passed: number; failed: number; skipped: number };
+type Runtime = { id: string; name: string; command: string; args: string[]; parse: (out: string) => Counts };
+type Result = Counts & { label: string; seconds: number; problems: string[] };
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+process.chdir(root);
+const env = process.env;
+const usePath = env.REFLOW_USE_PATH_RUNTIMES === "1";
+const bin = (local: string, name: string) => (usePath ? name : join(root, local));
+const timeoutMs = Number(env.REFLOW_RUNTIME_TIMEOUT ?? 900) * 1000;
+
+// The last "<label> N" in the output (test output may contain earlier look-alikes).
+const last = (out: string, re: RegExp) => Number([...out.matchAll(re)].at(-1)?.[1] ?? 0);
+const parseDeno = (out: string): Counts => {
+  const line = out.match(/^(?:ok|FAILED) \|.*$/gm)?.at(-1) ?? "";
+  return {
+    passed: last(line, /(\d+) passed/g),
+    failed: last(line, /(\d+) failed/g),
+    skipped: last(line, /(\d+) ignored/g),
+  };
+};
+// Node's spec reporter prints "ℹ pass N", its TAP reporter "# pass N"; cancelled tests are failures.
+const parseNode = (out: string): Counts => ({
+  passed: last(out, /^[#ℹ] pass (\d+)$/gm),
+  failed: last(out, /^[#ℹ] fail (\d+)$/gm) + last(out, /^[#ℹ] cancelled (\d+)$/gm),
+  skipped: last(out, /^[#ℹ] skipped (\d+)$/gm) + last(out, /^[#ℹ] todo (\d+)$/gm),
+});
+const parseBun = (out: string): Counts => ({
+  passed: last(out, /^ *(\d+) pass$/gm),
+  failed: last(out, /^ *(\d+) fail$/gm),
+  skipped: last(out, /^ *(\d+) skip$/gm) + last(out, /^ *(\d+) todo$/gm),
+});
+
+// Node's --test glob support differs between versions, so expand tests/**/*.test.ts here.
+const testFiles = (readdirSync("tests", { recursive: true }) as string[])
+  .filter((f) => f.endsWith(".test.ts")).map((f) => join("tests", f)).sort();
+const node = (id: string, command: string): Runtime => ({
+  id,
+  name: "node",
+  command,
+  args: ["--disable-warning=ExperimentalWarning", "--test", "--test-reporter=spec", ...testFiles],
+  parse: parseNode,
+});
+const denoPerms = [
+  "--allow-env",
+  "--allow-read",
+  "--allow-write",
+  "--allow-ffi",
+  "--allow-sys",
+  "--allow-run",
+];
+const all: Runtime[] = [
+  {
+    id: "deno",
+    name: "deno",
+    command: bin("node_modules/.bin/deno", "deno"),
+    args: ["test", ...denoPerms, "tests/"],
+    parse: parseDeno,
+  },
+  ...(usePath
+    ? [node("node", "node")]
+    : [node("node22", "node_modules/node22/bin/node"), node("node24", "node_modules/node24/bin/node")]),
+  {
+    id: "bun",
+    name: "bun",
+    // No per-test timeout elsewhere; bun's default 5 s is too short for multi-process tests.
+    command: bin("node_modules/.bin/bun", "bun"),
+    args: ["test", "--timeout", "120000", "tests/"],
+    parse: parseBun,
+  },
+];
+
+// "node" selects every Node runtime; unknown names are an error rather than a silent no-op.
+let runtimeArg: string | undefined;
+try {
+  runtimeArg = parseArgs({ options: { runtime: { type: "string" } } }).values.runtime;
+} catch (e) {
+  console.error(`${(e as Error).message}; usage: test_matrix.ts [--runtime deno,node22,node24,bun]`);
+  process.exit(2);
+}
+const wanted = (runtimeArg ?? env.REFLOW_RUNTIMES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+const unknown = wanted.filter((w) => !all.some((r) => r.id.startsWith(w)));
+if (unknown.length) {
+  console.error(`unknown runtime(s): ${unknown.join(", ")}; known: ${all.map((r) => r.id).join(", ")}`);
+  process.exit(2);
+}
+const chosen = wanted.length ? all.filter((r) => wanted.some((w) => r.id.startsWith(w))) : all;
+if (testFiles.length === 0) {
+  console.error("no tests/**/*.test.ts files found");
+  process.exit(1);
+}
+
+// Each runtime runs in its own process group, so a timeout or Ctrl-C also ends the processes it spawned.
+let current: number | undefined;
+const killGroup = (pid: number) => {
+  try {
+    process.kill(-pid, "SIGKILL");
+    return true;
+  } catch {
+    return false; // group already gone
+  }
+};
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (current) killGroup(current);
+    process.exit(sig === "SIGINT" ? 130 : 143);
+  });
+}
+
+function version(command: string): string | undefined {
+  try {
+    return execFileSync(command, ["--version"], { encoding: "utf8" }).match(/\d+\.\d+\.\d+/)?.[0];
+  } catch {
+    return undefined;
+  }
+}
+
+async function run(rt: Runtime): Promise<Result> {
+  const v = version(rt.command);
+  const label = `${rt.name} ${v ?? "?"}`;
+  console.log(`\n=== ${label} ===`);
+  if (!v) {
+    const hint = usePath ? "" : " (run npm ci, or set REFLOW_USE_PATH_RUNTIMES=1)";
+    console.error(`${rt.command} not found or not runnable${hint}`);
+    return { label, seconds: 0, passed: 0, failed: 1, skipped: 0, problems: ["not runnable"] };
+  }
+  const start = performance.now();
+  const child = spawn(rt.command, rt.args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const pid = child.pid ?? 0;
+  current = pid;
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s, process.stdout.write(s)));
+  child.stderr.setEncoding("utf8").on("data", (s: string) => (out += s, process.stderr.write(s)));
+  let timedOut = false;
+  const timer = setTimeout(() => (timedOut = killGroup(pid)), timeoutMs);
+  // Leftover grandchildren would hold the pipes open (and hang us), so end them once the runner exits.
+  child.on("exit", () => {
+    if (killGroup(pid) && !timedOut) console.error(`note: killed processes ${rt.id}'s tests left running`);
+  });
+  const code = await new Promise<number>((resolve) => {
+    child.on("error", (e) => (console.error(e.message), resolve(127)));
+    child.on("close", (c) => resolve(c ?? 1));
+  });
+  clearTimeout(timer);
+  current = undefined;
+  const counts = rt.parse(stripVTControlCharacters(out));
+  const problems = [
+    ...(timedOut ? [`killed after ${timeoutMs / 1000} s`] : []),
+    ...(code !== 0 ? [`exit code ${code}`] : []),
+    ...(counts.passed + counts.failed + counts.skipped === 0 ? ["ran no tests"] : []),
+  ];
+  // A runtime that crashed without reporting a failure counts as one, so the last line cannot read green.
+  const failed = counts.failed || (problems.length ? 1 : 0);
+  return { ...counts, failed, label, seconds: (performance.now() - start) / 1000, problems };
+}
+
+const results: Result[] = [];
+for (const rt of chosen) results.push(await run(rt));
+
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+console.log(
+  `\n${"runtime".padEnd(14)}${pad("passed", 8)}${pad("failed", 8)}${pad("skipped", 9)}${pad("time", 8)}`,
+);
+for (const r of results) {
+  const status = r.problems.length ? `  FAIL: ${r.problems.join(", ")}` : r.failed ? "  FAIL" : "";
+  const time = `${r.seconds.toFixed(1)}s`;
+  console.log(
+    `${r.label.padEnd(14)}${pad(r.passed, 8)}${pad(r.failed, 8)}${pad(r.skipped, 9)}${pad(time, 8)}${status}`,
+  );
+}
+const sum = (k: keyof Counts) => results.reduce((n, r) => n + r[k], 0);
+const skipped = sum("skipped");
+console.log(`${sum("passed")} passed, ${sum("failed")} failed${skipped ? `, ${skipped} skipped` : ""}`);
+process.exitCode = results.some((r) => r.failed || r.problems.length) ? 1 : 0;
