@@ -1,0 +1,645 @@
+/**
+ * Typed errors. Every error Reflow throws or stores extends {@link ReflowError}
+ * and carries a stable `code`, so callers branch on `error.code` (an exhaustive
+ * `switch` over {@link ReflowErrorCode}) instead of parsing messages.
+ *
+ * @module
+ */
+
+/** Every code a {@linkcode ReflowError} can carry. The union is closed: a `switch` over it can be exhaustive. */
+export type ReflowErrorCode =
+  | "CONFIG"
+  | "WORKFLOW_NOT_FOUND"
+  | "DUPLICATE_WORKFLOW"
+  | "DUPLICATE_STEP"
+  | "VALIDATION"
+  | "IDEMPOTENCY_CONFLICT"
+  | "SERIALIZATION"
+  | "STEP_TIMEOUT"
+  | "WAIT_TIMEOUT"
+  | "RUN_CANCELLED"
+  | "LEASE_EXPIRED"
+  | "STORAGE"
+  | "HOOK"
+  | "PARALLEL_COMPLETE"
+  | "STEP_FAILED"
+  | "ENGINE_STOPPED"
+  | "INTERNAL";
+
+/** The plain-object form of a {@linkcode ReflowError}, as returned by `toJSON()`. */
+export interface ReflowErrorJSON {
+  /** The class name, e.g. `"ConfigError"`. */
+  readonly name: string;
+  /** The stable error code. */
+  readonly code: string;
+  /** The human-readable message. */
+  readonly message: string;
+  /** The error's structured fields (such as `path` or `workflowName`). */
+  readonly [field: string]: unknown;
+}
+
+/** Options accepted by every {@linkcode ReflowError} constructor. */
+export interface ReflowErrorOptions {
+  /** The underlying error, kept on `error.cause` and serialised by `toJSON()`. */
+  readonly cause?: unknown;
+}
+
+/**
+ * The base class of every Reflow error.
+ *
+ * @example Branch on the code
+ * ```ts
+ * import { ReflowError } from "@reflow/core";
+ *
+ * function describe(error: unknown): string {
+ *   if (error instanceof ReflowError) return `${error.code}: ${error.message}`;
+ *   return String(error);
+ * }
+ * ```
+ */
+export abstract class ReflowError extends Error {
+  /** The stable code of this error class. */
+  abstract readonly code: ReflowErrorCode;
+
+  /**
+   * Creates a ReflowError.
+   *
+   * @param message Sentence-case description naming the action and the value.
+   * @param options The cause, if any.
+   */
+  constructor(message: string, options?: ReflowErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+  }
+
+  /**
+   * A JSON-safe plain object: name, code, message, the class's own fields and the cause chain.
+   *
+   * @returns The serialisable form of this error.
+   */
+  toJSON(): ReflowErrorJSON {
+    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    for (const [key, value] of Object.entries(this)) {
+      if (key !== "name" && key !== "code" && key !== "cause") json[key] = toJSONValue(value);
+    }
+    if (this.cause !== undefined) json.cause = causeToJSON(this.cause);
+    return json as ReflowErrorJSON;
+  }
+}
+
+function toJSONValue(value: unknown): unknown {
+  return value instanceof Error ? causeToJSON(value) : value;
+}
+
+function causeToJSON(cause: unknown): unknown {
+  if (cause instanceof ReflowError) return cause.toJSON();
+  if (cause instanceof Error) {
+    const json: Record<string, unknown> = { name: cause.name, message: cause.message };
+    const code = (cause as { code?: unknown }).code;
+    if (code !== undefined) json.code = code;
+    if (cause.cause !== undefined) json.cause = causeToJSON(cause.cause);
+    return json;
+  }
+  return cause;
+}
+
+/**
+ * Invalid configuration: engine or storage options, retry settings, durations, cron
+ * expressions, or a call that the workflow does not support.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError } from "@reflow/core";
+ *
+ * const error = new ConfigError('Invalid concurrency 0: expected a positive integer', { field: "concurrency" });
+ * console.log(error.code, error.field); // CONFIG concurrency
+ * ```
+ */
+export class ConfigError extends ReflowError {
+  /** Always `"CONFIG"`. */
+  readonly code = "CONFIG" as const;
+  /** The option or field at fault, when there is one. */
+  readonly field?: string;
+
+  /**
+   * Creates a ConfigError.
+   *
+   * @param message What is wrong, quoting the value.
+   * @param options The field at fault and the cause.
+   */
+  constructor(message: string, options?: ReflowErrorOptions & { readonly field?: string }) {
+    super(message, options);
+    if (options?.field !== undefined) this.field = options.field;
+  }
+}
+
+/**
+ * A workflow name that no registered workflow has.
+ *
+ * @example
+ * ```ts
+ * import { WorkflowNotFoundError } from "@reflow/core";
+ *
+ * const error = new WorkflowNotFoundError("signup");
+ * console.log(error.workflowName); // signup
+ * ```
+ */
+export class WorkflowNotFoundError extends ReflowError {
+  /** Always `"WORKFLOW_NOT_FOUND"`. */
+  readonly code = "WORKFLOW_NOT_FOUND" as const;
+  /** The unknown name. */
+  readonly workflowName: string;
+
+  /**
+   * Creates a WorkflowNotFoundError.
+   *
+   * @param workflowName The unknown name.
+   */
+  constructor(workflowName: string) {
+    super(`Unknown workflow "${workflowName}": it is not registered with this engine`);
+    this.workflowName = workflowName;
+  }
+}
+
+/**
+ * Two workflows registered with one engine under the same name.
+ *
+ * @example
+ * ```ts
+ * import { DuplicateWorkflowError } from "@reflow/core";
+ *
+ * console.log(new DuplicateWorkflowError("signup").code); // DUPLICATE_WORKFLOW
+ * ```
+ */
+export class DuplicateWorkflowError extends ReflowError {
+  /** Always `"DUPLICATE_WORKFLOW"`. */
+  readonly code = "DUPLICATE_WORKFLOW" as const;
+  /** The name registered twice. */
+  readonly workflowName: string;
+
+  /**
+   * Creates a DuplicateWorkflowError.
+   *
+   * @param workflowName The name registered twice.
+   */
+  constructor(workflowName: string) {
+    super(`Cannot register workflow "${workflowName}" twice`);
+    this.workflowName = workflowName;
+  }
+}
+
+/**
+ * Two units (steps, parallel groups, sleeps, waits) of one workflow with the same name.
+ *
+ * @example
+ * ```ts
+ * import { DuplicateStepError } from "@reflow/core";
+ *
+ * const error = new DuplicateStepError("signup", "send-email");
+ * console.log(error.stepName); // send-email
+ * ```
+ */
+export class DuplicateStepError extends ReflowError {
+  /** Always `"DUPLICATE_STEP"`. */
+  readonly code = "DUPLICATE_STEP" as const;
+  /** The workflow being built. */
+  readonly workflowName: string;
+  /** The name used twice. */
+  readonly stepName: string;
+
+  /**
+   * Creates a DuplicateStepError.
+   *
+   * @param workflowName The workflow being built.
+   * @param stepName The name used twice.
+   */
+  constructor(workflowName: string, stepName: string) {
+    super(`Cannot add step "${stepName}" to workflow "${workflowName}": the name is already used`);
+    this.workflowName = workflowName;
+    this.stepName = stepName;
+  }
+}
+
+/** One problem found by a schema, as reported by Standard Schema validators. */
+export interface ValidationIssue {
+  /** What is wrong. */
+  readonly message: string;
+  /** Where, as a list of keys from the root of the value (Standard Schema `{ key }` segments are accepted). */
+  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }>;
+}
+
+/**
+ * A value rejected by a workflow's input schema or an event's payload schema.
+ *
+ * @example
+ * ```ts
+ * import { ValidationError } from "@reflow/core";
+ *
+ * const error = new ValidationError("Invalid input for workflow \"signup\"", [{ message: "Required", path: ["email"] }]);
+ * console.log(error.issues.length); // 1
+ * ```
+ */
+export class ValidationError extends ReflowError {
+  /** Always `"VALIDATION"`. */
+  readonly code = "VALIDATION" as const;
+  /** The schema's issues. */
+  readonly issues: readonly ValidationIssue[];
+
+  /**
+   * Creates a ValidationError.
+   *
+   * @param message What was being validated.
+   * @param issues The schema's issues.
+   */
+  constructor(message: string, issues: readonly ValidationIssue[]) {
+    const first = issues[0];
+    const detail = first === undefined
+      ? ""
+      : `: ${formatIssue(first)}${issues.length > 1 ? ` (+${issues.length - 1} more)` : ""}`;
+    super(message + detail);
+    this.issues = issues.map((issue) => ({
+      message: issue.message,
+      ...(issue.path === undefined ? {} : { path: issue.path.map(pathKey) }),
+    }));
+  }
+}
+
+function pathKey(key: unknown): PropertyKey {
+  // Standard Schema allows `{ key }` segments; keep only the key.
+  if (typeof key === "object" && key !== null && "key" in key) return (key as { key: PropertyKey }).key;
+  return key as PropertyKey;
+}
+
+function formatIssue(issue: ValidationIssue): string {
+  if (issue.path === undefined || issue.path.length === 0) return issue.message;
+  return `${issue.path.map((key) => String(pathKey(key))).join(".")}: ${issue.message}`;
+}
+
+/**
+ * An idempotency key reused with a different input.
+ *
+ * @example
+ * ```ts
+ * import { IdempotencyConflictError } from "@reflow/core";
+ *
+ * const error = new IdempotencyConflictError("signup", "user-42");
+ * console.log(error.idempotencyKey); // user-42
+ * ```
+ */
+export class IdempotencyConflictError extends ReflowError {
+  /** Always `"IDEMPOTENCY_CONFLICT"`. */
+  readonly code = "IDEMPOTENCY_CONFLICT" as const;
+  /** The workflow of the existing run. */
+  readonly workflowName: string;
+  /** The key used twice. */
+  readonly idempotencyKey: string;
+  /** The id of the run that already holds the key. */
+  readonly existingRunId?: string;
+
+  /**
+   * Creates an IdempotencyConflictError.
+   *
+   * @param workflowName The workflow of the existing run.
+   * @param idempotencyKey The key used twice.
+   * @param existingRunId The id of the run that already holds the key.
+   */
+  constructor(workflowName: string, idempotencyKey: string, existingRunId?: string) {
+    super(
+      `Cannot enqueue "${workflowName}" with idempotency key "${idempotencyKey}": ` +
+        `a run with that key and a different input already exists`,
+    );
+    this.workflowName = workflowName;
+    this.idempotencyKey = idempotencyKey;
+    if (existingRunId !== undefined) this.existingRunId = existingRunId;
+  }
+}
+
+/**
+ * A value that cannot be stored: persisted values are JSON data plus `Date` and `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { SerializationError } from "@reflow/core";
+ *
+ * const error = new SerializationError("Cannot store NaN", "$.total");
+ * console.log(error.path); // $.total
+ * ```
+ */
+export class SerializationError extends ReflowError {
+  /** Always `"SERIALIZATION"`. */
+  readonly code = "SERIALIZATION" as const;
+  /** Where in the value, as `$.a[2].b`. */
+  readonly path: string;
+
+  /**
+   * Creates a SerializationError.
+   *
+   * @param message What cannot be stored.
+   * @param path Where in the value, as `$.a[2].b`.
+   */
+  constructor(message: string, path: string) {
+    super(`${message} at ${path}`);
+    this.path = path;
+  }
+}
+
+/**
+ * A step attempt that ran longer than its `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * import { StepTimeoutError } from "@reflow/core";
+ *
+ * console.log(new StepTimeoutError("charge", 5000).timeoutMs); // 5000
+ * ```
+ */
+export class StepTimeoutError extends ReflowError {
+  /** Always `"STEP_TIMEOUT"`. */
+  readonly code = "STEP_TIMEOUT" as const;
+  /** The step that timed out. */
+  readonly stepName: string;
+  /** The limit that was exceeded. */
+  readonly timeoutMs: number;
+
+  /**
+   * Creates a StepTimeoutError.
+   *
+   * @param stepName The step that timed out.
+   * @param timeoutMs The limit that was exceeded.
+   */
+  constructor(stepName: string, timeoutMs: number) {
+    super(`Step "${stepName}" timed out after ${timeoutMs} ms`);
+    this.stepName = stepName;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * A `waitForEvent` that reached its timeout before the event arrived.
+ *
+ * @example
+ * ```ts
+ * import { WaitTimeoutError } from "@reflow/core";
+ *
+ * console.log(new WaitTimeoutError("approved", 60000).eventName); // approved
+ * ```
+ */
+export class WaitTimeoutError extends ReflowError {
+  /** Always `"WAIT_TIMEOUT"`. */
+  readonly code = "WAIT_TIMEOUT" as const;
+  /** The awaited event. */
+  readonly eventName: string;
+  /** The limit that was reached. */
+  readonly timeoutMs: number;
+
+  /**
+   * Creates a WaitTimeoutError.
+   *
+   * @param eventName The awaited event.
+   * @param timeoutMs The limit that was reached.
+   */
+  constructor(eventName: string, timeoutMs: number) {
+    super(`Timed out after ${timeoutMs} ms waiting for event "${eventName}"`);
+    this.eventName = eventName;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The reason a step's `signal` aborts when its run is cancelled.
+ *
+ * @example
+ * ```ts
+ * import { RunCancelledError } from "@reflow/core";
+ *
+ * console.log(new RunCancelledError("r1").runId); // r1
+ * ```
+ */
+export class RunCancelledError extends ReflowError {
+  /** Always `"RUN_CANCELLED"`. */
+  readonly code = "RUN_CANCELLED" as const;
+  /** The cancelled run. */
+  readonly runId: string;
+
+  /**
+   * Creates a RunCancelledError.
+   *
+   * @param runId The cancelled run.
+   */
+  constructor(runId: string) {
+    super(`Run "${runId}" was cancelled`);
+    this.runId = runId;
+  }
+}
+
+/**
+ * The reason a step's `signal` aborts when this engine lost the run's lease
+ * (another engine reclaimed it, or it was cancelled or released).
+ *
+ * @example
+ * ```ts
+ * import { LeaseExpiredError } from "@reflow/core";
+ *
+ * console.log(new LeaseExpiredError("r1").code); // LEASE_EXPIRED
+ * ```
+ */
+export class LeaseExpiredError extends ReflowError {
+  /** Always `"LEASE_EXPIRED"`. */
+  readonly code = "LEASE_EXPIRED" as const;
+  /** The run whose lease was lost. */
+  readonly runId: string;
+
+  /**
+   * Creates a LeaseExpiredError.
+   *
+   * @param runId The run whose lease was lost.
+   */
+  constructor(runId: string) {
+    super(`Lost the lease on run "${runId}": another worker owns it now or it was cancelled`);
+    this.runId = runId;
+  }
+}
+
+/** What kind of failure a driver reported; see {@linkcode StorageError.kind}. */
+export type StorageErrorKind =
+  | "busy"
+  | "unique"
+  | "readonly"
+  | "corrupt"
+  | "full"
+  | "io"
+  | "schema"
+  | "closed"
+  | "other";
+
+/**
+ * A storage operation that failed. The driver's own error is on `cause`.
+ *
+ * @example
+ * ```ts
+ * import { StorageError } from "@reflow/core";
+ *
+ * const error = new StorageError("claimRuns", "Database is locked", { kind: "busy" });
+ * console.log(error.operation, error.kind); // claimRuns busy
+ * ```
+ */
+export class StorageError extends ReflowError {
+  /** Always `"STORAGE"`. */
+  readonly code = "STORAGE" as const;
+  /** The storage operation that failed, such as `"createRun"`. */
+  readonly operation: string;
+  /** The failure's kind, so callers can tell transient (`busy`) from permanent failures. */
+  readonly kind: StorageErrorKind;
+
+  /**
+   * Creates a StorageError.
+   *
+   * @param operation The storage operation that failed.
+   * @param message What went wrong.
+   * @param options The kind and the driver's error.
+   */
+  constructor(
+    operation: string,
+    message: string,
+    options?: ReflowErrorOptions & { readonly kind?: StorageErrorKind },
+  ) {
+    super(`Storage operation "${operation}" failed: ${message}`, options);
+    this.operation = operation;
+    this.kind = options?.kind ?? "other";
+  }
+}
+
+/**
+ * A hook that threw or rejected. It never changes a run's outcome; it is reported to `onError`.
+ *
+ * @example
+ * ```ts
+ * import { HookError } from "@reflow/core";
+ *
+ * const error = new HookError("onRunComplete", new Error("metrics down"));
+ * console.log(error.source); // onRunComplete
+ * ```
+ */
+export class HookError extends ReflowError {
+  /** Always `"HOOK"`. */
+  readonly code = "HOOK" as const;
+  /** The hook that failed, such as `"onRunComplete"`. */
+  readonly source: string;
+
+  /**
+   * Creates a HookError.
+   *
+   * @param source The hook that failed.
+   * @param cause What it threw.
+   */
+  constructor(source: string, cause: unknown) {
+    super(`Hook "${source}" threw: ${describeThrown(cause)}`, { cause });
+    this.source = source;
+  }
+}
+
+/**
+ * `complete()` called inside a parallel branch, where early completion is not allowed.
+ *
+ * @example
+ * ```ts
+ * import { ParallelCompleteError } from "@reflow/core";
+ *
+ * console.log(new ParallelCompleteError("fan-out").stepName); // fan-out
+ * ```
+ */
+export class ParallelCompleteError extends ReflowError {
+  /** Always `"PARALLEL_COMPLETE"`. */
+  readonly code = "PARALLEL_COMPLETE" as const;
+  /** The parallel branch that called `complete()`. */
+  readonly stepName: string;
+
+  /**
+   * Creates a ParallelCompleteError.
+   *
+   * @param stepName The parallel branch that called `complete()`.
+   */
+  constructor(stepName: string) {
+    super(`Cannot call complete() in parallel branch "${stepName}": only a step can end a run early`);
+    this.stepName = stepName;
+  }
+}
+
+/**
+ * A step handler threw something that is not an `Error` (a string, a number, ...).
+ * The thrown value is kept on `value`.
+ *
+ * @example
+ * ```ts
+ * import { StepFailedError } from "@reflow/core";
+ *
+ * const error = new StepFailedError("charge", "card declined");
+ * console.log(error.message); // Step "charge" threw a non-Error value: "card declined"
+ * ```
+ */
+export class StepFailedError extends ReflowError {
+  /** Always `"STEP_FAILED"`. */
+  readonly code = "STEP_FAILED" as const;
+  /** The step that threw. */
+  readonly stepName: string;
+  /** What it threw. */
+  readonly value: unknown;
+
+  /**
+   * Creates a StepFailedError.
+   *
+   * @param stepName The step that threw.
+   * @param value What it threw.
+   */
+  constructor(stepName: string, value: unknown) {
+    super(`Step "${stepName}" threw a non-Error value: ${describeThrown(value)}`);
+    this.stepName = stepName;
+    this.value = value;
+  }
+}
+
+/**
+ * The reason a step's `signal` aborts when the engine stops before the step finished
+ * within `stopTimeoutMs`. The run is handed back and continues on the next engine.
+ *
+ * @example
+ * ```ts
+ * import { EngineStoppedError } from "@reflow/core";
+ *
+ * console.log(new EngineStoppedError().code); // ENGINE_STOPPED
+ * ```
+ */
+export class EngineStoppedError extends ReflowError {
+  /** Always `"ENGINE_STOPPED"`. */
+  readonly code = "ENGINE_STOPPED" as const;
+
+  /** Creates an EngineStoppedError. */
+  constructor() {
+    super("The engine stopped before the step finished; the run will continue on the next engine");
+  }
+}
+
+/**
+ * A broken internal invariant: a bug in Reflow or a storage adapter. Please report it.
+ *
+ * @example
+ * ```ts
+ * import { InternalError } from "@reflow/core";
+ *
+ * console.log(new InternalError("Unexpected unit kind").code); // INTERNAL
+ * ```
+ */
+export class InternalError extends ReflowError {
+  /** Always `"INTERNAL"`. */
+  readonly code = "INTERNAL" as const;
+}
+
+function describeThrown(value: unknown): string {
+  if (value instanceof Error) return value.message;
+  if (typeof value === "string") return JSON.stringify(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

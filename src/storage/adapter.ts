@@ -1,0 +1,259 @@
+/**
+ * The storage contract: what the engine needs from a database, and the records it stores.
+ *
+ * Values the engine persists (inputs, outputs, event payloads) reach storage already
+ * encoded as text by the engine's codec ({@linkcode EncodedValue}); storage keeps them
+ * opaque and returns them byte for byte.
+ *
+ * Time is passed in by the engine (`now`, due times) so that a storage adapter never
+ * reads its own clock for decisions that must agree across engines; methods kept from
+ * the original interface fall back to `Date.now()` when no time is given.
+ *
+ * @module
+ */
+
+/** A persisted value encoded by the engine's codec: JSON text with tagged `Date` and `undefined`. */
+export type EncodedValue = string;
+
+/**
+ * Where a run is in its life.
+ *
+ * - `pending`: waiting to be claimed once `dueAt` has passed (new, released, or parked between retry attempts);
+ * - `running`: claimed by a worker that holds its lease until `dueAt`;
+ * - `sleeping`: parked in a durable sleep until `dueAt`;
+ * - `waiting`: parked until an event arrives, or until `dueAt` (the wait's timeout) if set;
+ * - `completed`, `failed`, `cancelled`: finished; never claimed again.
+ */
+export type RunStatus =
+  | "pending"
+  | "running"
+  | "sleeping"
+  | "waiting"
+  | "completed"
+  | "failed"
+  | "cancelled";
+
+/** The statuses of a finished run. */
+export type FinishedRunStatus = "completed" | "failed" | "cancelled";
+
+/**
+ * Where a unit of a run (a step, a parallel branch, a sleep, a wait) is.
+ *
+ * - `completed`: finished with `output`;
+ * - `skipped`: its `when` returned false; never re-evaluated;
+ * - `failed`: its last attempt failed with `error` and no attempt is left;
+ * - `retrying`: an attempt failed with `error`; the next one is due at `dueAt`;
+ * - `sleeping`: a sleep reached, to end at `dueAt`;
+ * - `waiting`: a wait for an event reached, timing out at `dueAt` (null: never).
+ */
+export type StepStatus = "completed" | "skipped" | "failed" | "retrying" | "sleeping" | "waiting";
+
+/** The stored form of an error: enough to report it and branch on it, without the stack. */
+export interface StoredError {
+  /** The error's `code` (a {@linkcode ReflowErrorCode} for Reflow errors, or the thrown error's own `code`), or null. */
+  readonly code: string | null;
+  /** The error's class name, such as `"TypeError"`. */
+  readonly name: string;
+  /** The error's message. */
+  readonly message: string;
+  /** The step or branch that failed, when the error came from one. */
+  readonly stepName?: string;
+}
+
+/** A stored workflow run. */
+export interface WorkflowRun {
+  /** Unique id, chosen by the engine. */
+  readonly id: string;
+  /** The workflow it runs. */
+  readonly workflowName: string;
+  /** Where the run is. */
+  readonly status: RunStatus;
+  /** The validated input. */
+  readonly input: EncodedValue;
+  /** The final output, once `completed`. */
+  readonly output: EncodedValue | null;
+  /** Why it failed, once `failed`. */
+  readonly error: StoredError | null;
+  /** The key given at enqueue, unique per workflow, or null. */
+  readonly idempotencyKey: string | null;
+  /** When it was created (ms since the epoch). */
+  readonly createdAt: number;
+  /** When it last changed (ms since the epoch). */
+  readonly updatedAt: number;
+  /**
+   * `pending`/`sleeping`: when it may be claimed; `waiting`: when its wait times out (null: never);
+   * `running`: when its lease expires; finished: null.
+   */
+  readonly dueAt: number | null;
+  /** The lease of the worker that holds it while `running`; otherwise null. */
+  readonly leaseId: string | null;
+  /** How many times it has been claimed. 0 means no worker has started it, so it has no step results. */
+  readonly claimCount: number;
+}
+
+/** What the engine gives {@linkcode StorageAdapter.createRun}: the storage fills in the rest. */
+export interface NewRun {
+  /** Unique id, chosen by the engine. */
+  readonly id: string;
+  /** The workflow it runs. */
+  readonly workflowName: string;
+  /** The validated input. */
+  readonly input: EncodedValue;
+  /** At most one run per workflow and key; null for none. */
+  readonly idempotencyKey: string | null;
+  /** Creation time (ms since the epoch); also when it becomes claimable. */
+  readonly createdAt: number;
+}
+
+/** The answer of {@linkcode StorageAdapter.createRun}. */
+export interface CreateRunResult {
+  /** The new run, or the existing run that already held the idempotency key. */
+  readonly run: WorkflowRun;
+  /** False when an existing run with the same workflow and idempotency key was returned instead. */
+  readonly created: boolean;
+}
+
+/** A stored result of one unit of a run. */
+export interface StepResult {
+  /** The run it belongs to. */
+  readonly runId: string;
+  /** The unit's name (for a parallel branch: `group.branch`). */
+  readonly stepName: string;
+  /** Where the unit is. */
+  readonly status: StepStatus;
+  /** The output, once `completed`. */
+  readonly output: EncodedValue | null;
+  /** The last attempt's error, when `failed` or `retrying`. */
+  readonly error: StoredError | null;
+  /** Attempts made so far (0 for units that do not attempt, such as a skip or a sleep). */
+  readonly attempts: number;
+  /** `retrying`: the next attempt's due time; `sleeping`: the wake time; `waiting`: the timeout (or null). */
+  readonly dueAt: number | null;
+  /** When it was written (ms since the epoch). */
+  readonly updatedAt: number;
+}
+
+/** A run claimed by a worker, with its lease and the step results it had at claim time. */
+export interface ClaimedRun extends WorkflowRun {
+  /** The lease the claim took; every later write by the worker must present it. */
+  readonly leaseId: string;
+  /** The run's step results in the order they were first written (empty when `claimCount` is 1). */
+  readonly steps: readonly StepResult[];
+}
+
+/** What {@linkcode StorageAdapter.claimRuns} should claim. */
+export interface ClaimRequest {
+  /** Only runs of these workflows. */
+  readonly workflowNames: readonly string[];
+  /** At most this many runs. */
+  readonly limit: number;
+  /** The current time: runs due at or before it are claimable. */
+  readonly now: number;
+  /** The lease lasts until `now + leaseDurationMs` unless renewed. */
+  readonly leaseDurationMs: number;
+}
+
+/** A change a lease holder makes to its run in one transaction; see {@linkcode StorageAdapter.advanceRun}. */
+export interface RunAdvance {
+  /** The current time. */
+  readonly now: number;
+  /** A step result to insert or replace (by run id and step name). */
+  readonly step?: StepResult;
+  /**
+   * The run's next status. Omitted: the run stays `running` and its lease is renewed to
+   * `leaseExpiresAt`. Any other status releases the lease.
+   */
+  readonly status?: Exclude<RunStatus, "running">;
+  /** With `completed`: the run's output. */
+  readonly output?: EncodedValue;
+  /** With `failed`: why. */
+  readonly error?: StoredError;
+  /** With `pending`/`sleeping`/`waiting`: when the run may be claimed again (waiting: its timeout, or null). */
+  readonly dueAt?: number | null;
+  /** When the run stays `running`: the lease's new expiry. */
+  readonly leaseExpiresAt?: number;
+}
+
+/**
+ * The storage contract. The engine calls nothing else, so any database that implements
+ * these methods with the atomicity written on each can back Reflow; `./conformance`
+ * holds one test case per rule.
+ *
+ * "Fenced by the lease" means: the write happens only if the run is `running` and its
+ * `leaseId` equals the one given, checked in the same atomic step as the write; otherwise
+ * nothing changes and the method returns `false`.
+ */
+export interface StorageAdapter {
+  /**
+   * Creates tables and indexes, or applies pending migrations. Idempotent; safe when several
+   * processes call it on one database at once. Called by `engine.start()` and `engine.tick()`.
+   */
+  initialize(): Promise<void>;
+
+  /**
+   * Stores a new `pending` run, due at `createdAt`, with `claimCount` 0.
+   * Atomic with the idempotency check: when `idempotencyKey` is not null and a run of the same
+   * workflow already holds it, nothing is written and that run is returned with `created: false`.
+   */
+  createRun(run: NewRun): Promise<CreateRunResult>;
+
+  /**
+   * Claims one run, as {@linkcode StorageAdapter.claimRuns} with a limit of 1, at time
+   * `staleBefore` (default `Date.now()`) and a 30 s lease: a due `pending`, `sleeping` or
+   * `waiting` run, or a `running` one whose lease expired before `staleBefore`.
+   */
+  claimNextRun(workflowNames: readonly string[], staleBefore?: number): Promise<ClaimedRun | null>;
+
+  /**
+   * Atomically claims up to `limit` runs of the given workflows whose `dueAt` is at or before
+   * `now`: `pending`, `sleeping` and `waiting` runs, and `running` runs whose lease expired.
+   * Oldest `dueAt` first, ties in creation order. Each claimed run becomes `running` with a new
+   * unique `leaseId`, `dueAt = now + leaseDurationMs` and `claimCount + 1`. Two concurrent
+   * claims never return the same run. Must use an index for the order: cost does not grow with
+   * the number of runs that are not due.
+   */
+  claimRuns(request: ClaimRequest): Promise<ClaimedRun[]>;
+
+  /**
+   * Renews a lease until `leaseExpiresAt` (default: the time of the call plus the duration the
+   * claim asked for). Fenced by the lease: returns false if the lease was lost (reclaimed,
+   * cancelled, released), and the worker must then stop writing.
+   */
+  heartbeatRun(runId: string, leaseId: string, leaseExpiresAt?: number): Promise<boolean>;
+
+  /** Reads a run, or null when there is none with that id. */
+  getRun(runId: string): Promise<WorkflowRun | null>;
+
+  /** Reads a run's step results in the order they were first written (empty for an unknown run). */
+  getStepResults(runId: string): Promise<StepResult[]>;
+
+  /**
+   * Inserts or replaces a step result (by run id and step name). With a `leaseId`, fenced by the
+   * lease; without one, unconditional (for tools and tests). Returns whether it was written.
+   */
+  saveStepResult(result: StepResult, leaseId?: string): Promise<boolean>;
+
+  /**
+   * Sets the status of an unfinished run without a lease check, releasing any lease (used for
+   * cancellation). `pending` makes it due at once. Returns false, changing nothing, if the run does
+   * not exist or has already finished.
+   */
+  updateRunStatus(runId: string, status: RunStatus): Promise<boolean>;
+
+  /**
+   * Sets the status of a run the caller holds, fenced by the lease. Any status but `running`
+   * releases the lease; `pending` makes the run due at once (how `engine.stop()` hands a run over).
+   */
+  updateClaimedRunStatus(runId: string, leaseId: string, status: RunStatus): Promise<boolean>;
+
+  /**
+   * Applies one {@linkcode RunAdvance} in a single transaction, fenced by the lease: writes the
+   * step result (if any) and moves the run to its next status (if any), or changes nothing.
+   * This is how a worker commits a step together with the run's completion, failure, retry
+   * parking or sleep, so that no crash can separate the two.
+   */
+  advanceRun(runId: string, leaseId: string, change: RunAdvance): Promise<boolean>;
+
+  /** Releases resources. Later calls fail with a `StorageError`. */
+  close(): void | Promise<void>;
+}
