@@ -1,0 +1,1059 @@
+/**
+ * The storage conformance cases: one per rule of the {@linkcode StorageAdapter} contract,
+ * framework-free. Run each against a fresh, initialised, empty storage; a case rejects with an
+ * `Error` naming what differed.
+ *
+ * Times are fixed (around 1_700_000_000_000) and passed explicitly, except in the
+ * cases of methods that read the clock (`claimNextRun()` without `staleBefore`, `heartbeatRun()`
+ * without an expiry, `updateRunStatus()`, `updateClaimedRunStatus()`): those assume the storage
+ * reads the real clock and bracket its answer with `Date.now()`.
+ *
+ * @module
+ */
+
+import { StorageError } from "../errors.ts";
+import type { ClaimedRun, NewRun, StepResult, StorageAdapter, StoredError, WorkflowRun } from "./adapter.ts";
+import type { ConformanceCase } from "./conformance_types.ts";
+
+/** The fixed "now" most cases run at: 2023-11-14T22:13:20Z. */
+const T0 = 1_700_000_000_000;
+const LEASE = 30_000;
+const WF = "wf";
+/** Far enough after T0 that no case claims at that time. */
+const NOT_DUE = 1_000_000_000;
+
+function check(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+// Undefined-valued keys count as absent and prototypes are ignored, so drivers returning
+// null-prototype rows or `stepName: undefined` still compare equal.
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a) && Array.isArray(b)) {
+    return a.length === b.length && a.every((item, i) => deepEqual(item, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = new Set([...Object.keys(x), ...Object.keys(y)]);
+  for (const key of keys) if (!deepEqual(x[key], y[key])) return false;
+  return true;
+}
+
+function show(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 300 ? `${text.slice(0, 300)}… (${text.length} chars)` : text;
+}
+
+function checkEqual(actual: unknown, expected: unknown, what: string): void {
+  check(deepEqual(actual, expected), `${what}: expected ${show(expected)}, got ${show(actual)}`);
+}
+
+function newRun(id: string, overrides: Partial<NewRun> = {}): NewRun {
+  return {
+    id,
+    workflowName: WF,
+    input: `{"id":${JSON.stringify(id)}}`,
+    idempotencyKey: null,
+    createdAt: T0,
+    ...overrides,
+  };
+}
+
+async function create(
+  storage: StorageAdapter,
+  id: string,
+  overrides: Partial<NewRun> = {},
+): Promise<WorkflowRun> {
+  const result = await storage.createRun(newRun(id, overrides));
+  check(result.created, `createRun(${show(id)}) should create a run`);
+  return result.run;
+}
+
+function claim(
+  storage: StorageAdapter,
+  now: number,
+  limit = 1,
+  workflowNames: readonly string[] = [WF],
+  leaseDurationMs = LEASE,
+): Promise<ClaimedRun[]> {
+  return storage.claimRuns({ workflowNames, limit, now, leaseDurationMs });
+}
+
+async function claimOnly(storage: StorageAdapter, now: number, id: string): Promise<ClaimedRun> {
+  const claimed = await claim(storage, now);
+  checkEqual(claimed.map((run) => run.id), [id], `claimRuns at ${now - T0} ms`);
+  return claimed[0]!;
+}
+
+async function createAndClaim(storage: StorageAdapter, id: string, now = T0): Promise<ClaimedRun> {
+  await create(storage, id, { createdAt: now });
+  return claimOnly(storage, now, id);
+}
+
+async function getRun(storage: StorageAdapter, id: string): Promise<WorkflowRun> {
+  const run = await storage.getRun(id);
+  check(run !== null, `getRun(${show(id)}) should find the run`);
+  return run;
+}
+
+function ids(runs: readonly { readonly id: string }[]): string[] {
+  return runs.map((run) => run.id);
+}
+
+function step(runId: string, stepName: string, overrides: Partial<StepResult> = {}): StepResult {
+  return {
+    runId,
+    stepName,
+    status: "completed",
+    output: `{"step":${JSON.stringify(stepName)}}`,
+    error: null,
+    attempts: 1,
+    dueAt: null,
+    updatedAt: T0 + 1,
+    ...overrides,
+  };
+}
+
+/** Strips what a claim adds to a run, to compare it with `getRun()`. */
+function asRun(run: ClaimedRun): WorkflowRun {
+  const { steps: _steps, ...rest } = run;
+  return rest;
+}
+
+async function checkUnchanged(storage: StorageAdapter, before: WorkflowRun, what: string): Promise<void> {
+  checkEqual(await storage.getRun(before.id), before, what);
+}
+
+function between(value: number | null, low: number, high: number, what: string): void {
+  check(value !== null && value >= low && value <= high, `${what}: expected ${low}..${high}, got ${value}`);
+}
+
+const ENCODED_VALUES: readonly string[] = [
+  "",
+  '{"$date":"2024-01-01T00:00:00.000Z","x":{"$undefined":1}}',
+  '"héllo wörld — 日本語 🎉 \u{1F600}"',
+  `{"q":"\\"double\\" 'single' \`back\` \\\\ slash"}`,
+  "nul\u0000in the middle\u0000",
+  "line\nbreaks\r\nand\ttabs",
+  "  padded  ",
+  "123",
+  "-0",
+  "1e3",
+  "null",
+  "x".repeat(100_000) + "é",
+];
+
+// Overwrites every leaf and appends to every array, ignoring frozen objects (immutable is fine too).
+function scribble(value: object): void {
+  for (const key of Object.keys(value)) {
+    const inner: unknown = Reflect.get(value, key);
+    if (typeof inner === "object" && inner !== null) scribble(inner);
+    else Reflect.set(value, key, "scribbled");
+  }
+  if (Array.isArray(value) && !Object.isFrozen(value)) value.push("scribbled");
+}
+
+async function expectClosed(name: string, call: () => unknown): Promise<void> {
+  let failure: unknown;
+  try {
+    await call();
+  } catch (error) {
+    failure = error;
+  }
+  check(failure !== undefined, `${name}() after close() should reject`);
+  check(
+    failure instanceof StorageError,
+    `${name}() after close() should reject with a StorageError, got ${show(String(failure))}`,
+  );
+  checkEqual(failure.operation, name, `${name}() after close(): StorageError.operation`);
+  checkEqual(failure.kind, "closed", `${name}() after close(): StorageError.kind`);
+}
+
+/** Every rule of the storage contract, one case each; see {@linkcode ConformanceCase}. */
+export const conformanceCases: readonly ConformanceCase[] = [
+  {
+    name: "`initialize()` may be called again and keeps what is stored",
+    async run(storage) {
+      await create(storage, "r1");
+      await storage.initialize();
+      checkEqual((await getRun(storage, "r1")).status, "pending", "run after a second initialize()");
+    },
+  },
+  {
+    name: "`createRun()` stores a pending run due at createdAt with claimCount 0",
+    async run(storage) {
+      const result = await storage.createRun(newRun("r1", { input: '{"a":1}', idempotencyKey: "k1" }));
+      const expected: WorkflowRun = {
+        id: "r1",
+        workflowName: WF,
+        status: "pending",
+        input: '{"a":1}',
+        output: null,
+        error: null,
+        idempotencyKey: "k1",
+        createdAt: T0,
+        updatedAt: T0,
+        dueAt: T0,
+        leaseId: null,
+        claimCount: 0,
+      };
+      checkEqual(result, { run: expected, created: true }, "createRun() result");
+      checkEqual(await storage.getRun("r1"), expected, "getRun() after createRun()");
+      checkEqual(await storage.getStepResults("r1"), [], "getStepResults() of a new run");
+    },
+  },
+  {
+    name:
+      "`createRun()` with a held idempotency key returns the existing run, created false, and writes nothing",
+    async run(storage) {
+      const first = await create(storage, "r1", { idempotencyKey: "k", input: '"first"' });
+      const again = await storage.createRun(
+        newRun("r2", { idempotencyKey: "k", input: '"second"', createdAt: T0 - 5 }),
+      );
+      checkEqual(again, { run: first, created: false }, "createRun() with a held key");
+      checkEqual(await storage.getRun("r2"), null, "getRun() of the run that was not created");
+      checkEqual(ids(await claim(storage, T0 + 1, 10)), ["r1"], "claimable runs");
+    },
+  },
+  {
+    name: "`createRun()` scopes idempotency keys to their workflow",
+    async run(storage) {
+      await create(storage, "r1", { idempotencyKey: "k" });
+      const other = await storage.createRun(newRun("r2", { workflowName: "other", idempotencyKey: "k" }));
+      checkEqual(
+        [other.created, other.run.id, other.run.workflowName],
+        [true, "r2", "other"],
+        "same key, other workflow",
+      );
+    },
+  },
+  {
+    name: "`createRun()` never treats a null idempotency key as held",
+    async run(storage) {
+      await create(storage, "r1");
+      const second = await storage.createRun(newRun("r2"));
+      checkEqual([second.created, second.run.id], [true, "r2"], "second run without a key");
+    },
+  },
+  {
+    name: "`createRun()` lets only one of two concurrent calls with the same idempotency key create a run",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      const [a, b] = await Promise.all([
+        storage.createRun(newRun("r1", { idempotencyKey: "k" })),
+        peer.createRun(newRun("r2", { idempotencyKey: "k" })),
+      ]);
+      checkEqual([a.created, b.created].filter(Boolean).length, 1, "how many calls created a run");
+      checkEqual(a.run.id, b.run.id, "the run both calls returned");
+      checkEqual(ids(await claim(storage, T0, 10)), [a.run.id], "claimable runs");
+    },
+  },
+  {
+    name: "`getRun()` returns null for an unknown id",
+    async run(storage) {
+      checkEqual(await storage.getRun("missing"), null, "getRun() of an unknown id");
+    },
+  },
+  {
+    name: "`getStepResults()` returns [] for an unknown run",
+    async run(storage) {
+      checkEqual(await storage.getStepResults("missing"), [], "getStepResults() of an unknown run");
+    },
+  },
+  {
+    name: "`claimRuns()` makes a run running with a new lease until now + leaseDurationMs and claimCount 1",
+    async run(storage) {
+      await create(storage, "r1");
+      await create(storage, "r2");
+      const claimed = await claim(storage, T0 + 100, 2, [WF], 5_000);
+      checkEqual(ids(claimed), ["r1", "r2"], "claimed runs");
+      for (const run of claimed) {
+        checkEqual(
+          [run.status, run.dueAt, run.claimCount, run.steps],
+          ["running", T0 + 5_100, 1, []],
+          `claimed ${run.id}: status, dueAt, claimCount, steps`,
+        );
+        check(
+          typeof run.leaseId === "string" && run.leaseId.length > 0,
+          `claimed ${run.id}: leaseId should be a string`,
+        );
+        checkEqual(await storage.getRun(run.id), asRun(run), `getRun(${show(run.id)}) after the claim`);
+      }
+      check(claimed[0]!.leaseId !== claimed[1]!.leaseId, "two claimed runs should get different lease ids");
+    },
+  },
+  {
+    name: "`claimRuns()` claims the oldest dueAt first, ties in creation order",
+    async run(storage) {
+      await create(storage, "c", { createdAt: T0 + 10 });
+      await create(storage, "z", { createdAt: T0 });
+      await create(storage, "a", { createdAt: T0 });
+      await create(storage, "m", { createdAt: T0 });
+      await create(storage, "d", { createdAt: T0 - 5 });
+      checkEqual(ids(await claim(storage, T0 + 10, 2)), ["d", "z"], "first claim of 2");
+      checkEqual(ids(await claim(storage, T0 + 10, 10)), ["a", "m", "c"], "second claim");
+    },
+  },
+  {
+    name: "`claimRuns()` breaks a dueAt tie by creation order, not by when the run was parked",
+    async run(storage) {
+      const old = await createAndClaim(storage, "old");
+      await create(storage, "new", { createdAt: T0 + 100 });
+      check(
+        await storage.advanceRun("old", old.leaseId, { now: T0 + 50, status: "pending", dueAt: T0 + 100 }),
+        "advanceRun() to pending should succeed",
+      );
+      checkEqual(ids(await claim(storage, T0 + 100, 2)), ["old", "new"], "claim order");
+    },
+  },
+  {
+    name: "`claimRuns()` orders a run whose lease expired by its lease expiry among due runs",
+    async run(storage) {
+      const held = await createAndClaim(storage, "held");
+      check(await storage.heartbeatRun("held", held.leaseId, T0 + 45_000), "heartbeatRun() should renew");
+      await create(storage, "early", { createdAt: T0 + 40_000 });
+      await create(storage, "late", { createdAt: T0 + 50_000 });
+      checkEqual(ids(await claim(storage, T0 + 60_000, 1)), ["early"], "first claim");
+      checkEqual(ids(await claim(storage, T0 + 60_000, 1)), ["held"], "second claim");
+      checkEqual(ids(await claim(storage, T0 + 60_000, 1)), ["late"], "third claim");
+    },
+  },
+  {
+    name: "`claimRuns()` claims only runs of the requested workflows",
+    async run(storage) {
+      await create(storage, "a");
+      await create(storage, "b", { workflowName: "other" });
+      await create(storage, "c", { workflowName: "third" });
+      checkEqual(await claim(storage, T0, 10, []), [], "claim with no workflow names");
+      checkEqual(ids(await claim(storage, T0, 10, ["third", WF, "unknown"])), ["a", "c"], "claimed runs");
+      checkEqual((await getRun(storage, "b")).status, "pending", "status of the other workflow's run");
+    },
+  },
+  {
+    name: "`claimRuns()` claims at most limit runs",
+    async run(storage) {
+      for (let i = 0; i < 5; i++) await create(storage, `r${i}`, { createdAt: T0 + i });
+      checkEqual(ids(await claim(storage, T0 + 10, 3)), ["r0", "r1", "r2"], "claim with limit 3");
+      checkEqual((await getRun(storage, "r3")).status, "pending", "status of an unclaimed run");
+      checkEqual(ids(await claim(storage, T0 + 10, 3)), ["r3", "r4"], "claim of the rest");
+    },
+  },
+  {
+    name: "`claimRuns()` skips a run that is not yet due and claims it once dueAt is reached",
+    async run(storage) {
+      await create(storage, "r1", { createdAt: T0 + 1_000 });
+      checkEqual(await claim(storage, T0 + 999), [], "claim 1 ms before the run is due");
+      await claimOnly(storage, T0 + 1_000, "r1");
+    },
+  },
+  {
+    name: "`claimRuns()` skips a run whose lease is live",
+    async run(storage) {
+      await createAndClaim(storage, "r1");
+      const held = await getRun(storage, "r1");
+      checkEqual(await claim(storage, T0 + LEASE - 1), [], "claim 1 ms before the lease expires");
+      await checkUnchanged(storage, held, "run after a claim that skipped it");
+    },
+  },
+  {
+    name:
+      "`claimRuns()` reclaims an expired lease with a new leaseId, claimCount + 1 and the steps written so far",
+    async run(storage) {
+      const first = await createAndClaim(storage, "r1");
+      const a = step("r1", "a");
+      const b = step("r1", "b", { status: "retrying", output: null, attempts: 1, dueAt: T0 + 10 });
+      check(await storage.saveStepResult(a, first.leaseId), "saveStepResult(a) should succeed");
+      check(await storage.saveStepResult(b, first.leaseId), "saveStepResult(b) should succeed");
+      const second = await claimOnly(storage, T0 + LEASE + 1, "r1");
+      check(second.leaseId !== first.leaseId, "the reclaim should take a new lease id");
+      checkEqual(
+        [second.status, second.claimCount, second.dueAt],
+        ["running", 2, T0 + 2 * LEASE + 1],
+        "reclaimed run: status, claimCount, dueAt",
+      );
+      checkEqual(second.steps, [a, b], "steps returned with the reclaim");
+      check(
+        !(await storage.heartbeatRun("r1", first.leaseId, T0 + 99_000)),
+        "the old lease's heartbeat should fail",
+      );
+    },
+  },
+  {
+    name: "`claimRuns()` on two connections at once never returns the same run, and claims each due run once",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      const count = 20;
+      for (let i = 0; i < count; i++) {
+        await create(storage, `r${String(i).padStart(2, "0")}`, { createdAt: T0 + i });
+      }
+      await create(storage, "later", { createdAt: T0 + 1_000 });
+      const won: string[][] = [[], [], [], []];
+      const racer = async (on: StorageAdapter, mine: string[], limit: number): Promise<void> => {
+        for (;;) {
+          const claimed = await claim(on, T0 + 100, limit);
+          if (claimed.length === 0) return;
+          mine.push(...ids(claimed));
+        }
+      };
+      await Promise.all([
+        racer(storage, won[0]!, 1),
+        racer(peer, won[1]!, 1),
+        racer(storage, won[2]!, 2),
+        racer(peer, won[3]!, 3),
+      ]);
+      const all = won.flat();
+      checkEqual(all.length, count, "number of claims");
+      checkEqual(new Set(all).size, count, "number of distinct runs claimed");
+      check(!all.includes("later"), "a run that is not due should not be claimed");
+    },
+  },
+  {
+    name: "`claimRuns()` on two connections at once lets only one take an expired lease",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      for (let i = 0; i < 5; i++) await create(storage, `r${i}`);
+      check((await claim(storage, T0, 5)).length === 5, "the first claim should take all 5 runs");
+      const now = T0 + LEASE + 1;
+      const [a, b] = await Promise.all([claim(storage, now, 5), claim(peer, now, 5)]);
+      const all = [...ids(a), ...ids(b)];
+      checkEqual(all.length, 5, "number of reclaims");
+      checkEqual(new Set(all).size, 5, "number of distinct runs reclaimed");
+    },
+  },
+  {
+    name: "`heartbeatRun()` renews the lease, so a claim before the new expiry does not take the run",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(await storage.heartbeatRun("r1", held.leaseId, T0 + 60_000), "heartbeatRun() should succeed");
+      checkEqual((await getRun(storage, "r1")).dueAt, T0 + 60_000, "dueAt after the heartbeat");
+      checkEqual(await claim(storage, T0 + LEASE + 1), [], "claim after the old expiry");
+      checkEqual(await claim(storage, T0 + 59_999), [], "claim just before the new expiry");
+      const reclaimed = await claimOnly(storage, T0 + 60_001, "r1");
+      checkEqual(reclaimed.claimCount, 2, "claimCount after the reclaim");
+    },
+  },
+  {
+    name: "`heartbeatRun()` without an expiry renews by the claim's lease duration from the current time",
+    async run(storage) {
+      const duration = 600_000;
+      await create(storage, "r1", { createdAt: T0 });
+      const [held] = await claim(storage, Date.now(), 1, [WF], duration);
+      check(held !== undefined, "the run should be claimed");
+      const before = Date.now();
+      check(await storage.heartbeatRun("r1", held.leaseId), "heartbeatRun() should succeed");
+      const after = Date.now();
+      between(
+        (await getRun(storage, "r1")).dueAt,
+        before + duration,
+        after + duration,
+        "dueAt after the heartbeat",
+      );
+    },
+  },
+  {
+    name: "`heartbeatRun()` with a wrong or superseded lease returns false and changes nothing",
+    async run(storage) {
+      const first = await createAndClaim(storage, "r1");
+      const held = await getRun(storage, "r1");
+      check(!(await storage.heartbeatRun("r1", "not-the-lease", T0 + 99_000)), "a wrong lease should fail");
+      check(
+        !(await storage.heartbeatRun("missing", first.leaseId, T0 + 99_000)),
+        "an unknown run should fail",
+      );
+      await checkUnchanged(storage, held, "run after the failed heartbeats");
+      const second = await claimOnly(storage, T0 + LEASE + 1, "r1");
+      check(
+        !(await storage.heartbeatRun("r1", first.leaseId, T0 + 99_000)),
+        "the superseded lease should fail",
+      );
+      checkEqual((await getRun(storage, "r1")).dueAt, second.dueAt, "dueAt after the failed heartbeat");
+    },
+  },
+  {
+    name: "`saveStepResult()` with a lease writes only while that lease is held",
+    async run(storage) {
+      await create(storage, "idle", { createdAt: T0 + NOT_DUE });
+      check(
+        !(await storage.saveStepResult(step("idle", "a"), "any-lease")),
+        "a lease on an unclaimed run should fail",
+      );
+      const held = await createAndClaim(storage, "r1", T0 + 1);
+      const a = step("r1", "a");
+      check(await storage.saveStepResult(a, held.leaseId), "the held lease should write");
+      check(
+        !(await storage.saveStepResult(step("r1", "a", { output: '"x"' }), "wrong")),
+        "a wrong lease should fail",
+      );
+      check(!(await storage.saveStepResult(step("r1", "b"), "wrong")), "a wrong lease should fail");
+      checkEqual(await storage.getStepResults("r1"), [a], "steps after the fenced writes");
+      checkEqual(await storage.getStepResults("idle"), [], "steps of the unclaimed run");
+    },
+  },
+  {
+    name: "`saveStepResult()` without a lease writes unconditionally",
+    async run(storage) {
+      await create(storage, "idle", { createdAt: T0 + NOT_DUE });
+      const held = await createAndClaim(storage, "r1", T0 + 1);
+      const a = step("idle", "a");
+      const b = step("r1", "b");
+      check(await storage.saveStepResult(a), "an unfenced write to an unclaimed run should succeed");
+      check(await storage.saveStepResult(b), "an unfenced write to a run someone holds should succeed");
+      checkEqual(await storage.getStepResults("idle"), [a], "steps of the unclaimed run");
+      checkEqual(await storage.getStepResults("r1"), [b], "steps of the held run");
+      check(
+        await storage.heartbeatRun("r1", held.leaseId, T0 + 10_000),
+        "the holder's lease should be intact",
+      );
+    },
+  },
+  {
+    name: "`saveStepResult()` upserts by run and step name, keeping first-written order",
+    async run(storage) {
+      await create(storage, "r1");
+      await create(storage, "r2");
+      const a = step("r1", "a", { status: "retrying", output: null, attempts: 1, dueAt: T0 + 5 });
+      const b = step("r1", "b");
+      const c = step("r1", "c", { status: "skipped", output: null, attempts: 0 });
+      for (const result of [a, b, c]) {
+        check(await storage.saveStepResult(result), `saveStepResult(${result.stepName})`);
+      }
+      const a2 = step("r1", "a", { status: "completed", output: '"done"', attempts: 2, updatedAt: T0 + 9 });
+      const other = step("r2", "a", { output: '"other run"' });
+      check(await storage.saveStepResult(a2), "saveStepResult(a) again");
+      check(await storage.saveStepResult(other), "saveStepResult(a) on another run");
+      checkEqual(await storage.getStepResults("r1"), [a2, b, c], "steps of r1");
+      checkEqual(await storage.getStepResults("r2"), [other], "steps of r2");
+    },
+  },
+  {
+    name: "encoded values round-trip byte for byte through runs and steps",
+    async run(storage) {
+      const runIds = ENCODED_VALUES.map((_, i) => `v${String(i).padStart(2, "0")}`);
+      for (const [i, value] of ENCODED_VALUES.entries()) await create(storage, runIds[i]!, { input: value });
+      const claimed = await claim(storage, T0, ENCODED_VALUES.length);
+      checkEqual(ids(claimed), runIds, "claimed runs");
+      for (const [i, value] of ENCODED_VALUES.entries()) {
+        const run = claimed[i]!;
+        check(run.input === value, `claimed input of value #${i} differs: ${show(run.input)}`);
+        const result = step(run.id, "s", { output: value });
+        const ok = await storage.advanceRun(run.id, run.leaseId, {
+          now: T0 + 1,
+          step: result,
+          status: "completed",
+          output: value,
+        });
+        check(ok, `advanceRun() of value #${i} should succeed`);
+        const stored = await getRun(storage, run.id);
+        check(stored.input === value, `stored input of value #${i} differs: ${show(stored.input)}`);
+        check(stored.output === value, `stored output of value #${i} differs: ${show(stored.output)}`);
+        const [saved] = await storage.getStepResults(run.id);
+        check(saved?.output === value, `step output of value #${i} differs: ${show(saved?.output)}`);
+      }
+    },
+  },
+  {
+    name: "`advanceRun()` commits a step and the run's completion together",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const result = step("r1", "last", { output: '{"total":3}' });
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 5,
+          step: result,
+          status: "completed",
+          output: '{"total":3}',
+        }),
+        "advanceRun() should succeed",
+      );
+      checkEqual(
+        await storage.getRun("r1"),
+        {
+          ...asRun(held),
+          status: "completed",
+          output: '{"total":3}',
+          error: null,
+          updatedAt: T0 + 5,
+          dueAt: null,
+          leaseId: null,
+        },
+        "completed run",
+      );
+      checkEqual(await storage.getStepResults("r1"), [result], "steps of the completed run");
+      check(!(await storage.heartbeatRun("r1", held.leaseId, T0 + 10_000)), "the lease should be released");
+    },
+  },
+  {
+    name: "`advanceRun()` fails a run, storing its error and the failed step's error",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const runError: StoredError = {
+        code: "STEP_TIMEOUT",
+        name: "StepTimeoutError",
+        message: 'Step "charge" timed out',
+        stepName: "charge",
+      };
+      const stepError: StoredError = {
+        code: null,
+        name: "TypeError",
+        message: 'boom — "quoted" ü\nsecond line',
+      };
+      const result = step("r1", "charge", { status: "failed", output: null, error: stepError, attempts: 3 });
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 7,
+          step: result,
+          status: "failed",
+          error: runError,
+        }),
+        "advanceRun() should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.error, run.output, run.leaseId, run.dueAt, run.updatedAt],
+        ["failed", runError, null, null, null, T0 + 7],
+        "failed run: status, error, output, leaseId, dueAt, updatedAt",
+      );
+      checkEqual(await storage.getStepResults("r1"), [result], "steps of the failed run");
+    },
+  },
+  {
+    name: "`advanceRun()` to pending with a future dueAt releases the lease until then",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const retry = step("r1", "a", {
+        status: "retrying",
+        output: null,
+        error: { code: null, name: "Error", message: "flaky" },
+        attempts: 1,
+        dueAt: T0 + 5_000,
+      });
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 10,
+          step: retry,
+          status: "pending",
+          dueAt: T0 + 5_000,
+        }),
+        "advanceRun() should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt],
+        ["pending", null, T0 + 5_000],
+        "parked run: status, leaseId, dueAt",
+      );
+      check(!(await storage.heartbeatRun("r1", held.leaseId, T0 + 99_000)), "the released lease should fail");
+      checkEqual(await claim(storage, T0 + 4_999), [], "claim before the retry is due");
+      const again = await claimOnly(storage, T0 + 5_000, "r1");
+      checkEqual([again.claimCount, again.steps], [2, [retry]], "reclaimed run: claimCount, steps");
+    },
+  },
+  {
+    name: "`advanceRun()` parks a run as sleeping until dueAt",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const nap = step("r1", "nap", { status: "sleeping", output: null, attempts: 0, dueAt: T0 + 3_600_000 });
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 10,
+          step: nap,
+          status: "sleeping",
+          dueAt: T0 + 3_600_000,
+        }),
+        "advanceRun() should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual([run.status, run.leaseId, run.dueAt], ["sleeping", null, T0 + 3_600_000], "sleeping run");
+      checkEqual(await claim(storage, T0 + 3_599_999), [], "claim before the wake time");
+      await claimOnly(storage, T0 + 3_600_000, "r1");
+    },
+  },
+  {
+    name: "`claimRuns()` never claims a waiting run without a timeout, and claims one whose timeout passed",
+    async run(storage) {
+      const forever = await createAndClaim(storage, "forever");
+      const timed = await createAndClaim(storage, "timed");
+      check(
+        await storage.advanceRun("forever", forever.leaseId, { now: T0 + 1, status: "waiting", dueAt: null }),
+        "advanceRun(waiting) should succeed",
+      );
+      check(
+        await storage.advanceRun("timed", timed.leaseId, {
+          now: T0 + 1,
+          status: "waiting",
+          dueAt: T0 + 60_000,
+        }),
+        "advanceRun(waiting with a timeout) should succeed",
+      );
+      const run = await getRun(storage, "forever");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt],
+        ["waiting", null, null],
+        "waiting run without a timeout",
+      );
+      checkEqual(await claim(storage, T0 + 59_999, 10), [], "claim before the timeout");
+      checkEqual(
+        ids(await claim(storage, T0 + 10 * 365 * 86_400_000, 10)),
+        ["timed"],
+        "claim ten years later",
+      );
+    },
+  },
+  {
+    name: "`advanceRun()` without a status keeps the run running and renews its lease to leaseExpiresAt",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const a = step("r1", "a");
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 1_000,
+          step: a,
+          leaseExpiresAt: T0 + 90_000,
+        }),
+        "advanceRun() should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt, run.claimCount],
+        ["running", held.leaseId, T0 + 90_000, 1],
+        "run after the step: status, leaseId, dueAt, claimCount",
+      );
+      checkEqual(await storage.getStepResults("r1"), [a], "steps");
+      checkEqual(await claim(storage, T0 + LEASE + 1), [], "claim after the original expiry");
+      check(await storage.heartbeatRun("r1", held.leaseId, T0 + 95_000), "the lease should still be held");
+    },
+  },
+  {
+    name: "`advanceRun()` with a wrong lease writes neither the step nor the status",
+    async run(storage) {
+      const first = await createAndClaim(storage, "r1");
+      const change = { now: T0 + 5, step: step("r1", "a"), status: "completed", output: '"x"' } as const;
+      const held = await getRun(storage, "r1");
+      check(!(await storage.advanceRun("r1", "wrong", change)), "a wrong lease should fail");
+      await checkUnchanged(storage, held, "run after the failed advance");
+      await claimOnly(storage, T0 + LEASE + 1, "r1");
+      const reclaimed = await getRun(storage, "r1");
+      check(!(await storage.advanceRun("r1", first.leaseId, change)), "a superseded lease should fail");
+      await checkUnchanged(storage, reclaimed, "run after the superseded advance");
+      checkEqual(await storage.getStepResults("r1"), [], "steps after the failed advances");
+      check(
+        !(await storage.advanceRun("missing", first.leaseId, { now: T0 + 5 })),
+        "an unknown run should fail",
+      );
+    },
+  },
+  {
+    name: "`advanceRun()` on a finished run returns false and changes nothing",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(
+        await storage.advanceRun("r1", held.leaseId, { now: T0 + 5, status: "completed", output: '"once"' }),
+        "the first advanceRun() should succeed",
+      );
+      const done = await getRun(storage, "r1");
+      const change = {
+        now: T0 + 6,
+        step: step("r1", "late"),
+        status: "failed",
+        error: { code: null, name: "Error", message: "late" },
+      } as const;
+      check(
+        !(await storage.advanceRun("r1", held.leaseId, change)),
+        "advanceRun() on a finished run should fail",
+      );
+      await checkUnchanged(storage, done, "finished run");
+      checkEqual(await storage.getStepResults("r1"), [], "steps of the finished run");
+    },
+  },
+  {
+    name: "`updateRunStatus()` cancels an unfinished run and releases its lease",
+    async run(storage) {
+      await create(storage, "idle", { createdAt: T0 + NOT_DUE });
+      const held = await createAndClaim(storage, "r1", T0 + 1);
+      check(await storage.updateRunStatus("r1", "cancelled"), "cancelling a running run should succeed");
+      check(await storage.updateRunStatus("idle", "cancelled"), "cancelling a pending run should succeed");
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt],
+        ["cancelled", null, null],
+        "cancelled run: status, leaseId, dueAt",
+      );
+      check(
+        !(await storage.heartbeatRun("r1", held.leaseId, T0 + 99_000)),
+        "the old holder's heartbeat should fail",
+      );
+      check(
+        !(await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 2,
+          step: step("r1", "a"),
+          status: "completed",
+        })),
+        "the old holder's advanceRun() should fail",
+      );
+      check(
+        !(await storage.saveStepResult(step("r1", "b"), held.leaseId)),
+        "the old holder's saveStepResult() should fail",
+      );
+      checkEqual(await storage.getStepResults("r1"), [], "steps of the cancelled run");
+      checkEqual((await getRun(storage, "r1")).status, "cancelled", "status after the old holder's attempts");
+      checkEqual(await claim(storage, T0 + 10 * LEASE, 10), [], "claim after cancelling");
+    },
+  },
+  {
+    name: "`updateRunStatus()` returns false for a finished or unknown run and changes nothing",
+    async run(storage) {
+      const held = await createAndClaim(storage, "done");
+      check(
+        await storage.advanceRun("done", held.leaseId, { now: T0 + 5, status: "completed", output: "1" }),
+        "complete",
+      );
+      await create(storage, "cancelled");
+      check(await storage.updateRunStatus("cancelled", "cancelled"), "cancel");
+      const done = await getRun(storage, "done");
+      const cancelled = await getRun(storage, "cancelled");
+      check(!(await storage.updateRunStatus("done", "cancelled")), "cancelling a completed run should fail");
+      check(
+        !(await storage.updateRunStatus("cancelled", "pending")),
+        "re-queueing a cancelled run should fail",
+      );
+      check(!(await storage.updateRunStatus("missing", "cancelled")), "an unknown run should fail");
+      await checkUnchanged(storage, done, "completed run");
+      await checkUnchanged(storage, cancelled, "cancelled run");
+    },
+  },
+  {
+    name: "`updateRunStatus()` to pending releases the lease and makes the run due at once",
+    async run(storage) {
+      await create(storage, "r1");
+      const [held] = await claim(storage, Date.now(), 1, [WF], 3_600_000);
+      check(held !== undefined, "the run should be claimed");
+      const before = Date.now();
+      check(await storage.updateRunStatus("r1", "pending"), "updateRunStatus(pending) should succeed");
+      const after = Date.now();
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId],
+        ["pending", null],
+        "run after updateRunStatus(pending): status, leaseId",
+      );
+      between(run.dueAt, before, after, "dueAt after updateRunStatus(pending)");
+      check(!(await storage.heartbeatRun("r1", held.leaseId, after + 99_000)), "the old lease should fail");
+      await claimOnly(storage, Date.now(), "r1");
+    },
+  },
+  {
+    name: "`updateClaimedRunStatus()` writes only while the lease is held, and releases it",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const before = await getRun(storage, "r1");
+      check(!(await storage.updateClaimedRunStatus("r1", "wrong", "cancelled")), "a wrong lease should fail");
+      check(
+        !(await storage.updateClaimedRunStatus("missing", held.leaseId, "cancelled")),
+        "an unknown run should fail",
+      );
+      await checkUnchanged(storage, before, "run after the failed updates");
+      check(
+        await storage.updateClaimedRunStatus("r1", held.leaseId, "cancelled"),
+        "the held lease should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt],
+        ["cancelled", null, null],
+        "cancelled run: status, leaseId, dueAt",
+      );
+      check(
+        !(await storage.updateClaimedRunStatus("r1", held.leaseId, "pending")),
+        "the released lease should fail",
+      );
+      checkEqual(
+        (await getRun(storage, "r1")).status,
+        "cancelled",
+        "status after the released lease's update",
+      );
+    },
+  },
+  {
+    name: "`updateClaimedRunStatus()` to pending hands the run to another claimer at once",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      await create(storage, "r1");
+      const [held] = await claim(storage, Date.now(), 1, [WF], 3_600_000);
+      check(held !== undefined, "the run should be claimed");
+      check(
+        await storage.updateClaimedRunStatus("r1", held.leaseId, "pending"),
+        "updateClaimedRunStatus(pending)",
+      );
+      const [taken] = await claim(peer, Date.now());
+      check(taken !== undefined, "the peer should claim the released run at once");
+      checkEqual([taken.id, taken.claimCount], ["r1", 2], "the peer's claim: id, claimCount");
+      check(taken.leaseId !== held.leaseId, "the peer should get a new lease");
+      check(!(await storage.heartbeatRun("r1", held.leaseId)), "the old lease should fail");
+    },
+  },
+  {
+    name: "`claimNextRun()` returns null when no run is due",
+    async run(storage) {
+      checkEqual(await storage.claimNextRun([WF]), null, "claimNextRun() on an empty storage");
+      await create(storage, "later", { createdAt: T0 + 1_000 });
+      checkEqual(await storage.claimNextRun([WF], T0 + 999), null, "claimNextRun() before the run is due");
+      checkEqual(
+        await storage.claimNextRun(["other"], T0 + 1_000),
+        null,
+        "claimNextRun() of another workflow",
+      );
+    },
+  },
+  {
+    name: "`claimNextRun()` claims the oldest run due at staleBefore with a 30 s lease",
+    async run(storage) {
+      await create(storage, "b", { createdAt: T0 + 20 });
+      await create(storage, "a", { createdAt: T0 + 10 });
+      const run = await storage.claimNextRun([WF], T0 + 100);
+      check(run !== null, "claimNextRun() should claim a run");
+      checkEqual(
+        [run.id, run.status, run.claimCount, run.dueAt, run.steps],
+        ["a", "running", 1, T0 + 100 + 30_000, []],
+        "claimed run: id, status, claimCount, dueAt, steps",
+      );
+      checkEqual(await storage.getRun("a"), asRun(run), "getRun() after claimNextRun()");
+      checkEqual(
+        await storage.claimNextRun([WF], T0 + 100 + 30_000 + 1).then((next) => next?.id),
+        "b",
+        "next claim",
+      );
+      const reclaimed = await storage.claimNextRun([WF], T0 + 100 + 30_000 + 1);
+      checkEqual([reclaimed?.id, reclaimed?.claimCount], ["a", 2], "reclaim of the expired lease");
+    },
+  },
+  {
+    name: "`claimNextRun()` without staleBefore claims at the current time",
+    async run(storage) {
+      await create(storage, "r1", { createdAt: T0 });
+      await create(storage, "future", { createdAt: Date.now() + 86_400_000 });
+      const before = Date.now();
+      const run = await storage.claimNextRun([WF]);
+      const after = Date.now();
+      check(run !== null, "claimNextRun() should claim the due run");
+      checkEqual(run.id, "r1", "claimed run");
+      between(run.dueAt, before + 30_000, after + 30_000, "lease expiry");
+      checkEqual(
+        await storage.claimNextRun([WF]),
+        null,
+        "claimNextRun() while the lease is live and the other run is not due",
+      );
+    },
+  },
+  {
+    name: "finished runs are never claimed",
+    async run(storage) {
+      for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
+      const claimed = await claim(storage, T0, 3);
+      const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
+      check(
+        await storage.advanceRun("completed", leaseOf("completed"), {
+          now: T0,
+          status: "completed",
+          output: "1",
+        }),
+        "complete",
+      );
+      check(
+        await storage.advanceRun("failed", leaseOf("failed"), {
+          now: T0,
+          status: "failed",
+          error: { code: null, name: "Error", message: "x" },
+        }),
+        "fail",
+      );
+      check(await storage.updateClaimedRunStatus("cancelled", leaseOf("cancelled"), "cancelled"), "cancel");
+      checkEqual(await claim(storage, T0 + 100 * 365 * 86_400_000, 10), [], "claim a century later");
+      checkEqual(await storage.claimNextRun([WF]), null, "claimNextRun() now");
+    },
+  },
+  {
+    name: "records returned are copies: mutating them does not change storage",
+    async run(storage) {
+      const created = (await storage.createRun(newRun("r1"))).run;
+      const first = await claimOnly(storage, T0, "r1");
+      const error: StoredError = { code: "X", name: "Error", message: "m", stepName: "a" };
+      const a = step("r1", "a", { status: "retrying", error, output: null, dueAt: T0 + 1 });
+      check(await storage.saveStepResult(a, first.leaseId), "saveStepResult() should succeed");
+      const second = await claimOnly(storage, T0 + LEASE + 1, "r1");
+      const run = await getRun(storage, "r1");
+      const expected = structuredClone(run);
+      const steps = await storage.getStepResults("r1");
+      checkEqual(steps, [a], "steps before mutating");
+      for (const record of [created, first, second, run, steps]) scribble(record);
+      checkEqual(await storage.getRun("r1"), expected, "run after mutating returned records");
+      checkEqual(await storage.getStepResults("r1"), [a], "steps after mutating returned records");
+      check(
+        await storage.heartbeatRun("r1", expected.leaseId!, T0 + 99_000),
+        "the stored lease should be intact",
+      );
+    },
+  },
+  {
+    name: "values given to storage are copied: mutating them afterwards does not change storage",
+    async run(storage) {
+      const run = { ...newRun("r1") };
+      await storage.createRun(run);
+      (run as { input: string }).input = "mutated";
+      const [claimed] = await claim(storage, T0);
+      check(claimed !== undefined, "the run should be claimed");
+      const error = { code: "E", name: "Error", message: "original" };
+      const result = { ...step("r1", "a", { status: "failed", error, output: null }) };
+      check(await storage.saveStepResult(result, claimed.leaseId), "save");
+      (result as { attempts: number }).attempts = 99;
+      error.message = "mutated";
+      const runError = { code: null, name: "Error", message: "original" };
+      check(
+        await storage.advanceRun("r1", claimed.leaseId, { now: T0 + 1, status: "failed", error: runError }),
+        "fail",
+      );
+      runError.message = "mutated";
+      const stored = await getRun(storage, "r1");
+      checkEqual(
+        [stored.input, stored.error?.message],
+        [newRun("r1").input, "original"],
+        "stored run: input, error.message",
+      );
+      const [saved] = await storage.getStepResults("r1");
+      checkEqual(
+        [saved?.attempts, saved?.error?.message],
+        [1, "original"],
+        "stored step: attempts, error.message",
+      );
+    },
+  },
+  {
+    name: "`close()` makes every later call reject with a StorageError of kind closed",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      await storage.close();
+      const lease = held.leaseId;
+      await expectClosed("initialize", () => storage.initialize());
+      await expectClosed("createRun", () => storage.createRun(newRun("r2")));
+      await expectClosed("claimNextRun", () => storage.claimNextRun([WF], T0));
+      await expectClosed("claimRuns", () => claim(storage, T0));
+      await expectClosed("heartbeatRun", () => storage.heartbeatRun("r1", lease, T0 + 1));
+      await expectClosed("getRun", () => storage.getRun("r1"));
+      await expectClosed("getStepResults", () => storage.getStepResults("r1"));
+      await expectClosed("saveStepResult", () => storage.saveStepResult(step("r1", "a")));
+      await expectClosed("updateRunStatus", () => storage.updateRunStatus("r1", "cancelled"));
+      await expectClosed(
+        "updateClaimedRunStatus",
+        () => storage.updateClaimedRunStatus("r1", lease, "cancelled"),
+      );
+      await expectClosed("advanceRun", () => storage.advanceRun("r1", lease, { now: T0 + 1 }));
+    },
+  },
+];

@@ -1,0 +1,730 @@
+/**
+ * An in-memory {@linkcode StorageAdapter}: for tests and ephemeral work, with no durability
+ * across process exit.
+ *
+ * @module
+ */
+
+import { StorageError } from "../errors.ts";
+import type {
+  ClaimedRun,
+  ClaimRequest,
+  CreateRunResult,
+  NewRun,
+  RunAdvance,
+  RunStatus,
+  StepResult,
+  StepStatus,
+  StorageAdapter,
+  StoredError,
+  WorkflowRun,
+} from "./adapter.ts";
+
+/** Options for {@linkcode MemoryStorage}. */
+export interface MemoryStorageOptions {
+  /**
+   * The clock (ms since the epoch), read only by methods that take no time: `claimNextRun()`
+   * without `staleBefore`, `heartbeatRun()` without an expiry, `updateRunStatus()` and
+   * `updateClaimedRunStatus()`. Default: `Date.now`.
+   */
+  readonly now?: () => number;
+}
+
+// The mutable stored form of a run, plus its place in the claim index.
+interface RunRecord {
+  readonly id: string;
+  readonly workflowName: string;
+  status: RunStatus;
+  readonly input: string;
+  output: string | null;
+  error: StoredError | null;
+  readonly idempotencyKey: string | null;
+  readonly createdAt: number;
+  updatedAt: number;
+  dueAt: number | null;
+  leaseId: string | null;
+  claimCount: number;
+  /** Creation order: breaks dueAt ties. */
+  readonly seq: number;
+  /** Bumped whenever the run's index entry is replaced or removed, so older entries read as stale. */
+  version: number;
+  /** Whether the run has a live index entry (it is claimable at some time). */
+  indexed: boolean;
+  /** The key of the live entry; may lag behind `dueAt` for a running run whose lease was extended. */
+  indexKey: number;
+  /** The lease duration its last claim asked for, for heartbeats without an expiry. */
+  leaseDurationMs: number;
+}
+
+interface IndexEntry {
+  readonly key: number;
+  readonly seq: number;
+  readonly runId: string;
+  readonly version: number;
+}
+
+const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
+  "pending",
+  "running",
+  "sleeping",
+  "waiting",
+  "completed",
+  "failed",
+  "cancelled",
+]);
+const FINISHED: ReadonlySet<string> = new Set<RunStatus>(["completed", "failed", "cancelled"]);
+const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
+  "completed",
+  "skipped",
+  "failed",
+  "retrying",
+  "sleeping",
+  "waiting",
+]);
+
+/** The lease `claimNextRun()` takes, as the contract fixes it. */
+const CLAIM_NEXT_LEASE_MS = 30_000;
+/** Below this many entries a queue is never compacted: rebuilding a tiny heap buys nothing. */
+const COMPACT_MIN = 64;
+
+function before(a: IndexEntry, b: IndexEntry): boolean {
+  return a.key < b.key || (a.key === b.key && a.seq < b.seq);
+}
+
+/** A binary min-heap of index entries ordered by (key, creation sequence). */
+class DueQueue {
+  #entries: IndexEntry[] = [];
+  /** How many entries are live; the rest are stale and dropped when they surface or on compaction. */
+  live = 0;
+
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  peek(): IndexEntry | undefined {
+    return this.#entries[0];
+  }
+
+  push(entry: IndexEntry): void {
+    const entries = this.#entries;
+    let i = entries.push(entry) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(entry, entries[parent]!)) break;
+      entries[i] = entries[parent]!;
+      i = parent;
+    }
+    entries[i] = entry;
+  }
+
+  pop(): IndexEntry | undefined {
+    const entries = this.#entries;
+    const top = entries[0];
+    const last = entries.pop();
+    if (entries.length > 0 && last !== undefined) this.#siftDown(0, last);
+    return top;
+  }
+
+  /** Keeps only the entries `keep` accepts, then restores the heap order. */
+  retain(keep: (entry: IndexEntry) => boolean): void {
+    const kept = this.#entries.filter(keep);
+    this.#entries = kept;
+    for (let i = (kept.length >> 1) - 1; i >= 0; i--) this.#siftDown(i, kept[i]!);
+  }
+
+  #siftDown(start: number, entry: IndexEntry): void {
+    const entries = this.#entries;
+    const n = entries.length;
+    let i = start;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && before(entries[child + 1]!, entries[child]!)) child++;
+      if (!before(entries[child]!, entry)) break;
+      entries[i] = entries[child]!;
+      i = child;
+    }
+    entries[i] = entry;
+  }
+}
+
+function invalid(operation: string, message: string): StorageError {
+  return new StorageError(operation, message, { kind: "other" });
+}
+
+function describe(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+function checkString(operation: string, field: string, value: unknown): string {
+  if (typeof value !== "string") {
+    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a string`);
+  }
+  return value;
+}
+
+function checkTime(operation: string, field: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a finite number of milliseconds`);
+  }
+  return value;
+}
+
+function checkTimeOrNull(operation: string, field: string, value: unknown): number | null {
+  return value === null ? null : checkTime(operation, field, value);
+}
+
+function checkError(operation: string, field: string, value: unknown): StoredError {
+  if (!isObject(value)) {
+    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a stored error`);
+  }
+  const code = value.code === null ? null : checkString(operation, `${field}.code`, value.code);
+  const error: StoredError = {
+    code,
+    name: checkString(operation, `${field}.name`, value.name),
+    message: checkString(operation, `${field}.message`, value.message),
+  };
+  return value.stepName === undefined
+    ? error
+    : { ...error, stepName: checkString(operation, `${field}.stepName`, value.stepName) };
+}
+
+// Validates a step result and returns a private copy, so the caller's object is never aliased.
+function checkStep(operation: string, value: unknown): StepResult {
+  if (!isObject(value)) {
+    throw invalid(operation, `invalid step result ${describe(value)}: expected an object`);
+  }
+  const status = value.status;
+  if (typeof status !== "string" || !STEP_STATUSES.has(status)) {
+    throw invalid(operation, `invalid step status ${describe(status)}`);
+  }
+  const attempts = value.attempts;
+  if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 0) {
+    throw invalid(operation, `invalid step attempts ${describe(attempts)}: expected an integer >= 0`);
+  }
+  return {
+    runId: checkString(operation, "step runId", value.runId),
+    stepName: checkString(operation, "stepName", value.stepName),
+    status: status as StepStatus,
+    output: value.output === null ? null : checkString(operation, "step output", value.output),
+    error: value.error === null ? null : checkError(operation, "step error", value.error),
+    attempts,
+    dueAt: checkTimeOrNull(operation, "step dueAt", value.dueAt),
+    updatedAt: checkTime(operation, "step updatedAt", value.updatedAt),
+  };
+}
+
+function checkStatus(operation: string, value: unknown, allowRunning: boolean): RunStatus {
+  if (typeof value !== "string" || !RUN_STATUSES.has(value) || (!allowRunning && value === "running")) {
+    const expected = allowRunning ? "a run status" : 'a run status other than "running"';
+    throw invalid(operation, `invalid status ${describe(value)}: expected ${expected}`);
+  }
+  return value as RunStatus;
+}
+
+function copyError(error: StoredError | null): StoredError | null {
+  return error === null ? null : { ...error };
+}
+
+function copyStep(step: StepResult): StepResult {
+  return { ...step, error: copyError(step.error) };
+}
+
+function copyRun(record: RunRecord): WorkflowRun {
+  return {
+    id: record.id,
+    workflowName: record.workflowName,
+    status: record.status,
+    input: record.input,
+    output: record.output,
+    error: copyError(record.error),
+    idempotencyKey: record.idempotencyKey,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    dueAt: record.dueAt,
+    leaseId: record.leaseId,
+    claimCount: record.claimCount,
+  };
+}
+
+/**
+ * An in-memory {@linkcode StorageAdapter}, for tests and ephemeral work. Nothing survives the
+ * process. Every method is atomic (it runs to completion without yielding), returns copies
+ * of stored records, and copies what it is given.
+ *
+ * Claims use per-workflow min-heaps over claimable runs ordered by `(dueAt, creation order)`,
+ * so a claim costs O(log n) per run examined and never scans runs that are not due; finished
+ * runs and `waiting` runs without a timeout are not in the index.
+ *
+ * Bad input (a non-object, a value of the wrong type, a non-finite time, a negative or fractional
+ * `limit`, an unknown status, a duplicate run id) rejects with a {@linkcode StorageError}; ids,
+ * lease ids and workflow names that match nothing are a no-op (`null`, `[]` or `false`).
+ * After {@linkcode MemoryStorage.close} every method rejects with a `StorageError` of kind `"closed"`.
+ *
+ * @example Claim a run and complete it
+ * ```ts
+ * const storage = new MemoryStorage();
+ * await storage.createRun({ id: "r1", workflowName: "signup", input: "{}", idempotencyKey: null, createdAt: 0 });
+ *
+ * const [run] = await storage.claimRuns({ workflowNames: ["signup"], limit: 1, now: 0, leaseDurationMs: 30_000 });
+ * if (run !== undefined) {
+ *   await storage.advanceRun(run.id, run.leaseId, { now: 10, status: "completed", output: '"done"' });
+ * }
+ * console.log((await storage.getRun("r1"))?.status); // completed
+ * ```
+ */
+export class MemoryStorage implements StorageAdapter {
+  #clock: () => number;
+  #closed = false;
+  #seq = 0;
+  #runs = new Map<string, RunRecord>();
+  /** Step results by run, then by step name; a Map keeps first-insertion order on replace. */
+  #steps = new Map<string, Map<string, StepResult>>();
+  /** Run ids by workflow name, then by idempotency key. */
+  #keys = new Map<string, Map<string, string>>();
+  /** The claim index: one queue per workflow name. */
+  #queues = new Map<string, DueQueue>();
+
+  /**
+   * Creates an empty storage.
+   *
+   * @param options The clock to read where a method takes no time.
+   */
+  constructor(options?: MemoryStorageOptions) {
+    this.#clock = options?.now ?? Date.now;
+  }
+
+  /**
+   * Does nothing but check that the storage is open: there is no schema to create.
+   *
+   * @returns When done.
+   * @throws {StorageError} If the storage is closed.
+   */
+  initialize(): Promise<void> {
+    return this.#run("initialize", () => undefined);
+  }
+
+  /**
+   * Stores a new `pending` run due at `createdAt`, or returns the run of the same workflow that
+   * already holds `idempotencyKey` (writing nothing).
+   *
+   * @param run The run to store; copied.
+   * @returns The stored or existing run and whether it was created.
+   * @throws {StorageError} If the storage is closed, the input is malformed, or (kind `"unique"`)
+   *   a run with that id already exists.
+   */
+  createRun(run: NewRun): Promise<CreateRunResult> {
+    return this.#run("createRun", (op) => {
+      if (!isObject(run)) throw invalid(op, `invalid run ${describe(run)}: expected an object`);
+      const id = checkString(op, "id", run.id);
+      const workflowName = checkString(op, "workflowName", run.workflowName);
+      const input = checkString(op, "input", run.input);
+      const idempotencyKey = run.idempotencyKey == null
+        ? null
+        : checkString(op, "idempotencyKey", run.idempotencyKey);
+      const createdAt = checkTime(op, "createdAt", run.createdAt);
+
+      const keys = this.#keys.get(workflowName);
+      const holder = idempotencyKey === null ? undefined : keys?.get(idempotencyKey);
+      const existing = holder === undefined ? undefined : this.#runs.get(holder);
+      if (existing !== undefined) return { run: copyRun(existing), created: false };
+      if (this.#runs.has(id)) {
+        throw new StorageError(op, `a run with id ${JSON.stringify(id)} already exists`, { kind: "unique" });
+      }
+
+      const record: RunRecord = {
+        id,
+        workflowName,
+        status: "pending",
+        input,
+        output: null,
+        error: null,
+        idempotencyKey,
+        createdAt,
+        updatedAt: createdAt,
+        dueAt: createdAt,
+        leaseId: null,
+        claimCount: 0,
+        seq: this.#seq++,
+        version: 0,
+        indexed: false,
+        indexKey: createdAt,
+        leaseDurationMs: 0,
+      };
+      this.#runs.set(id, record);
+      if (idempotencyKey !== null) {
+        if (keys === undefined) this.#keys.set(workflowName, new Map([[idempotencyKey, id]]));
+        else keys.set(idempotencyKey, id);
+      }
+      this.#index(record, createdAt);
+      return { run: copyRun(record), created: true };
+    });
+  }
+
+  /**
+   * Claims the oldest due run of the given workflows with a 30 s lease, as
+   * {@linkcode MemoryStorage.claimRuns} with a limit of 1.
+   *
+   * @param workflowNames The workflows to claim from.
+   * @param staleBefore The claim time (default: the clock).
+   * @returns The claimed run, or null when none is due.
+   * @throws {StorageError} If the storage is closed or the input is malformed.
+   */
+  claimNextRun(workflowNames: readonly string[], staleBefore?: number): Promise<ClaimedRun | null> {
+    return this.#run("claimNextRun", (op) => {
+      const now = staleBefore === undefined ? this.#clock() : checkTime(op, "staleBefore", staleBefore);
+      return this.#claim(op, workflowNames, 1, now, CLAIM_NEXT_LEASE_MS)[0] ?? null;
+    });
+  }
+
+  /**
+   * Claims up to `limit` due runs of the given workflows, oldest `dueAt` first and ties in
+   * creation order, giving each a new lease.
+   *
+   * @param request What to claim; a `limit` of 0 claims nothing.
+   * @returns The claimed runs, in claim order, with their step results.
+   * @throws {StorageError} If the storage is closed, `limit` is not an integer >= 0,
+   *   `workflowNames` is not an array, or `now`/`leaseDurationMs` is not a finite time (>= 0 for the duration).
+   */
+  claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
+    return this.#run("claimRuns", (op) => {
+      if (!isObject(request)) throw invalid(op, `invalid request ${describe(request)}: expected an object`);
+      const { limit, leaseDurationMs } = request;
+      if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
+        throw invalid(op, `invalid limit ${describe(limit)}: expected an integer >= 0`);
+      }
+      const now = checkTime(op, "now", request.now);
+      if (checkTime(op, "leaseDurationMs", leaseDurationMs) < 0) {
+        throw invalid(op, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
+      }
+      return this.#claim(op, request.workflowNames, limit, now, leaseDurationMs);
+    });
+  }
+
+  /**
+   * Renews a lease, if the caller still holds it.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param leaseExpiresAt The new expiry (default: the clock plus the claim's lease duration).
+   * @returns Whether the lease was held and renewed.
+   * @throws {StorageError} If the storage is closed or `leaseExpiresAt` is not a finite time.
+   */
+  heartbeatRun(runId: string, leaseId: string, leaseExpiresAt?: number): Promise<boolean> {
+    return this.#run("heartbeatRun", (op) => {
+      if (leaseExpiresAt !== undefined) checkTime(op, "leaseExpiresAt", leaseExpiresAt);
+      const record = this.#held(runId, leaseId);
+      if (record === undefined) return false;
+      this.#renew(record, leaseExpiresAt ?? this.#clock() + record.leaseDurationMs);
+      return true;
+    });
+  }
+
+  /**
+   * Reads a run.
+   *
+   * @param runId The run.
+   * @returns A copy of the run, or null when there is none with that id.
+   * @throws {StorageError} If the storage is closed.
+   */
+  getRun(runId: string): Promise<WorkflowRun | null> {
+    return this.#run("getRun", () => {
+      const record = this.#runs.get(runId);
+      return record === undefined ? null : copyRun(record);
+    });
+  }
+
+  /**
+   * Reads a run's step results.
+   *
+   * @param runId The run.
+   * @returns Copies of its step results in first-written order; empty for an unknown run.
+   * @throws {StorageError} If the storage is closed.
+   */
+  getStepResults(runId: string): Promise<StepResult[]> {
+    return this.#run("getStepResults", () => {
+      return this.#stepsOf(runId);
+    });
+  }
+
+  /**
+   * Inserts or replaces a step result, fenced by `leaseId` when one is given.
+   *
+   * @param result The step result; copied.
+   * @param leaseId The lease the caller holds, or undefined for an unconditional write.
+   * @returns Whether it was written: false if the lease is not held, or if the run does not exist.
+   * @throws {StorageError} If the storage is closed or the step result is malformed.
+   */
+  saveStepResult(result: StepResult, leaseId?: string): Promise<boolean> {
+    return this.#run("saveStepResult", (op) => {
+      const step = checkStep(op, result);
+      const record = leaseId === undefined ? this.#runs.get(step.runId) : this.#held(step.runId, leaseId);
+      if (record === undefined) return false;
+      this.#writeStep(step);
+      return true;
+    });
+  }
+
+  /**
+   * Sets the status of an unfinished run without a lease check, releasing any lease. `pending`
+   * and (for a run that was `running`) `sleeping` make it due at once; `waiting` keeps its
+   * timeout, or has none if it was `running`.
+   *
+   * @param runId The run.
+   * @param status Any status but `running` (a run cannot be running without a lease).
+   * @returns False, changing nothing, if the run does not exist or has finished.
+   * @throws {StorageError} If the storage is closed or `status` is not a status other than `running`.
+   */
+  updateRunStatus(runId: string, status: RunStatus): Promise<boolean> {
+    return this.#run("updateRunStatus", (op) => {
+      checkStatus(op, status, false);
+      const record = this.#runs.get(runId);
+      if (record === undefined || FINISHED.has(record.status)) return false;
+      const now = this.#clock();
+      const wasRunning = record.status === "running";
+      let dueAt: number | null = now;
+      if (status === "sleeping" && !wasRunning) dueAt = record.dueAt ?? now;
+      else if (status === "waiting") dueAt = wasRunning ? null : record.dueAt;
+      this.#park(record, status, now, dueAt);
+      return true;
+    });
+  }
+
+  /**
+   * Sets the status of a run the caller holds, fenced by the lease. Any status but `running`
+   * releases the lease; `pending` and `sleeping` make the run due at once, `waiting` waits with no timeout.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param status The new status; `running` only confirms the lease is held.
+   * @returns Whether the lease was held and the status written.
+   * @throws {StorageError} If the storage is closed or `status` is not a run status.
+   */
+  updateClaimedRunStatus(runId: string, leaseId: string, status: RunStatus): Promise<boolean> {
+    return this.#run("updateClaimedRunStatus", (op) => {
+      checkStatus(op, status, true);
+      const record = this.#held(runId, leaseId);
+      if (record === undefined) return false;
+      if (status !== "running") {
+        const now = this.#clock();
+        this.#park(record, status, now, status === "waiting" ? null : now);
+      }
+      return true;
+    });
+  }
+
+  /**
+   * Applies a {@linkcode RunAdvance} atomically, fenced by the lease: writes the step (if any)
+   * and moves the run to its next status (if any), or changes nothing. Without a status the lease
+   * is renewed to `leaseExpiresAt` (default: `now` plus the claim's lease duration); `pending` and
+   * `sleeping` without a `dueAt` are due at `now`, `waiting` without one never times out.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param change What to write.
+   * @returns Whether the lease was held and the change written.
+   * @throws {StorageError} If the storage is closed, the change is malformed, or its step belongs to another run.
+   */
+  advanceRun(runId: string, leaseId: string, change: RunAdvance): Promise<boolean> {
+    return this.#run("advanceRun", (op) => {
+      if (!isObject(change)) throw invalid(op, `invalid change ${describe(change)}: expected an object`);
+      const now = checkTime(op, "now", change.now);
+      const step = change.step === undefined ? undefined : checkStep(op, change.step);
+      if (step !== undefined && step.runId !== runId) {
+        throw invalid(
+          op,
+          `step ${JSON.stringify(step.stepName)} belongs to run ${JSON.stringify(step.runId)}`,
+        );
+      }
+      const status = change.status === undefined ? undefined : checkStatus(op, change.status, false);
+      const output = change.output === undefined ? null : checkString(op, "output", change.output);
+      const error = change.error === undefined ? null : checkError(op, "error", change.error);
+      const dueAt = change.dueAt === undefined ? undefined : checkTimeOrNull(op, "dueAt", change.dueAt);
+      const leaseExpiresAt = change.leaseExpiresAt === undefined
+        ? undefined
+        : checkTime(op, "leaseExpiresAt", change.leaseExpiresAt);
+
+      // Every check is done: from here on the change is applied whole or not at all.
+      const record = this.#held(runId, leaseId);
+      if (record === undefined) return false;
+      if (step !== undefined) this.#writeStep(step);
+      if (status === undefined) {
+        record.updatedAt = now;
+        this.#renew(record, leaseExpiresAt ?? now + record.leaseDurationMs);
+        return true;
+      }
+      if (status === "completed") {
+        record.output = output;
+        record.error = null;
+      } else if (status === "failed") {
+        record.error = error;
+      }
+      this.#park(record, status, now, status === "waiting" ? dueAt ?? null : dueAt ?? now);
+      return true;
+    });
+  }
+
+  /**
+   * Drops all data. Later calls reject with a {@linkcode StorageError} of kind `"closed"`;
+   * closing again does nothing, so a harness may close a storage a test already closed.
+   *
+   * @returns When done.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#runs.clear();
+    this.#steps.clear();
+    this.#keys.clear();
+    this.#queues.clear();
+    return Promise.resolve();
+  }
+
+  // Bodies run synchronously, so each call is atomic; a throw becomes a rejection, as from a database.
+  #run<T>(operation: string, body: (operation: string) => T): Promise<T> {
+    try {
+      if (this.#closed) throw new StorageError(operation, "the storage is closed", { kind: "closed" });
+      return Promise.resolve(body(operation));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The run, if it is running under `leaseId`. */
+  #held(runId: string, leaseId: string): RunRecord | undefined {
+    const record = this.#runs.get(runId);
+    return record !== undefined && record.status === "running" && record.leaseId === leaseId
+      ? record
+      : undefined;
+  }
+
+  #stepsOf(runId: string): StepResult[] {
+    const steps = this.#steps.get(runId);
+    return steps === undefined ? [] : Array.from(steps.values(), copyStep);
+  }
+
+  #writeStep(step: StepResult): void {
+    const steps = this.#steps.get(step.runId);
+    if (steps === undefined) this.#steps.set(step.runId, new Map([[step.stepName, step]]));
+    else steps.set(step.stepName, step);
+  }
+
+  #claim(
+    operation: string,
+    workflowNames: readonly string[],
+    limit: number,
+    now: number,
+    leaseDurationMs: number,
+  ): ClaimedRun[] {
+    if (!Array.isArray(workflowNames)) {
+      throw invalid(
+        operation,
+        `invalid workflowNames ${describe(workflowNames)}: expected an array of names`,
+      );
+    }
+    const queues: DueQueue[] = [];
+    for (const name of new Set(workflowNames)) {
+      const queue = this.#queues.get(name);
+      if (queue !== undefined) queues.push(queue);
+    }
+    const claimed: RunRecord[] = [];
+    while (claimed.length < limit) {
+      let best: DueQueue | undefined;
+      let bestEntry: IndexEntry | undefined;
+      for (const queue of queues) {
+        const entry = this.#top(queue);
+        if (entry !== undefined && (bestEntry === undefined || before(entry, bestEntry))) {
+          best = queue;
+          bestEntry = entry;
+        }
+      }
+      if (best === undefined || bestEntry === undefined || bestEntry.key > now) break;
+      best.pop();
+      const record = this.#owner(bestEntry)!;
+      this.#unindex(record);
+      record.status = "running";
+      record.leaseId = crypto.randomUUID();
+      record.dueAt = now + leaseDurationMs;
+      record.claimCount++;
+      record.updatedAt = now;
+      record.leaseDurationMs = leaseDurationMs;
+      claimed.push(record);
+    }
+    // Indexed only now, so that a zero-length lease cannot be claimed twice by one call.
+    for (const record of claimed) this.#index(record, record.dueAt!);
+    return claimed.map((record) => ({
+      ...copyRun(record),
+      leaseId: record.leaseId!,
+      steps: this.#stepsOf(record.id),
+    }));
+  }
+
+  /** The queue's first live entry, dropping stale entries and re-keying extended leases on the way. */
+  #top(queue: DueQueue): IndexEntry | undefined {
+    for (;;) {
+      const entry = queue.peek();
+      if (entry === undefined) return undefined;
+      const record = this.#owner(entry);
+      if (record === undefined) {
+        queue.pop();
+        continue;
+      }
+      if (record.dueAt !== null && record.dueAt !== entry.key) {
+        // A heartbeat moved the lease later without touching the heap; the entry moves now.
+        queue.pop();
+        queue.push({ ...entry, key: record.dueAt });
+        record.indexKey = record.dueAt;
+        continue;
+      }
+      return entry;
+    }
+  }
+
+  /** Moves a held lease's expiry. Later expiries are applied to the heap lazily, so heartbeats do not grow it. */
+  #renew(record: RunRecord, leaseExpiresAt: number): void {
+    record.dueAt = leaseExpiresAt;
+    if (leaseExpiresAt < record.indexKey) this.#index(record, leaseExpiresAt);
+  }
+
+  /** Releases the lease and sets a status other than running, placing the run in or out of the index. */
+  #park(record: RunRecord, status: RunStatus, now: number, dueAt: number | null): void {
+    record.status = status;
+    record.leaseId = null;
+    record.updatedAt = now;
+    record.dueAt = FINISHED.has(status) ? null : dueAt;
+    if (record.dueAt === null) this.#unindex(record);
+    else this.#index(record, record.dueAt);
+  }
+
+  #index(record: RunRecord, key: number): void {
+    this.#unindex(record);
+    let queue = this.#queues.get(record.workflowName);
+    if (queue === undefined) this.#queues.set(record.workflowName, queue = new DueQueue());
+    record.version++;
+    record.indexed = true;
+    record.indexKey = key;
+    queue.push({ key, seq: record.seq, runId: record.id, version: record.version });
+    queue.live++;
+    // Replaced entries stay in the heap until they surface; rebuild once they outnumber the live ones.
+    if (queue.size > COMPACT_MIN && queue.size > 2 * queue.live) {
+      queue.retain((entry) => this.#owner(entry) !== undefined);
+    }
+  }
+
+  /** The run an index entry stands for, or undefined if the entry is stale. */
+  #owner(entry: IndexEntry): RunRecord | undefined {
+    const record = this.#runs.get(entry.runId);
+    return record !== undefined && record.indexed && record.version === entry.version ? record : undefined;
+  }
+
+  #unindex(record: RunRecord): void {
+    if (!record.indexed) return;
+    record.indexed = false;
+    record.version++;
+    const queue = this.#queues.get(record.workflowName);
+    if (queue !== undefined) queue.live--;
+  }
+}
