@@ -1,0 +1,404 @@
+/**
+ * The typed, immutable workflow builder.
+ *
+ * @module
+ */
+
+import { ConfigError, DuplicateStepError } from "../errors.ts";
+import type { InferSchemaInput, InferSchemaOutput, StandardSchemaV1 } from "../standard_schema.ts";
+import { resolveRetryPolicy } from "./retry.ts";
+import type { ResolvedRetryPolicy, RetryPolicy } from "./retry.ts";
+
+/**
+ * The value a handler returns to end its run early; made by `complete()` in the step context.
+ * The run's output becomes `value`, and no later unit runs.
+ */
+export class Completion<T> {
+  /** The run's output. */
+  readonly value: T;
+  // Makes the class nominal, so a plain `{ value }` returned by a handler is not a completion.
+  #brand = true;
+
+  /**
+   * Creates a completion; handlers get one from `ctx.complete(value)` instead.
+   *
+   * @param value The run's output.
+   */
+  constructor(value: T) {
+    this.value = value;
+  }
+
+  /**
+   * Whether a value is a completion.
+   *
+   * @param value Any value.
+   * @returns True for values made by `complete()`.
+   */
+  static is(value: unknown): value is Completion<unknown> {
+    return typeof value === "object" && value !== null && #brand in value;
+  }
+}
+
+/** The output a step contributes: its handler's resolved value, without early completions. */
+export type StepOutput<R> = Exclude<Awaited<R>, Completion<unknown>>;
+
+/** The values a handler may complete its run with. */
+export type CompletionValue<R> = Awaited<R> extends infer A ? A extends Completion<infer C> ? C : never
+  : never;
+
+/** What a step handler receives. */
+export interface StepContext<Input, Prev, Steps> {
+  /** The run's id. */
+  readonly runId: string;
+  /** The step's name. */
+  readonly stepName: string;
+  /** The run's validated input. */
+  readonly input: Input;
+  /** The previous unit's output (`undefined` for the first step, or after a skipped step). */
+  readonly prev: Prev;
+  /** Every earlier unit's output by name: a deep-frozen snapshot. */
+  readonly steps: Steps;
+  /** Aborts on cancellation, lease loss, engine stop, and this attempt's timeout. */
+  readonly signal: AbortSignal;
+  /** This attempt's number, from 1. */
+  readonly attempt: number;
+  /**
+   * Ends the run early with `value` as its output, once this step's result is committed.
+   * Return what it returns: `return complete(value)`.
+   */
+  complete<T = undefined>(...value: [] | [T]): Completion<T>;
+}
+
+/** What a `when` predicate receives. */
+export interface WhenContext<Input, Prev, Steps> {
+  /** The run's validated input. */
+  readonly input: Input;
+  /** The previous unit's output. */
+  readonly prev: Prev;
+  /** Every earlier unit's output by name. */
+  readonly steps: Steps;
+}
+
+/** A step handler: may be synchronous or asynchronous. */
+export type StepHandler<Input, Prev, Steps, R> = (context: StepContext<Input, Prev, Steps>) => R;
+
+/** A step with options. */
+export interface StepConfig<Input, Prev, Steps, R> {
+  /** The work. */
+  readonly handler: StepHandler<Input, Prev, Steps, R>;
+  /** Retries after failed attempts; without it a step makes one attempt. */
+  readonly retry?: RetryPolicy;
+  /** Each attempt's time limit in ms: past it, `signal` aborts and the attempt fails with `StepTimeoutError`. */
+  readonly timeoutMs?: number;
+  /**
+   * Runs the step only if this returns true. A skip is stored and never re-evaluated on recovery;
+   * the skipped step's output is `undefined`.
+   */
+  readonly when?: (context: WhenContext<Input, Prev, Steps>) => boolean | Promise<boolean>;
+}
+
+/** What an `onFailure` handler receives. */
+export interface FailureContext<Input> {
+  /** The failed run's id. */
+  readonly runId: string;
+  /** The error that failed the run. */
+  readonly error: Error;
+  /** The unit that failed, if the failure came from one. */
+  readonly stepName: string | undefined;
+  /** The run's validated input. */
+  readonly input: Input;
+}
+
+/** A compensation handler, run once after a run is marked failed. */
+export type FailureHandler<Input> = (context: FailureContext<Input>) => void | Promise<void>;
+
+/** A step as the engine runs it, with defaults resolved. */
+export interface StepUnit {
+  /** The unit kind. */
+  readonly kind: "step";
+  /** Unique within the workflow. */
+  readonly name: string;
+  /** The work. */
+  readonly handler: (context: StepContext<unknown, unknown, unknown>) => unknown;
+  /** The resolved retry policy. */
+  readonly retry: ResolvedRetryPolicy;
+  /** Each attempt's time limit, or null. */
+  readonly timeoutMs: number | null;
+  /** The skip predicate, or null. */
+  readonly when: ((context: WhenContext<unknown, unknown, unknown>) => boolean | Promise<boolean>) | null;
+}
+
+/** One unit of a workflow, as the engine runs it. */
+export type WorkflowUnit = StepUnit;
+
+/** The `steps` record after a step named `N` with output `Out` is added. */
+export type AddStep<Steps, N extends string, Out> = Simplify<Steps & { readonly [K in N]: Out }>;
+/** The `steps` record after a conditional step is added: its entry is absent when it was skipped. */
+export type AddOptionalStep<Steps, N extends string, Out> = Simplify<Steps & { readonly [K in N]?: Out }>;
+/** Flattens an intersection into one object type, so editors show the `steps` record plainly. */
+// deno-lint-ignore ban-types
+export type Simplify<T> = { [K in keyof T]: T[K] } & {};
+/** The `steps` record of a workflow with no steps yet. */
+export type NoSteps = Record<never, never>;
+
+/** The type parameters of a workflow, for type-level lookups. */
+export interface WorkflowTypes<Name extends string, EnqueueInput, Input, Output, Steps> {
+  /** The workflow's name. */
+  readonly name: Name;
+  /** What `enqueue` accepts. */
+  readonly enqueueInput: EnqueueInput;
+  /** What handlers receive as `input`. */
+  readonly input: Input;
+  /** A completed run's output. */
+  readonly output: Output;
+  /** The outputs by unit name. */
+  readonly steps: Steps;
+}
+
+/**
+ * A workflow: a name, an input schema and a chain of units. Immutable: every builder method
+ * returns a new workflow.
+ *
+ * Type parameters: `Name` (a literal), `EnqueueInput`/`Input` (the schema's input and output),
+ * `Prev` (the last unit's output), `Steps` (outputs by name), `Early` (values of early completions).
+ */
+export interface Workflow<
+  Name extends string = string,
+  EnqueueInput = unknown,
+  Input = unknown,
+  Prev = unknown,
+  Steps = unknown,
+  Early = unknown,
+> {
+  /** The workflow's name, unique within an engine. */
+  readonly name: Name;
+  /** The input schema. */
+  readonly inputSchema: StandardSchemaV1<EnqueueInput, Input>;
+  /** The units in order. */
+  readonly units: readonly WorkflowUnit[];
+  /** The compensation handler, if any. */
+  readonly failureHandler: FailureHandler<Input> | null;
+  /** Type-level information; never present at run time. */
+  readonly "~types"?: WorkflowTypes<Name, EnqueueInput, Input, Prev | Early, Steps>;
+
+  /**
+   * Adds a step.
+   *
+   * @param name Unique within the workflow.
+   * @param handler The work; its resolved value is the step's output.
+   * @returns A new workflow.
+   * @throws {DuplicateStepError} When the name is taken.
+   */
+  step<N extends string, R>(
+    name: N,
+    handler: StepHandler<Input, Prev, Steps, R>,
+  ): Workflow<
+    Name,
+    EnqueueInput,
+    Input,
+    StepOutput<R>,
+    AddStep<Steps, N, StepOutput<R>>,
+    Early | CompletionValue<R>
+  >;
+  /**
+   * Adds a conditional step: it runs only when `when` returns true, else its output is `undefined`.
+   *
+   * @throws {DuplicateStepError} When the name is taken.
+   * @throws {ConfigError} When an option is invalid.
+   */
+  step<N extends string, R>(
+    name: N,
+    config: StepConfig<Input, Prev, Steps, R> & {
+      readonly when: NonNullable<StepConfig<Input, Prev, Steps, R>["when"]>;
+    },
+  ): Workflow<
+    Name,
+    EnqueueInput,
+    Input,
+    StepOutput<R> | undefined,
+    AddOptionalStep<Steps, N, StepOutput<R>>,
+    Early | CompletionValue<R>
+  >;
+  /**
+   * Adds a step with options (retry, timeout).
+   *
+   * @throws {DuplicateStepError} When the name is taken.
+   * @throws {ConfigError} When an option is invalid.
+   */
+  step<N extends string, R>(
+    name: N,
+    config: StepConfig<Input, Prev, Steps, R>,
+  ): Workflow<
+    Name,
+    EnqueueInput,
+    Input,
+    StepOutput<R>,
+    AddStep<Steps, N, StepOutput<R>>,
+    Early | CompletionValue<R>
+  >;
+
+  /**
+   * Sets the compensation handler: run once, after the run is marked failed (not on cancellation).
+   * If it throws, the error goes to the engine's `onError` hook; the run stays failed.
+   *
+   * @param handler The compensation.
+   * @returns A new workflow.
+   */
+  onFailure(handler: FailureHandler<Input>): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early>;
+}
+
+/** Any workflow, whatever its types. */
+// deno-lint-ignore no-explicit-any
+export type AnyWorkflow = Workflow<string, any, any, any, any, any>;
+
+/** The output of a completed run of `W`. */
+export type WorkflowOutput<W extends AnyWorkflow> = NonNullable<W["~types"]>["output"];
+/** What `enqueue` accepts for `W`. */
+export type WorkflowInput<W extends AnyWorkflow> = NonNullable<W["~types"]>["enqueueInput"];
+/** The outputs by unit name of `W`. */
+export type WorkflowSteps<W extends AnyWorkflow> = NonNullable<W["~types"]>["steps"];
+
+/** Options of {@linkcode createWorkflow}. */
+export interface CreateWorkflowOptions<Name extends string, S extends StandardSchemaV1> {
+  /** Unique within an engine; stored with each run. */
+  readonly name: Name;
+  /** Any Standard Schema v1 (zod, valibot, arktype, ...); validated on enqueue. */
+  readonly input: S;
+}
+
+/**
+ * Creates a workflow: a name, an input schema, and (through `.step()`) a typed chain of steps.
+ *
+ * @example A two-step signup
+ * ```ts
+ * import { createWorkflow, type StandardSchemaV1 } from "@reflow/core";
+ *
+ * const signupInput: StandardSchemaV1<{ email: string }> = {
+ *   "~standard": {
+ *     version: 1,
+ *     vendor: "example",
+ *     validate: (value) =>
+ *       typeof (value as { email?: unknown })?.email === "string"
+ *         ? { value: value as { email: string } }
+ *         : { issues: [{ message: "Expected an email", path: ["email"] }] },
+ *   },
+ * };
+ *
+ * export const signup = createWorkflow({ name: "signup", input: signupInput })
+ *   .step("create-user", ({ input }) => ({ userId: `u-${input.email}` }))
+ *   .step("send-welcome", {
+ *     retry: { maxAttempts: 5, backoff: "exponential", initialDelayMs: 500 },
+ *     handler: ({ prev }) => ({ sentTo: prev.userId }),
+ *   });
+ * ```
+ *
+ * @param options The name and the input schema.
+ * @returns An empty workflow to add steps to.
+ * @throws {ConfigError} When the name is empty or the schema is not a Standard Schema.
+ */
+export function createWorkflow<const Name extends string, S extends StandardSchemaV1>(
+  options: CreateWorkflowOptions<Name, S>,
+): Workflow<Name, InferSchemaInput<S>, InferSchemaOutput<S>, undefined, NoSteps, never> {
+  if (typeof options !== "object" || options === null) {
+    throw new ConfigError("Invalid workflow options: expected an object with name and input");
+  }
+  const { name, input } = options;
+  if (typeof name !== "string" || name.length === 0) {
+    throw new ConfigError(`Invalid workflow name ${JSON.stringify(name)}: expected a non-empty string`, {
+      field: "name",
+    });
+  }
+  if (typeof (input as StandardSchemaV1 | undefined)?.["~standard"]?.validate !== "function") {
+    throw new ConfigError(`Invalid input schema for workflow "${name}": expected a Standard Schema v1`, {
+      field: "input",
+    });
+  }
+  return new WorkflowDefinition(name, input, [], null) as unknown as Workflow<
+    Name,
+    InferSchemaInput<S>,
+    InferSchemaOutput<S>,
+    undefined,
+    NoSteps,
+    never
+  >;
+}
+
+class WorkflowDefinition implements AnyWorkflow {
+  readonly name: string;
+  readonly inputSchema: StandardSchemaV1;
+  readonly units: readonly WorkflowUnit[];
+  readonly failureHandler: FailureHandler<unknown> | null;
+
+  constructor(
+    name: string,
+    inputSchema: StandardSchemaV1,
+    units: readonly WorkflowUnit[],
+    failureHandler: FailureHandler<unknown> | null,
+  ) {
+    this.name = name;
+    this.inputSchema = inputSchema;
+    this.units = Object.freeze(units);
+    this.failureHandler = failureHandler;
+    Object.freeze(this);
+  }
+
+  step(name: string, handlerOrConfig: unknown): AnyWorkflow {
+    this.#checkNewName(name);
+    const where = `step "${name}" of workflow "${this.name}"`;
+    const config =
+      (typeof handlerOrConfig === "function" ? { handler: handlerOrConfig } : handlerOrConfig) as StepConfig<
+        unknown,
+        unknown,
+        unknown,
+        unknown
+      >;
+    if (typeof config !== "object" || config === null || typeof config.handler !== "function") {
+      throw new ConfigError(`Invalid ${where}: expected a handler function or { handler }`, {
+        field: "handler",
+      });
+    }
+    const { timeoutMs, when } = config;
+    if (
+      timeoutMs !== undefined &&
+      !(typeof timeoutMs === "number" && timeoutMs > 0 && Number.isFinite(timeoutMs))
+    ) {
+      throw new ConfigError(
+        `Invalid timeoutMs ${String(timeoutMs)} for ${where}: expected a positive number of ms`,
+        {
+          field: "timeoutMs",
+        },
+      );
+    }
+    if (when !== undefined && typeof when !== "function") {
+      throw new ConfigError(`Invalid when for ${where}: expected a function`, { field: "when" });
+    }
+    const unit: StepUnit = Object.freeze({
+      kind: "step",
+      name,
+      handler: config.handler as StepUnit["handler"],
+      retry: resolveRetryPolicy(config.retry, where),
+      timeoutMs: timeoutMs ?? null,
+      when: (when as StepUnit["when"]) ?? null,
+    });
+    return new WorkflowDefinition(this.name, this.inputSchema, [...this.units, unit], this.failureHandler);
+  }
+
+  onFailure(handler: FailureHandler<unknown>): AnyWorkflow {
+    if (typeof handler !== "function") {
+      throw new ConfigError(`Invalid onFailure handler for workflow "${this.name}": expected a function`, {
+        field: "onFailure",
+      });
+    }
+    return new WorkflowDefinition(this.name, this.inputSchema, this.units, handler);
+  }
+
+  #checkNewName(name: string): void {
+    if (typeof name !== "string" || name.length === 0) {
+      throw new ConfigError(
+        `Invalid step name ${JSON.stringify(name)} in workflow "${this.name}": expected a non-empty string`,
+        { field: "name" },
+      );
+    }
+    if (this.units.some((unit) => unit.name === name)) throw new DuplicateStepError(this.name, name);
+  }
+}
