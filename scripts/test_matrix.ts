@@ -26,13 +26,16 @@ const timeoutMs = Number(env.REFLOW_RUNTIME_TIMEOUT ?? 900) * 1000;
 
 // The last "<label> N" in the output (test output may contain earlier look-alikes).
 const last = (out: string, re: RegExp) => Number([...out.matchAll(re)].at(-1)?.[1] ?? 0);
+// Deno counts a describe() group as a test and its tests as "steps"; count leaves instead, as Node
+// and Bun do. A group prints "name ..." before its children, a leaf prints "name ... ok (1ms)".
 const parseDeno = (out: string): Counts => {
-  const line = out.match(/^(?:ok|FAILED) \|.*$/gm)?.at(-1) ?? "";
-  return {
-    passed: last(line, /(\d+) passed/g),
-    failed: last(line, /(\d+) failed/g),
-    skipped: last(line, /(\d+) ignored/g),
-  };
+  const groups = new Set(out.match(/^.* \.\.\.$/gm) ?? []);
+  const counts = { passed: 0, failed: 0, skipped: 0 };
+  for (const [, head, result] of out.matchAll(/^(.* \.\.\.) (ok|FAILED|ignored)\b/gm)) {
+    if (groups.has(head)) continue;
+    counts[result === "ok" ? "passed" : result === "FAILED" ? "failed" : "skipped"]++;
+  }
+  return counts;
 };
 // Node's spec reporter prints "ℹ pass N", its TAP reporter "# pass N"; cancelled tests are failures.
 const parseNode = (out: string): Counts => ({

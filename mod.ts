@@ -1,0 +1,142 @@
+/**
+ * Reflow: durable workflows for TypeScript that run inside your process, on Deno, Node.js and
+ * Bun. A workflow is a typed chain of steps; every finished step is committed to storage, so a
+ * crash or a deploy never repeats finished work and never loses a run.
+ *
+ * @example A workflow on an embedded SQLite file
+ * ```ts ignore
+ * import { createEngine, createWorkflow } from "@reflow/core";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-deno";
+ * import { z } from "zod";
+ *
+ * const signup = createWorkflow({ name: "signup", input: z.object({ email: z.string() }) })
+ *   .step("create-user", ({ input }) => ({ id: crypto.randomUUID(), email: input.email }))
+ *   .step("send-welcome", ({ prev }) => ({ sent: prev.email }));
+ *
+ * await using engine = createEngine({ storage: new SQLiteStorage("app.db"), workflows: [signup] });
+ * await engine.start();
+ * await engine.enqueue("signup", { email: "ada@example.com" });
+ * ```
+ *
+ * @module
+ */
+
+export { createWorkflow } from "./src/workflow/workflow.ts";
+export type {
+  AddOptionalStep,
+  AddStep,
+  AnyWorkflow,
+  CompletionValue,
+  CreateWorkflowOptions,
+  FailureContext,
+  FailureHandler,
+  NoSteps,
+  Simplify,
+  StepConfig,
+  StepContext,
+  StepHandler,
+  StepOutput,
+  StepUnit,
+  WhenContext,
+  Workflow,
+  WorkflowInput,
+  WorkflowOutput,
+  WorkflowSteps,
+  WorkflowTypes,
+  WorkflowUnit,
+} from "./src/workflow/workflow.ts";
+export { Completion } from "./src/workflow/workflow.ts";
+export type { ResolvedRetryPolicy, RetryPolicy } from "./src/workflow/retry.ts";
+
+export { createEngine } from "./src/engine/engine.ts";
+export type { Engine, EnqueueOptions, EnqueueResult, WorkflowNamed } from "./src/engine/engine.ts";
+export type { EngineOptions } from "./src/engine/options.ts";
+export type {
+  EngineEvent,
+  EngineHooks,
+  RunCompleteEvent,
+  RunFailedEvent,
+  RunStartEvent,
+  StepCompleteEvent,
+  StepRetryEvent,
+  StepSkippedEvent,
+  StepStartEvent,
+} from "./src/engine/events.ts";
+export type { RunDetails, RunInfo, StepInfo } from "./src/engine/run_info.ts";
+
+export {
+  ConfigError,
+  DuplicateStepError,
+  DuplicateWorkflowError,
+  EngineStoppedError,
+  HookError,
+  IdempotencyConflictError,
+  InternalError,
+  LeaseExpiredError,
+  ParallelCompleteError,
+  ReflowError,
+  RunCancelledError,
+  SerializationError,
+  StepFailedError,
+  StepTimeoutError,
+  StorageError,
+  ValidationError,
+  WaitTimeoutError,
+  WorkflowNotFoundError,
+} from "./src/errors.ts";
+export type {
+  ReflowErrorCode,
+  ReflowErrorJSON,
+  ReflowErrorOptions,
+  StorageErrorKind,
+  ValidationIssue,
+} from "./src/errors.ts";
+
+export type {
+  ClaimedRun,
+  ClaimRequest,
+  CreateRunResult,
+  EncodedValue,
+  FinishedRunStatus,
+  NewRun,
+  RunAdvance,
+  RunStatus,
+  StepResult,
+  StepStatus,
+  StorageAdapter,
+  StoredError,
+  WorkflowRun,
+} from "./src/storage/adapter.ts";
+export { decodeValue, encodeValue } from "./src/storage/codec.ts";
+
+export type {
+  InferSchemaInput,
+  InferSchemaOutput,
+  StandardSchemaFailure,
+  StandardSchemaIssue,
+  StandardSchemaProps,
+  StandardSchemaResult,
+  StandardSchemaSuccess,
+  StandardSchemaTypes,
+  StandardSchemaV1,
+} from "./src/standard_schema.ts";
+export type {
+  SqlConnection,
+  SqlConnectionLease,
+  SqlDialect,
+  SqlDriver,
+  SqlErrorKind,
+  SqlExecuteResult,
+  SqlParameter,
+  SqlRow,
+  SqlStatement,
+  SqlValue,
+} from "./src/sql/driver.ts";
+export { SqlStorage, type SqlStorageOptions } from "./src/sql/sql_storage.ts";
+export {
+  classifySqliteError,
+  createSqliteDriver,
+  type SqliteHandle,
+  type SqliteLibrary,
+  type SqliteStatement,
+} from "./src/sql/sqlite_support.ts";

@@ -1,0 +1,397 @@
+/**
+ * The engine: enqueues runs, claims them from storage and executes them under leases.
+ *
+ * @module
+ */
+
+import { delay } from "../async.ts";
+import {
+  ConfigError,
+  EngineStoppedError,
+  IdempotencyConflictError,
+  InternalError,
+  LeaseExpiredError,
+  ReflowError,
+  RunCancelledError,
+  WorkflowNotFoundError,
+} from "../errors.ts";
+import type { ClaimedRun } from "../storage/adapter.ts";
+import { decodeValue, encodeValue, valuesEqual } from "../storage/codec.ts";
+import { validateWithSchema } from "../workflow/validate.ts";
+import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
+import { EventBus } from "./events.ts";
+import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
+import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
+import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
+
+/** Options of `engine.enqueue()`. */
+export interface EnqueueOptions {
+  /**
+   * At most one run per workflow and key: enqueuing again with the same key and an equal input
+   * returns the existing run; with a different input it throws `IdempotencyConflictError`.
+   */
+  readonly idempotencyKey?: string;
+}
+
+/** The answer of `engine.enqueue()`. */
+export interface EnqueueResult {
+  /** The run's id. */
+  readonly runId: string;
+  /** False when an existing run with the same idempotency key was returned. */
+  readonly created: boolean;
+}
+
+/** The workflow of `W` named `N`. */
+export type WorkflowNamed<W extends AnyWorkflow, N extends string> = Extract<W, { readonly name: N }>;
+
+/**
+ * A durable workflow engine bound to one storage. Create it with {@linkcode createEngine}.
+ * `await using` stops it on scope exit.
+ */
+export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDisposable {
+  /**
+   * Initialises storage and starts the worker loop: up to `concurrency` runs in flight, a free
+   * slot refilled as soon as it frees, an immediate wake on a local enqueue, and a poll every
+   * `pollIntervalMs` (default 1000) only to notice work from other processes.
+   *
+   * @param pollIntervalMs How often to look for work this engine was not told about.
+   * @throws {ConfigError} On an invalid interval.
+   * @throws {StorageError} When storage cannot be initialised.
+   */
+  start(pollIntervalMs?: number): Promise<void>;
+
+  /**
+   * Stops claiming, lets in-flight steps finish within `stopTimeoutMs` (then aborts their
+   * signals), and hands the runs it holds back to storage so another engine continues at once.
+   */
+  stop(): Promise<void>;
+
+  /**
+   * One explicit round: claims up to `concurrency` due runs and executes each until it
+   * finishes or parks. For CLIs and tests; `start()` is the production path.
+   *
+   * @returns How many runs were claimed.
+   */
+  tick(): Promise<number>;
+
+  /**
+   * Validates the input with the workflow's schema and stores a new pending run.
+   *
+   * @param name A registered workflow's name.
+   * @param input The workflow's input.
+   * @param options The idempotency key, if any.
+   * @returns The run's id, and whether it was created.
+   * @throws {WorkflowNotFoundError} For an unknown name.
+   * @throws {ValidationError} When the schema rejects the input.
+   * @throws {SerializationError} When the validated input cannot be stored.
+   * @throws {IdempotencyConflictError} When the key is held by a run with a different input.
+   */
+  enqueue<N extends W["name"]>(
+    name: N,
+    input: WorkflowInput<WorkflowNamed<W, N>>,
+    options?: EnqueueOptions,
+  ): Promise<EnqueueResult>;
+
+  /**
+   * Cancels an unfinished run. Its handlers' `signal` aborts with `RunCancelledError` (at once
+   * on this engine, at the next heartbeat on another) and no later write of theirs lands.
+   *
+   * @param runId The run.
+   * @returns True if it cancelled, false if the run had already finished or does not exist.
+   */
+  cancel(runId: string): Promise<boolean>;
+
+  /**
+   * Reads a run and its units' results.
+   *
+   * @param runId The run.
+   * @returns The run and its steps, or null for an unknown id.
+   */
+  getRunStatus(runId: string): Promise<RunDetails | null>;
+}
+
+/**
+ * Creates an engine over a storage and a set of workflows.
+ *
+ * @example Run a workflow on MemoryStorage
+ * ```ts
+ * import { createEngine, createWorkflow, type StandardSchemaV1 } from "@reflow/core";
+ * import { MemoryStorage } from "@reflow/core/test";
+ *
+ * const anything: StandardSchemaV1<{ n: number }> = {
+ *   "~standard": { version: 1, vendor: "example", validate: (value) => ({ value: value as { n: number } }) },
+ * };
+ * const double = createWorkflow({ name: "double", input: anything })
+ *   .step("double", ({ input }) => input.n * 2);
+ *
+ * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [double] });
+ * const { runId } = await engine.enqueue("double", { n: 21 });
+ * await engine.tick();
+ * const details = await engine.getRunStatus(runId);
+ * console.log(details?.run.output); // 42
+ * ```
+ *
+ * @param options Storage, workflows and tuning.
+ * @returns A stopped engine; call `start()` or `tick()`.
+ * @throws {ConfigError} On an invalid option.
+ * @throws {DuplicateWorkflowError} When two workflows share a name.
+ */
+export function createEngine<const W extends AnyWorkflow>(options: EngineOptions<W>): Engine<W> {
+  return new WorkflowEngine(resolveEngineOptions(options)) as Engine<W>;
+}
+
+type LoopState = "idle" | "started" | "stopping";
+
+class WorkflowEngine implements Engine<AnyWorkflow> {
+  readonly #options: ResolvedEngineOptions;
+  readonly #events: EventBus;
+  readonly #held = new Map<string, HeldRun>();
+  readonly #executions = new Set<Promise<void>>();
+  #initialized: Promise<void> | undefined;
+  #state: LoopState = "idle";
+  #loop: Promise<void> | undefined;
+  #pollIntervalMs = 1000;
+  #wake: (() => void) | undefined;
+  #nextDueAt = Infinity;
+  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: ResolvedEngineOptions) {
+    this.#options = options;
+    this.#events = new EventBus(options.hooks);
+  }
+
+  async start(pollIntervalMs = 1000): Promise<void> {
+    if (typeof pollIntervalMs !== "number" || !(pollIntervalMs > 0) || !Number.isFinite(pollIntervalMs)) {
+      throw new ConfigError(
+        `Invalid pollIntervalMs ${String(pollIntervalMs)}: expected a positive number of ms`,
+        {
+          field: "pollIntervalMs",
+        },
+      );
+    }
+    if (this.#state === "stopping") await this.#loop;
+    if (this.#state === "started") return;
+    await this.#initialize();
+    this.#pollIntervalMs = pollIntervalMs;
+    this.#state = "started";
+    this.#loop = this.#runLoop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === "started") {
+      this.#state = "stopping";
+      this.#wake?.();
+      await this.#loop;
+    }
+    this.#state = "stopping";
+    try {
+      if (this.#executions.size > 0) {
+        const allSettled = Promise.allSettled(this.#executions);
+        await Promise.race([allSettled, delay(this.#options.stopTimeoutMs)]);
+        if (this.#executions.size > 0) {
+          for (const held of this.#held.values()) held.controller.abort(new EngineStoppedError());
+          await allSettled;
+        }
+      }
+    } finally {
+      this.#stopHeartbeats();
+      this.#state = "idle";
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  async tick(): Promise<number> {
+    await this.#initialize();
+    const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
+    await Promise.all(claimed.map((run) => this.#launch(run)));
+    return claimed.length;
+  }
+
+  async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
+    const workflow = this.#options.workflows.get(name);
+    if (workflow === undefined) throw new WorkflowNotFoundError(name);
+    const idempotencyKey = options?.idempotencyKey ?? null;
+    if (idempotencyKey !== null && (typeof idempotencyKey !== "string" || idempotencyKey.length === 0)) {
+      throw new ConfigError(`Invalid idempotencyKey ${String(idempotencyKey)}: expected a non-empty string`, {
+        field: "idempotencyKey",
+      });
+    }
+    const validated = await validateWithSchema(workflow.inputSchema, input, `input for workflow "${name}"`);
+    const encoded = encodeValue(validated);
+    await this.#initialize();
+    const { run, created } = await this.#options.storage.createRun({
+      id: crypto.randomUUID(),
+      workflowName: name,
+      input: encoded,
+      idempotencyKey,
+      createdAt: this.#options.now(),
+    });
+    if (!created && run.input !== encoded && !valuesEqual(decodeValue(run.input), validated)) {
+      throw new IdempotencyConflictError(name, idempotencyKey as string, run.id);
+    }
+    if (created) this.#wake?.();
+    return { runId: run.id, created };
+  }
+
+  async cancel(runId: string): Promise<boolean> {
+    await this.#initialize();
+    const cancelled = await this.#options.storage.updateRunStatus(runId, "cancelled");
+    if (cancelled) this.#held.get(runId)?.controller.abort(new RunCancelledError(runId));
+    return cancelled;
+  }
+
+  async getRunStatus(runId: string): Promise<RunDetails | null> {
+    await this.#initialize();
+    const run = await this.#options.storage.getRun(runId);
+    if (run === null) return null;
+    const steps = run.claimCount === 0 ? [] : await this.#options.storage.getStepResults(runId);
+    return { run: toRunInfo(run), steps: steps.map(toStepInfo) };
+  }
+
+  #initialize(): Promise<void> {
+    if (this.#initialized === undefined) {
+      this.#initialized = this.#options.storage.initialize().catch((error) => {
+        this.#initialized = undefined; // let a later call retry
+        throw error;
+      });
+    }
+    return this.#initialized;
+  }
+
+  async #claim(limit: number): Promise<ClaimedRun[]> {
+    if (limit <= 0) return [];
+    const { storage, workflowNames, now, leaseDurationMs } = this.#options;
+    return await storage.claimRuns({ workflowNames, limit, now: now(), leaseDurationMs });
+  }
+
+  /** The worker loop: claim into free slots, then sleep until woken, polled, or a parked run is due. */
+  async #runLoop(): Promise<void> {
+    while (this.#state === "started") {
+      const free = this.#options.concurrency - this.#held.size;
+      let saturated = free <= 0;
+      if (free > 0) {
+        try {
+          const claimed = await this.#claim(free);
+          for (const run of claimed) void this.#launch(run);
+          saturated = claimed.length === free;
+        } catch (error) {
+          this.#events.reportError(asReflowError(error, "claimRuns"));
+        }
+      }
+      if (this.#state !== "started") break;
+      // With every slot taken, only a finishing run frees one; otherwise nothing is due until
+      // a local enqueue, the next poll, or the earliest run this engine parked.
+      const now = this.#options.now();
+      const dueIn = this.#nextDueAt - now;
+      if (dueIn <= 0) this.#nextDueAt = Infinity;
+      await this.#sleep(
+        saturated ? this.#pollIntervalMs : Math.max(0, Math.min(this.#pollIntervalMs, dueIn)),
+      );
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const wake = () => done();
+      this.#wake = wake;
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+    }).finally(() => {
+      this.#wake = undefined;
+    });
+  }
+
+  #launch(claimed: ClaimedRun): Promise<void> {
+    const held: HeldRun = {
+      runId: claimed.id,
+      leaseId: claimed.leaseId,
+      controller: new AbortController(),
+      renewedAt: this.#options.now(),
+    };
+    // This engine's own expired lease was reclaimed (by itself): the older execution must stop writing.
+    this.#held.get(claimed.id)?.controller.abort(new LeaseExpiredError(claimed.id));
+    this.#held.set(claimed.id, held);
+    this.#startHeartbeats();
+    const execution = executeRun(
+      { options: this.#options, events: this.#events, isStopping: () => this.#state === "stopping" },
+      claimed,
+      held,
+    ).then(
+      (exit) => this.#noteExit(exit),
+      (error) => this.#events.reportError(asReflowError(error, "executeRun")),
+    ).finally(() => {
+      if (this.#held.get(claimed.id) === held) this.#held.delete(claimed.id);
+      if (this.#held.size === 0) this.#stopHeartbeats();
+      this.#executions.delete(execution);
+      this.#wake?.();
+    });
+    this.#executions.add(execution);
+    return execution;
+  }
+
+  #noteExit(exit: RunExit): void {
+    if (exit.kind === "parked" && exit.dueAt !== null && exit.dueAt < this.#nextDueAt) {
+      this.#nextDueAt = exit.dueAt;
+    }
+  }
+
+  #startHeartbeats(): void {
+    if (this.#heartbeatTimer !== undefined) return;
+    const interval = Math.max(1, Math.floor(this.#options.heartbeatIntervalMs / 2));
+    let inFlight = false;
+    this.#heartbeatTimer = setInterval(() => {
+      // A slow storage must not pile up renewals; the next tick catches up.
+      if (inFlight) return;
+      inFlight = true;
+      void this.#heartbeat().finally(() => inFlight = false);
+    }, interval);
+    // The step being guarded keeps the process alive if it needs to; the heartbeat alone must not
+    // (Node and Bun return a timer object with unref; Deno returns a number and needs nothing).
+    (this.#heartbeatTimer as { unref?: () => void }).unref?.();
+  }
+
+  #stopHeartbeats(): void {
+    if (this.#heartbeatTimer === undefined) return;
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+  }
+
+  /** Renews the leases that have gone half a heartbeat interval without a renewal. */
+  async #heartbeat(): Promise<void> {
+    const { storage, now, heartbeatIntervalMs, leaseDurationMs } = this.#options;
+    const time = now();
+    const due = [...this.#held.values()].filter((held) => time - held.renewedAt >= heartbeatIntervalMs / 2);
+    await Promise.all(due.map(async (held) => {
+      if (held.controller.signal.aborted) return;
+      try {
+        const renewed = await storage.heartbeatRun(held.runId, held.leaseId, time + leaseDurationMs);
+        if (renewed) {
+          held.renewedAt = time;
+          return;
+        }
+        const run = await storage.getRun(held.runId);
+        held.controller.abort(
+          run?.status === "cancelled" ? new RunCancelledError(held.runId) : new LeaseExpiredError(held.runId),
+        );
+      } catch (error) {
+        this.#events.reportError(asReflowError(error, "heartbeatRun"));
+      }
+    }));
+  }
+}
+
+function asReflowError(error: unknown, operation: string): ReflowError {
+  if (error instanceof ReflowError) return error;
+  return new InternalError(
+    `Unexpected failure in ${operation}: ${(error as Error)?.message ?? String(error)}`,
+    {
+      cause: error,
+    },
+  );
+}

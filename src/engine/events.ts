@@ -1,0 +1,209 @@
+import { HookError, type ReflowError } from "../errors.ts";
+
+/** A run was claimed by a worker for the first time. */
+export interface RunStartEvent {
+  /** The event type. */
+  readonly type: "run:start";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** Its validated input. */
+  readonly input: unknown;
+}
+
+/** An attempt of a step is about to run. */
+export interface StepStartEvent {
+  /** The event type. */
+  readonly type: "step:start";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The step. */
+  readonly stepName: string;
+  /** The attempt's number, from 1. */
+  readonly attempt: number;
+}
+
+/** A conditional step was skipped (its `when` returned false); the skip is stored. */
+export interface StepSkippedEvent {
+  /** The event type. */
+  readonly type: "step:skipped";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The step. */
+  readonly stepName: string;
+}
+
+/** A step's result was committed. */
+export interface StepCompleteEvent {
+  /** The event type. */
+  readonly type: "step:complete";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The step. */
+  readonly stepName: string;
+  /** The attempt that succeeded. */
+  readonly attempt: number;
+  /** The step's output. */
+  readonly output: unknown;
+  /** How long the successful attempt took, in ms. */
+  readonly durationMs: number;
+}
+
+/** A step attempt failed and the next one is scheduled. */
+export interface StepRetryEvent {
+  /** The event type. */
+  readonly type: "step:retry";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The step. */
+  readonly stepName: string;
+  /** The attempt that failed. */
+  readonly attempt: number;
+  /** Why it failed. */
+  readonly error: Error;
+  /** When the next attempt is due (ms since the epoch). */
+  readonly nextAttemptAt: number;
+}
+
+/** A run completed; its output is committed. */
+export interface RunCompleteEvent {
+  /** The event type. */
+  readonly type: "run:complete";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The run's output. */
+  readonly output: unknown;
+}
+
+/** A run failed; the failure is committed. */
+export interface RunFailedEvent {
+  /** The event type. */
+  readonly type: "run:failed";
+  /** The run. */
+  readonly runId: string;
+  /** Its workflow. */
+  readonly workflowName: string;
+  /** The unit that failed, if any. */
+  readonly stepName: string | undefined;
+  /** Why it failed. */
+  readonly error: Error;
+}
+
+/** Everything the engine reports about runs, to hooks and streams. */
+export type EngineEvent =
+  | RunStartEvent
+  | StepStartEvent
+  | StepSkippedEvent
+  | StepCompleteEvent
+  | StepRetryEvent
+  | RunCompleteEvent
+  | RunFailedEvent;
+
+/**
+ * Callbacks on the engine's events. Each may be synchronous or asynchronous; the engine does not
+ * wait for them, and a hook that throws or rejects never changes a run's outcome: the error is
+ * passed to `onError` as a `HookError`.
+ */
+export interface EngineHooks {
+  /** A run was claimed for the first time. */
+  readonly onRunStart?: (event: RunStartEvent) => void | Promise<void>;
+  /** A step attempt is starting. */
+  readonly onStepStart?: (event: StepStartEvent) => void | Promise<void>;
+  /** A conditional step was skipped. */
+  readonly onStepSkipped?: (event: StepSkippedEvent) => void | Promise<void>;
+  /** A step's result was committed. */
+  readonly onStepComplete?: (event: StepCompleteEvent) => void | Promise<void>;
+  /** A step attempt failed and will be retried. */
+  readonly onStepRetry?: (event: StepRetryEvent) => void | Promise<void>;
+  /** A run completed. */
+  readonly onRunComplete?: (event: RunCompleteEvent) => void | Promise<void>;
+  /** A run failed. */
+  readonly onRunFailed?: (event: RunFailedEvent) => void | Promise<void>;
+  /**
+   * Background errors: failing hooks (`HookError`), storage failures in the worker loop, failing
+   * `onFailure` handlers. Without this hook they are written to `console.error`.
+   */
+  readonly onError?: (error: ReflowError) => void | Promise<void>;
+}
+
+const HOOK_BY_TYPE = {
+  "run:start": "onRunStart",
+  "step:start": "onStepStart",
+  "step:skipped": "onStepSkipped",
+  "step:complete": "onStepComplete",
+  "step:retry": "onStepRetry",
+  "run:complete": "onRunComplete",
+  "run:failed": "onRunFailed",
+} as const satisfies Record<EngineEvent["type"], keyof EngineHooks>;
+
+/** A listener on every engine event (streams subscribe through this). */
+export type EventListener = (event: EngineEvent) => void;
+
+/** Routes events to hooks and listeners, containing every failure. */
+export class EventBus {
+  readonly #hooks: EngineHooks;
+  readonly #listeners = new Set<EventListener>();
+
+  constructor(hooks: EngineHooks) {
+    this.#hooks = hooks;
+  }
+
+  /** Whether anyone listens to `type`, so callers can skip building an event nobody reads. */
+  wants(type: EngineEvent["type"]): boolean {
+    return this.#listeners.size > 0 || this.#hooks[HOOK_BY_TYPE[type]] !== undefined;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: EventListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  emit(event: EngineEvent): void {
+    const name = HOOK_BY_TYPE[event.type];
+    const hook = this.#hooks[name] as ((event: EngineEvent) => unknown) | undefined;
+    if (hook !== undefined) this.#call(name, () => hook(event));
+    for (const listener of this.#listeners) this.#call("stream", () => listener(event));
+  }
+
+  /** Reports a background error to `onError`, or to `console.error` when there is no such hook. */
+  reportError(error: ReflowError): void {
+    const onError = this.#hooks.onError;
+    if (onError === undefined) {
+      console.error("[reflow]", error);
+      return;
+    }
+    try {
+      const result = onError(error);
+      if (isPromise(result)) {
+        result.catch((thrown) => console.error("[reflow] onError hook failed:", thrown, error));
+      }
+    } catch (thrown) {
+      console.error("[reflow] onError hook failed:", thrown, error);
+    }
+  }
+
+  #call(source: string, invoke: () => unknown): void {
+    try {
+      const result = invoke();
+      if (isPromise(result)) result.catch((thrown) => this.reportError(new HookError(source, thrown)));
+    } catch (thrown) {
+      this.reportError(new HookError(source, thrown));
+    }
+  }
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as Promise<unknown> | undefined)?.then === "function";
+}

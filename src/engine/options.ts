@@ -1,0 +1,122 @@
+import { ConfigError, DuplicateWorkflowError } from "../errors.ts";
+import type { StorageAdapter } from "../storage/adapter.ts";
+import type { AnyWorkflow } from "../workflow/workflow.ts";
+import type { EngineHooks } from "./events.ts";
+
+/** Options of `createEngine`. */
+export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
+  /** Where runs are stored: `SQLiteStorage` from a driver subpath, or `MemoryStorage`. */
+  readonly storage: StorageAdapter;
+  /** The workflows this engine can enqueue and run; names must be unique. */
+  readonly workflows: readonly W[];
+  /** Runs in flight at once. Default 10. */
+  readonly concurrency?: number;
+  /** How long a claim lasts without a heartbeat before any engine may reclaim the run, in ms. Default 30,000. */
+  readonly runLeaseDurationMs?: number;
+  /** How often leases of runs in flight are renewed, in ms; below the lease duration. Default a third of it. */
+  readonly heartbeatIntervalMs?: number;
+  /** How long `stop()` lets in-flight steps finish before it aborts them, in ms. Default 10,000. */
+  readonly stopTimeoutMs?: number;
+  /** Callbacks on run events and background errors. */
+  readonly hooks?: EngineHooks;
+  /** The clock, in ms since the epoch. Injectable for tests. Default `Date.now`. */
+  readonly now?: () => number;
+  /** A uniform random source in [0, 1) for retry jitter. Default `Math.random`. */
+  readonly random?: () => number;
+}
+
+/** Engine options with defaults applied and every value checked. */
+export interface ResolvedEngineOptions {
+  readonly storage: StorageAdapter;
+  readonly workflows: ReadonlyMap<string, AnyWorkflow>;
+  readonly workflowNames: readonly string[];
+  readonly concurrency: number;
+  readonly leaseDurationMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly stopTimeoutMs: number;
+  readonly hooks: EngineHooks;
+  readonly now: () => number;
+  readonly random: () => number;
+}
+
+/** Checks every engine option, so a typo fails at construction rather than in production traffic. */
+export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new ConfigError("Invalid engine options: expected an object with storage and workflows");
+  }
+  const { storage } = options;
+  for (const method of ["initialize", "createRun", "claimRuns", "advanceRun", "getRun"] as const) {
+    if (typeof storage?.[method] !== "function") {
+      throw new ConfigError(`Invalid storage: expected a StorageAdapter with a ${method}() method`, {
+        field: "storage",
+      });
+    }
+  }
+  if (!Array.isArray(options.workflows)) {
+    throw new ConfigError("Invalid workflows: expected an array of workflows", { field: "workflows" });
+  }
+  const workflows = new Map<string, AnyWorkflow>();
+  for (const workflow of options.workflows) {
+    if (typeof workflow?.name !== "string" || !Array.isArray(workflow.units)) {
+      throw new ConfigError("Invalid workflows: every entry must be made by createWorkflow()", {
+        field: "workflows",
+      });
+    }
+    if (workflows.has(workflow.name)) throw new DuplicateWorkflowError(workflow.name);
+    workflows.set(workflow.name, workflow);
+  }
+  const concurrency = positiveInteger(options.concurrency ?? 10, "concurrency");
+  const leaseDurationMs = positiveInteger(options.runLeaseDurationMs ?? 30_000, "runLeaseDurationMs");
+  const heartbeatIntervalMs = positiveInteger(
+    options.heartbeatIntervalMs ?? Math.max(1, Math.floor(leaseDurationMs / 3)),
+    "heartbeatIntervalMs",
+  );
+  if (heartbeatIntervalMs >= leaseDurationMs) {
+    throw new ConfigError(
+      `Invalid heartbeatIntervalMs ${heartbeatIntervalMs}: it must be below runLeaseDurationMs ${leaseDurationMs}, ` +
+        "or leases expire between heartbeats",
+      { field: "heartbeatIntervalMs" },
+    );
+  }
+  const stopTimeoutMs = nonNegativeInteger(options.stopTimeoutMs ?? 10_000, "stopTimeoutMs");
+  const hooks = options.hooks ?? {};
+  for (const [name, hook] of Object.entries(hooks)) {
+    if (typeof hook !== "function") {
+      throw new ConfigError(`Invalid hook ${name}: expected a function`, { field: `hooks.${name}` });
+    }
+  }
+  return {
+    storage,
+    workflows,
+    workflowNames: [...workflows.keys()],
+    concurrency,
+    leaseDurationMs,
+    heartbeatIntervalMs,
+    stopTimeoutMs,
+    hooks,
+    now: functionOption(options.now, Date.now, "now"),
+    random: functionOption(options.random, Math.random, "random"),
+  };
+}
+
+function positiveInteger(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigError(`Invalid ${field} ${String(value)}: expected a positive integer`, { field });
+  }
+  return value;
+}
+
+function nonNegativeInteger(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new ConfigError(`Invalid ${field} ${String(value)}: expected an integer of 0 or more`, { field });
+  }
+  return value;
+}
+
+function functionOption<F>(value: F | undefined, fallback: F, field: string): F {
+  if (value === undefined) return fallback;
+  if (typeof value !== "function") {
+    throw new ConfigError(`Invalid ${field}: expected a function`, { field });
+  }
+  return value;
+}

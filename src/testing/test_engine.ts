@@ -1,0 +1,155 @@
+import { createEngine, type Engine, type EnqueueOptions, type WorkflowNamed } from "../engine/engine.ts";
+import type { EngineHooks } from "../engine/events.ts";
+import type { RunDetails } from "../engine/run_info.ts";
+import { ConfigError, InternalError } from "../errors.ts";
+import type { RunStatus, StorageAdapter, StoredError } from "../storage/adapter.ts";
+import { MemoryStorage } from "../storage/memory.ts";
+import type { AnyWorkflow, WorkflowInput, WorkflowOutput, WorkflowSteps } from "../workflow/workflow.ts";
+
+/** Options of {@linkcode testEngine}. */
+export interface TestEngineOptions<W extends AnyWorkflow> {
+  /** The workflows under test. */
+  readonly workflows: readonly W[];
+  /** Storage to use; default a fresh `MemoryStorage`. */
+  readonly storage?: StorageAdapter;
+  /** The virtual clock's start, in ms since the epoch. Default the real time at creation. */
+  readonly startTime?: number;
+  /** Hooks, as for `createEngine`. */
+  readonly hooks?: EngineHooks;
+}
+
+/** What {@linkcode TestEngine.run} returns: the run's outcome with its outputs typed by step name. */
+export interface TestRunResult<W extends AnyWorkflow> {
+  /** The run's id. */
+  readonly runId: string;
+  /** Where the run ended up: finished, or parked with nothing the virtual clock can advance to (a wait). */
+  readonly status: RunStatus;
+  /** The run's output once completed. */
+  readonly output: WorkflowOutput<W> | undefined;
+  /** Why it failed, once failed. */
+  readonly error: StoredError | null;
+  /** Each finished unit's output by name (skipped units map to undefined). */
+  readonly steps: Partial<WorkflowSteps<W>>;
+  /** Everything stored about the run. */
+  readonly details: RunDetails;
+}
+
+/** An engine on a virtual clock that drives runs to completion without real waiting. */
+export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
+  /** The underlying engine (its `now` is the virtual clock). */
+  readonly engine: Engine<W>;
+  /** The storage it runs on. */
+  readonly storage: StorageAdapter;
+  /** The virtual time, ms since the epoch. */
+  now(): number;
+  /**
+   * Moves the virtual clock forward.
+   *
+   * @param ms How far; must be 0 or more.
+   */
+  advance(ms: number): void;
+  /**
+   * Enqueues a run and drives it until it finishes or waits for something the clock cannot bring
+   * (an event). Retry delays are skipped by advancing the virtual clock.
+   *
+   * @param name The workflow.
+   * @param input Its input.
+   * @param options The idempotency key, if any.
+   * @returns The run's outcome.
+   */
+  run<N extends W["name"]>(
+    name: N,
+    input: WorkflowInput<WorkflowNamed<W, N>>,
+    options?: EnqueueOptions,
+  ): Promise<TestRunResult<WorkflowNamed<W, N>>>;
+  /**
+   * Drives an already enqueued run, as `run()` does.
+   *
+   * @param runId The run.
+   * @returns The run's outcome.
+   */
+  drive(runId: string): Promise<TestRunResult<W>>;
+}
+
+const MAX_ROUNDS = 100_000;
+
+/**
+ * Creates an engine on `MemoryStorage` and a virtual clock, for testing workflows.
+ *
+ * @example Test a workflow
+ * ```ts
+ * import { createWorkflow, type StandardSchemaV1 } from "@reflow/core";
+ * import { testEngine } from "@reflow/core/test";
+ *
+ * const order: StandardSchemaV1<{ amount: number }> = {
+ *   "~standard": { version: 1, vendor: "example", validate: (value) => ({ value: value as { amount: number } }) },
+ * };
+ * const checkout = createWorkflow({ name: "checkout", input: order })
+ *   .step("charge", ({ input }) => ({ charged: input.amount }))
+ *   .step("receipt", ({ prev }) => `receipt for ${prev.charged}`);
+ *
+ * await using te = testEngine({ workflows: [checkout] });
+ * const result = await te.run("checkout", { amount: 5 });
+ * console.log(result.status, result.steps.charge?.charged, result.output); // completed 5 receipt for 5
+ * ```
+ *
+ * @param options The workflows and, optionally, storage, start time and hooks.
+ * @returns A test engine.
+ */
+export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptions<W>): TestEngine<W> {
+  let clock = options.startTime ?? Date.now();
+  const storage = options.storage ?? new MemoryStorage({ now: () => clock });
+  const engine = createEngine({
+    storage,
+    workflows: options.workflows,
+    now: () => clock,
+    ...(options.hooks === undefined ? {} : { hooks: options.hooks }),
+  });
+
+  async function drive(runId: string): Promise<TestRunResult<W>> {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      await engine.tick();
+      const details = await engine.getRunStatus(runId);
+      if (details === null) throw new InternalError(`Run "${runId}" disappeared from storage`);
+      const { status, dueAt } = details.run;
+      if (status === "completed" || status === "failed" || status === "cancelled") return toResult(details);
+      if (status !== "running" && dueAt === null) return toResult(details); // waits for an event
+      if (dueAt !== null && dueAt > clock) clock = dueAt;
+    }
+    throw new InternalError(`Run "${runId}" did not settle within ${MAX_ROUNDS} rounds`);
+  }
+
+  return {
+    engine,
+    storage,
+    now: () => clock,
+    advance(ms: number): void {
+      if (!(ms >= 0)) throw new ConfigError(`Cannot move the virtual clock by ${ms} ms: expected 0 or more`);
+      clock += ms;
+    },
+    async run(name, input, enqueueOptions) {
+      const { runId } = await engine.enqueue(name, input, enqueueOptions);
+      return await drive(runId) as TestRunResult<never>;
+    },
+    drive,
+    async [Symbol.asyncDispose]() {
+      await engine.stop();
+      await storage.close();
+    },
+  };
+}
+
+function toResult<W extends AnyWorkflow>(details: RunDetails): TestRunResult<W> {
+  const steps: Record<string, unknown> = {};
+  for (const step of details.steps) {
+    if (step.status === "completed" || step.status === "skipped") steps[step.name] = step.output;
+  }
+  return {
+    runId: details.run.id,
+    status: details.run.status,
+    output: details.run.output as WorkflowOutput<W> | undefined,
+    error: details.run.error,
+    steps: steps as Partial<WorkflowSteps<W>>,
+    details,
+  };
+}

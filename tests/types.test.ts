@@ -1,0 +1,98 @@
+// Type tests: `deno check` and `tsc` (npm run check) fail if an expectation here stops holding,
+// including an `@ts-expect-error` whose line starts to compile. The runtime assertions make sure
+// the code the types describe also behaves that way.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  createEngine,
+  createWorkflow,
+  DuplicateStepError,
+  ValidationError,
+  type WorkflowInput,
+  WorkflowNotFoundError,
+  type WorkflowOutput,
+  type WorkflowSteps,
+} from "../mod.ts";
+import { MemoryStorage } from "../testing.ts";
+import { schema, thrownBy } from "./support/fixtures.ts";
+
+/** True when A and B are the same type (not merely assignable either way). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
+/** True when A and B accept the same values (a union may keep structurally equal members apart). */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+function expectType<_T extends true>(): void {}
+
+const order = createWorkflow({
+  name: "order",
+  input: schema<{ sku: string; quantity: number }>((value) =>
+    typeof (value as { sku?: unknown })?.sku === "string" ? undefined : "sku must be a string"
+  ),
+})
+  .step("reserve", ({ input, prev }) => {
+    expectType<Equal<typeof prev, undefined>>();
+    return { reservation: `${input.sku}x${input.quantity}` };
+  })
+  .step("charge", {
+    retry: { maxAttempts: 3 },
+    handler: ({ prev, attempt }) => {
+      expectType<Equal<typeof prev, { reservation: string }>>();
+      expectType<Equal<typeof attempt, number>>();
+      return { charged: prev.reservation.length };
+    },
+  })
+  .step("gift-wrap", {
+    when: ({ input }) => input.quantity > 1,
+    handler: () => "wrapped" as const,
+  })
+  .step("ship", ({ prev, steps, complete }) => {
+    // After a conditional step, prev is its output or undefined, and its entry in steps is optional.
+    expectType<Equal<typeof prev, "wrapped" | undefined>>();
+    expectType<Equal<typeof steps.charge, { charged: number }>>();
+    expectType<Equal<typeof steps["gift-wrap"], "wrapped" | undefined>>();
+    if (steps.charge.charged === 0) return complete({ shipped: false });
+    return { shipped: true };
+  });
+
+test("the builder's types follow the chain of steps", () => {
+  expectType<Equal<WorkflowInput<typeof order>, { sku: string; quantity: number }>>();
+  expectType<Same<WorkflowOutput<typeof order>, { shipped: boolean }>>();
+  expectType<Equal<keyof WorkflowSteps<typeof order>, "reserve" | "charge" | "gift-wrap" | "ship">>();
+  assert.equal(order.name, "order");
+});
+
+test("enqueue checks the workflow name and its input at compile time and at run time", async () => {
+  const other = createWorkflow({ name: "other", input: schema<{ id: number }>() }).step("a", () => 1);
+  await using_(createEngine({ storage: new MemoryStorage(), workflows: [order, other] }), async (engine) => {
+    await engine.enqueue("order", { sku: "tea", quantity: 2 });
+    await engine.enqueue("other", { id: 1 });
+    // @ts-expect-error: no workflow is named "ordr".
+    await assert.rejects(engine.enqueue("ordr", { sku: "tea", quantity: 2 }), WorkflowNotFoundError);
+    // @ts-expect-error: quantity is missing.
+    await assert.rejects(engine.enqueue("order", { sku: 42 }), ValidationError);
+    // @ts-expect-error: "other" takes { id }, not the order's input.
+    await engine.enqueue("other", { sku: "tea", quantity: 2 });
+  });
+});
+
+test("a step's handler cannot use a later step's output or a misspelt one", () => {
+  const workflow = createWorkflow({ name: "w", input: schema<{ n: number }>() })
+    .step("first", ({ input }) => input.n)
+    .step("second", ({ steps }) => {
+      // @ts-expect-error: "third" does not exist yet.
+      void steps.third;
+      // @ts-expect-error: steps is read-only.
+      steps.first = 2;
+      return steps.first + 1;
+    });
+  thrownBy(() => workflow.step("first", () => 0), DuplicateStepError);
+  assert.equal(workflow.name, "w");
+});
+
+/** `await using` without the syntax, which Node 22 does not parse. */
+async function using_<T extends AsyncDisposable>(resource: T, body: (resource: T) => Promise<void>) {
+  try {
+    await body(resource);
+  } finally {
+    await resource[Symbol.asyncDispose]();
+  }
+}
