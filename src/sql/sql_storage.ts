@@ -1,0 +1,750 @@
+/**
+ * The one SQL implementation of the {@linkcode StorageAdapter} contract, over any
+ * {@linkcode SqlDriver}: schema and migrations, every query, transactions, busy retries.
+ *
+ * @module
+ */
+
+import { ConfigError, ReflowError, StorageError, type StorageErrorKind } from "../errors.ts";
+import type {
+  ClaimedRun,
+  ClaimRequest,
+  CreateRunResult,
+  NewRun,
+  RunAdvance,
+  RunStatus,
+  StepResult,
+  StorageAdapter,
+  StoredError,
+  WorkflowRun,
+} from "../storage/adapter.ts";
+import {
+  checkError,
+  checkStatus,
+  checkStep,
+  checkString,
+  checkTime,
+  checkTimeOrNull,
+  describe,
+  FINISHED,
+  invalid,
+  isObject,
+} from "./checks.ts";
+import type {
+  SqlConnection,
+  SqlConnectionLease,
+  SqlDriver,
+  SqlParameter,
+  SqlRow,
+  SqlStatement,
+  SqlValue,
+} from "./driver.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import * as SQL from "./sqlite_statements.ts";
+
+/** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
+export interface SqlStorageOptions {
+  /**
+   * SQLite's `synchronous` setting in WAL mode. `"NORMAL"` (default): a commit survives a crash
+   * of the process, but the last commits before a power loss or OS crash may be lost (never
+   * corrupted). `"FULL"`: every commit is synced to disk before it returns, so it survives power
+   * loss too, at the cost of one fsync per transaction.
+   */
+  readonly synchronous?: "NORMAL" | "FULL";
+  /**
+   * How long a statement waits for another connection's lock before it fails as busy (SQLite's
+   * `busy_timeout`). Default 5000. A busy failure is then retried a few times with backoff.
+   */
+  readonly busyTimeoutMs?: number;
+  /**
+   * The clock (ms since the epoch), read only by methods that take no time: `claimNextRun()`
+   * without `staleBefore`, `heartbeatRun()` without an expiry, `updateRunStatus()` and
+   * `updateClaimedRunStatus()`. Default: `Date.now`.
+   */
+  readonly now?: () => number;
+  /** Makes a lease id; it must be unique. Default: `crypto.randomUUID`. */
+  readonly newId?: () => string;
+}
+
+/** The lease `claimNextRun()` takes, as the contract fixes it. */
+const CLAIM_NEXT_LEASE_MS = 30_000;
+/** Attempts of one operation that keeps failing as busy, each after SQLite's own busy wait. */
+const BUSY_ATTEMPTS = 6;
+const BUSY_BASE_DELAY_MS = 10;
+const BUSY_MAX_DELAY_MS = 500;
+
+/** How an operation uses its connection: single statements, or one `BEGIN IMMEDIATE` transaction. */
+type Mode = "statements" | "transaction";
+
+/**
+ * The storage contract on a SQL database, written once for every driver: a driver only runs
+ * statements, and everything else (SQL text, transactions, migrations, retries) is here.
+ *
+ * Each method is one transaction or one statement, so each is atomic, as
+ * {@linkcode StorageAdapter} requires. A statement that finds the database locked waits up to
+ * `busyTimeoutMs`, and an operation that still fails as busy is retried from the start with
+ * jittered exponential backoff, then rejects with a {@linkcode StorageError} of kind `"busy"`.
+ * Driver failures reject with a `StorageError` whose `kind` tells what happened and whose `cause`
+ * is the driver's error; malformed arguments reject with kind `"other"`; after
+ * {@linkcode SqlStorage.close}, every method rejects with kind `"closed"`.
+ *
+ * @example Run a storage on a driver
+ * ```ts
+ * import type { SqlDriver } from "./driver.ts";
+ *
+ * async function firstRunStatus(driver: SqlDriver): Promise<string | undefined> {
+ *   await using storage = new SqlStorage(driver, { synchronous: "FULL" });
+ *   await storage.initialize();
+ *   const { run } = await storage.createRun({
+ *     id: crypto.randomUUID(),
+ *     workflowName: "signup",
+ *     input: "{}",
+ *     idempotencyKey: null,
+ *     createdAt: Date.now(),
+ *   });
+ *   return run.status; // "pending"
+ * }
+ * ```
+ */
+export class SqlStorage implements StorageAdapter, AsyncDisposable {
+  #driver: SqlDriver;
+  #synchronous: "NORMAL" | "FULL";
+  #busyTimeoutMs: number;
+  #clock: () => number;
+  #newId: () => string;
+  #configured = false;
+  #closed = false;
+
+  /**
+   * Creates a storage over a driver. Nothing is sent to the database until the first call.
+   *
+   * @param driver The driver; {@linkcode SqlStorage.close} closes it.
+   * @param options SQLite durability and lock waiting, the clock and the lease ids.
+   * @throws {ConfigError} If the driver's dialect is not supported or an option is invalid.
+   */
+  constructor(driver: SqlDriver, options: SqlStorageOptions = {}) {
+    if (!isObject(driver) || driver.dialect !== "sqlite") {
+      const dialect = isObject(driver) ? describe(driver.dialect) : describe(driver);
+      throw new ConfigError(`Unsupported SQL driver dialect ${dialect}: expected "sqlite"`, {
+        field: "driver",
+      });
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new ConfigError(`Invalid storage options ${describe(options)}: expected an object`, {
+        field: "options",
+      });
+    }
+    const { synchronous = "NORMAL", busyTimeoutMs = 5000, now = Date.now, newId } = options;
+    if (synchronous !== "NORMAL" && synchronous !== "FULL") {
+      throw new ConfigError(`Invalid synchronous ${describe(synchronous)}: expected "NORMAL" or "FULL"`, {
+        field: "synchronous",
+      });
+    }
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 2_147_483_647) {
+      throw new ConfigError(
+        `Invalid busyTimeoutMs ${describe(busyTimeoutMs)}: expected an integer number of milliseconds >= 0`,
+        { field: "busyTimeoutMs" },
+      );
+    }
+    if (typeof now !== "function") {
+      throw new ConfigError(`Invalid now ${describe(now)}: expected a function`, { field: "now" });
+    }
+    if (newId !== undefined && typeof newId !== "function") {
+      throw new ConfigError(`Invalid newId ${describe(newId)}: expected a function`, { field: "newId" });
+    }
+    this.#driver = driver;
+    this.#synchronous = synchronous;
+    this.#busyTimeoutMs = busyTimeoutMs;
+    this.#clock = now;
+    this.#newId = newId ?? (() => crypto.randomUUID());
+  }
+
+  /**
+   * Switches the database to WAL and applies pending schema migrations, in one `BEGIN
+   * IMMEDIATE` transaction that re-reads the version under the write lock, so concurrent
+   * callers (other processes included) apply each migration exactly once. A database already
+   * at this version is only read.
+   *
+   * @returns When the schema is current.
+   * @throws {StorageError} Kind `"schema"`, changing nothing, if the database was written by a
+   *   newer Reflow; kind `"corrupt"` if the file is not a database; kind `"closed"` after close.
+   */
+  async initialize(): Promise<void> {
+    const op = "initialize";
+    const version = await this.#run(op, "statements", readSchemaVersion);
+    checkSchemaVersion(op, version);
+    // After the version check, so that a database this code must not touch is left as it is.
+    await this.#run(op, "statements", (c) => c.query(statement(SQL.pragmas.journalModeWal)));
+    if (version === SCHEMA_VERSION) return;
+    await this.#run(op, "transaction", async (c) => {
+      const current = await readSchemaVersion(c);
+      checkSchemaVersion(op, current);
+      for (const migration of MIGRATIONS) {
+        if (migration.version <= current) continue;
+        for (const sql of migration.statements) await c.execute(statement(sql));
+      }
+      if (current < SCHEMA_VERSION) await c.execute(statement(SQL.UPSERT_SCHEMA_VERSION, SCHEMA_VERSION));
+    });
+  }
+
+  /**
+   * Stores a new `pending` run due at `createdAt`, or returns the run of the same workflow that
+   * already holds `idempotencyKey`; the check and the insert are one statement.
+   *
+   * @param run The run to store.
+   * @returns The stored or existing run and whether it was created.
+   * @throws {StorageError} Kind `"unique"` if a run with that id exists; kind `"other"` for
+   *   malformed input.
+   */
+  async createRun(run: NewRun): Promise<CreateRunResult> {
+    const op = "createRun";
+    this.#open(op);
+    if (!isObject(run)) throw invalid(op, `invalid run ${describe(run)}: expected an object`);
+    const id = checkString(op, "id", run.id);
+    const workflowName = checkString(op, "workflowName", run.workflowName);
+    const input = checkString(op, "input", run.input);
+    const idempotencyKey = run.idempotencyKey == null
+      ? null
+      : checkString(op, "idempotencyKey", run.idempotencyKey);
+    const createdAt = checkTime(op, "createdAt", run.createdAt);
+    const insert = statement(
+      SQL.INSERT_RUN,
+      id,
+      workflowName,
+      input,
+      idempotencyKey,
+      createdAt,
+      createdAt,
+      createdAt,
+    );
+    let created: boolean;
+    try {
+      created = (await this.#run(op, "statements", (c) => c.execute(insert))).changes === 1;
+    } catch (error) {
+      if (error instanceof StorageError && error.kind === "unique") {
+        throw new StorageError(op, `a run with id ${JSON.stringify(id)} already exists`, {
+          kind: "unique",
+          cause: error.cause,
+        });
+      }
+      throw error;
+    }
+    if (created) {
+      return {
+        run: {
+          id,
+          workflowName,
+          status: "pending",
+          input,
+          output: null,
+          error: null,
+          idempotencyKey,
+          createdAt,
+          updatedAt: createdAt,
+          dueAt: createdAt,
+          leaseId: null,
+          claimCount: 0,
+        },
+        created: true,
+      };
+    }
+    // Runs are never deleted, so the holder of the key is still there.
+    const rows = await this.#run(
+      op,
+      "statements",
+      (c) => c.query(statement(SQL.SELECT_RUN_BY_KEY, workflowName, idempotencyKey)),
+    );
+    if (rows[0] === undefined) throw invalid(op, `run ${JSON.stringify(id)} was neither created nor found`);
+    return { run: toRun(rows[0]), created: false };
+  }
+
+  /**
+   * Claims the oldest due run at `staleBefore` (default: the clock) with a 30 s lease, as
+   * {@linkcode SqlStorage.claimRuns} with a limit of 1.
+   *
+   * @param workflowNames The workflows to claim from.
+   * @param staleBefore The claim time.
+   * @returns The claimed run, or null when none is due.
+   * @throws {StorageError} On a driver failure or malformed input.
+   */
+  async claimNextRun(workflowNames: readonly string[], staleBefore?: number): Promise<ClaimedRun | null> {
+    const op = "claimNextRun";
+    this.#open(op);
+    const now = staleBefore === undefined ? this.#clock() : checkTime(op, "staleBefore", staleBefore);
+    return (await this.#claim(op, workflowNames, 1, now, CLAIM_NEXT_LEASE_MS))[0] ?? null;
+  }
+
+  /**
+   * Claims up to `limit` due runs in one `BEGIN IMMEDIATE` transaction: one query walks the claim
+   * index in `(dueAt, creation)` order, one update per run takes it with a fresh lease, and one
+   * query reads the steps of the runs claimed before (`claimCount > 1`).
+   *
+   * @param request What to claim; a `limit` of 0 claims nothing.
+   * @returns The claimed runs, in claim order.
+   * @throws {StorageError} On a driver failure or malformed input.
+   */
+  async claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
+    const op = "claimRuns";
+    this.#open(op);
+    if (!isObject(request)) throw invalid(op, `invalid request ${describe(request)}: expected an object`);
+    const { limit, leaseDurationMs } = request;
+    if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
+      throw invalid(op, `invalid limit ${describe(limit)}: expected an integer >= 0`);
+    }
+    const now = checkTime(op, "now", request.now);
+    if (checkTime(op, "leaseDurationMs", leaseDurationMs) < 0) {
+      throw invalid(op, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
+    }
+    return await this.#claim(op, request.workflowNames, limit, now, leaseDurationMs);
+  }
+
+  /**
+   * Renews a lease, fenced by it, in one statement.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param leaseExpiresAt The new expiry (default: the clock plus the claim's lease duration).
+   * @returns Whether the lease was held and renewed.
+   * @throws {StorageError} On a driver failure or a non-finite expiry.
+   */
+  async heartbeatRun(runId: string, leaseId: string, leaseExpiresAt?: number): Promise<boolean> {
+    const op = "heartbeatRun";
+    this.#open(op);
+    const expiry = leaseExpiresAt === undefined ? null : checkTime(op, "leaseExpiresAt", leaseExpiresAt);
+    if (typeof runId !== "string" || typeof leaseId !== "string") return false;
+    const renew = statement(SQL.HEARTBEAT_RUN, expiry, expiry === null ? this.#clock() : 0, runId, leaseId);
+    return (await this.#run(op, "statements", (c) => c.execute(renew))).changes === 1;
+  }
+
+  /**
+   * Reads a run.
+   *
+   * @param runId The run.
+   * @returns The run, or null when there is none with that id.
+   * @throws {StorageError} On a driver failure.
+   */
+  async getRun(runId: string): Promise<WorkflowRun | null> {
+    const op = "getRun";
+    this.#open(op);
+    if (typeof runId !== "string") return null;
+    const rows = await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_RUN, runId)));
+    return rows[0] === undefined ? null : toRun(rows[0]);
+  }
+
+  /**
+   * Reads a run's step results.
+   *
+   * @param runId The run.
+   * @returns Its step results in first-written order; empty for an unknown run.
+   * @throws {StorageError} On a driver failure.
+   */
+  async getStepResults(runId: string): Promise<StepResult[]> {
+    const op = "getStepResults";
+    this.#open(op);
+    if (typeof runId !== "string") return [];
+    const rows = await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_STEPS, runId)));
+    return rows.map(toStep);
+  }
+
+  /**
+   * Inserts or replaces a step result in one statement, fenced by `leaseId` when one is given.
+   *
+   * @param result The step result.
+   * @param leaseId The lease the caller holds, or undefined for an unconditional write.
+   * @returns Whether it was written: false if the lease is not held, or if the run does not exist.
+   * @throws {StorageError} On a driver failure or a malformed step result.
+   */
+  async saveStepResult(result: StepResult, leaseId?: string): Promise<boolean> {
+    const op = "saveStepResult";
+    this.#open(op);
+    const step = checkStep(op, result);
+    if (leaseId !== undefined && typeof leaseId !== "string") return false;
+    const upsert = leaseId === undefined
+      ? statement(SQL.UPSERT_STEP_IF_RUN, ...stepParams(step), step.runId)
+      : statement(SQL.UPSERT_STEP_IF_LEASED, ...stepParams(step), step.runId, leaseId);
+    return (await this.#run(op, "statements", (c) => c.execute(upsert))).changes === 1;
+  }
+
+  /**
+   * Sets the status of an unfinished run without a lease check, releasing any lease, in one
+   * statement. `pending` and (for a run that was `running`) `sleeping` make it due at once;
+   * `waiting` keeps its timeout, or has none if it was `running`.
+   *
+   * @param runId The run.
+   * @param status Any status but `running` (a run cannot be running without a lease).
+   * @returns False, changing nothing, if the run does not exist or has finished.
+   * @throws {StorageError} On a driver failure or a status that is not a status other than `running`.
+   */
+  async updateRunStatus(runId: string, status: RunStatus): Promise<boolean> {
+    const op = "updateRunStatus";
+    this.#open(op);
+    checkStatus(op, status, false);
+    if (typeof runId !== "string") return false;
+    const now = this.#clock();
+    const update = statement(SQL.UPDATE_RUN_STATUS, status, now, status, status, now, status, now, runId);
+    return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
+  }
+
+  /**
+   * Sets the status of a run the caller holds, fenced by the lease, in one statement. Any status
+   * but `running` releases the lease; `pending` and `sleeping` make the run due at once,
+   * `waiting` waits with no timeout.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param status The new status; `running` only confirms the lease is held.
+   * @returns Whether the lease was held and the status written.
+   * @throws {StorageError} On a driver failure or an unknown status.
+   */
+  async updateClaimedRunStatus(runId: string, leaseId: string, status: RunStatus): Promise<boolean> {
+    const op = "updateClaimedRunStatus";
+    this.#open(op);
+    checkStatus(op, status, true);
+    if (typeof runId !== "string" || typeof leaseId !== "string") return false;
+    if (status === "running") {
+      const rows = await this.#run(
+        op,
+        "statements",
+        (c) => c.query(statement(SQL.SELECT_LEASE_HELD, runId, leaseId)),
+      );
+      return rows.length === 1;
+    }
+    const now = this.#clock();
+    const dueAt = status === "waiting" || FINISHED.has(status) ? null : now;
+    const park = parkStatement(runId, leaseId, status, now, dueAt, undefined, undefined);
+    return (await this.#run(op, "statements", (c) => c.execute(park))).changes === 1;
+  }
+
+  /**
+   * Applies a {@linkcode RunAdvance}, fenced by the lease: the run update (which is the fence)
+   * and the step upsert share one `BEGIN IMMEDIATE` transaction; without a step it is a single
+   * statement. Without a status the lease is renewed to `leaseExpiresAt` (default: `now` plus the
+   * claim's lease duration); `pending` and `sleeping` without a `dueAt` are due at `now`,
+   * `waiting` without one never times out.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param change What to write.
+   * @returns Whether the lease was held and the change written.
+   * @throws {StorageError} On a driver failure, a malformed change, or a step of another run.
+   */
+  async advanceRun(runId: string, leaseId: string, change: RunAdvance): Promise<boolean> {
+    const op = "advanceRun";
+    this.#open(op);
+    if (!isObject(change)) throw invalid(op, `invalid change ${describe(change)}: expected an object`);
+    const now = checkTime(op, "now", change.now);
+    const step = change.step === undefined ? undefined : checkStep(op, change.step);
+    if (step !== undefined && step.runId !== runId) {
+      throw invalid(op, `step ${JSON.stringify(step.stepName)} belongs to run ${JSON.stringify(step.runId)}`);
+    }
+    const status = change.status === undefined
+      ? undefined
+      : checkStatus(op, change.status, false) as Exclude<RunStatus, "running">;
+    const output = change.output === undefined ? null : checkString(op, "output", change.output);
+    const error = change.error === undefined ? null : checkError(op, "error", change.error);
+    const dueAt = change.dueAt === undefined ? undefined : checkTimeOrNull(op, "dueAt", change.dueAt);
+    const leaseExpiresAt = change.leaseExpiresAt === undefined
+      ? null
+      : checkTime(op, "leaseExpiresAt", change.leaseExpiresAt);
+    if (typeof runId !== "string" || typeof leaseId !== "string") return false;
+
+    let update: SqlStatement;
+    if (status === undefined) {
+      update = statement(SQL.RENEW_RUN, leaseExpiresAt, now, now, runId, leaseId);
+    } else {
+      const due = status === "waiting" ? dueAt ?? null : dueAt ?? now;
+      update = parkStatement(
+        runId,
+        leaseId,
+        status,
+        now,
+        FINISHED.has(status) ? null : due,
+        status === "completed" ? output : undefined,
+        status === "completed" ? null : status === "failed" ? error : undefined,
+      );
+    }
+    if (step === undefined) {
+      return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
+    }
+    const upsert = statement(SQL.UPSERT_STEP, ...stepParams(step));
+    return await this.#run(op, "transaction", async (c) => {
+      if ((await c.execute(update)).changes !== 1) return false;
+      await c.execute(upsert);
+      return true;
+    });
+  }
+
+  /**
+   * Closes the driver after the operations in progress. Later calls reject with a
+   * {@linkcode StorageError} of kind `"closed"`; closing again does nothing.
+   *
+   * @returns When closed.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#driver.close();
+  }
+
+  /**
+   * Closes the storage, for `await using`.
+   *
+   * @returns When closed.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #claim(
+    op: string,
+    workflowNames: readonly string[],
+    limit: number,
+    now: number,
+    leaseDurationMs: number,
+  ): Promise<ClaimedRun[]> {
+    if (!Array.isArray(workflowNames)) {
+      throw invalid(op, `invalid workflowNames ${describe(workflowNames)}: expected an array of names`);
+    }
+    const names = workflowNames.filter((name) => typeof name === "string");
+    if (limit === 0 || names.length === 0) return [];
+    const namesJson = JSON.stringify(names);
+    const expiry = now + leaseDurationMs;
+    const claim = async (c: SqlConnection): Promise<ClaimedRun[]> => {
+      const rows = await c.query(statement(SQL.SELECT_CLAIMABLE, now, namesJson, limit));
+      const runs: ClaimedRun[] = [];
+      for (const row of rows) {
+        const run = toRun(row);
+        const leaseId = this.#newId();
+        await c.execute(statement(SQL.CLAIM_RUN, leaseId, expiry, leaseDurationMs, now, row.seq!));
+        runs.push({
+          ...run,
+          status: "running",
+          leaseId,
+          dueAt: expiry,
+          claimCount: run.claimCount + 1,
+          updatedAt: now,
+          steps: [],
+        });
+      }
+      return await withSteps(c, runs);
+    };
+    return await this.#run(op, "transaction", claim);
+  }
+
+  #open(operation: string): void {
+    if (this.#closed) throw new StorageError(operation, "the storage is closed", { kind: "closed" });
+  }
+
+  /**
+   * Runs `body` on a connection, inside `BEGIN IMMEDIATE … COMMIT` in transaction mode. Retries
+   * the whole operation when it fails as busy, and turns driver errors into `StorageError`s.
+   */
+  async #run<T>(operation: string, mode: Mode, body: (connection: SqlConnection) => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      this.#open(operation);
+      let failure: unknown;
+      let connection: SqlConnectionLease;
+      try {
+        connection = await this.#driver.acquire();
+      } catch (error) {
+        // close() won the race for the connection.
+        this.#open(operation);
+        throw this.#translate(operation, error);
+      }
+      let inTransaction = false;
+      try {
+        if (!this.#configured) await this.#configure(connection);
+        if (mode === "transaction") {
+          await connection.execute(statement(SQL.BEGIN));
+          inTransaction = true;
+        }
+        const result = await body(connection);
+        if (inTransaction) {
+          await connection.execute(statement(SQL.COMMIT));
+          inTransaction = false;
+        }
+        return result;
+      } catch (error) {
+        failure = error;
+        if (inTransaction) {
+          try {
+            await connection.execute(statement(SQL.ROLLBACK));
+          } catch {
+            // SQLite may already have rolled back (after SQLITE_FULL, say); nothing is left to undo.
+          }
+        }
+      } finally {
+        connection.release();
+      }
+      const translated = this.#translate(operation, failure);
+      if (translated.kind !== "busy" || attempt >= BUSY_ATTEMPTS || failure instanceof ReflowError) {
+        throw translated;
+      }
+      // Full jitter: competing processes that collided spread out instead of colliding again.
+      const cap = Math.min(BUSY_MAX_DELAY_MS, BUSY_BASE_DELAY_MS * 2 ** (attempt - 1));
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+    }
+  }
+
+  /** Per-connection settings. SQLite drivers lend one connection, so once per storage suffices. */
+  async #configure(connection: SqlConnection): Promise<void> {
+    await connection.query(statement(SQL.pragmas.busyTimeout(this.#busyTimeoutMs)));
+    await connection.execute(statement(SQL.pragmas.synchronous(this.#synchronous)));
+    this.#configured = true;
+  }
+
+  #translate(operation: string, error: unknown): StorageError {
+    if (error instanceof StorageError) return error;
+    if (error instanceof ReflowError) {
+      return new StorageError(operation, error.message, { kind: "other", cause: error });
+    }
+    let kind: StorageErrorKind;
+    try {
+      kind = this.#driver.classifyError(error);
+    } catch {
+      kind = "other";
+    }
+    const message = error instanceof Error ? error.message : describe(error);
+    return new StorageError(operation, `${message}${HINTS[kind] ?? ""}`, { kind, cause: error });
+  }
+}
+
+const HINTS: Partial<Record<StorageErrorKind, string>> = {
+  busy: " (the database stayed locked by another connection; raise busyTimeoutMs if this persists)",
+  corrupt: " (is the path a Reflow database?)",
+  readonly: " (the database or its directory is read-only)",
+};
+
+function statement(sql: string, ...params: SqlParameter[]): SqlStatement {
+  return { sql, params };
+}
+
+async function readSchemaVersion(connection: SqlConnection): Promise<number> {
+  const [meta] = await connection.query(statement(SQL.META_EXISTS));
+  if (meta?.n === 0) return 0;
+  const [row] = await connection.query(statement(SQL.SELECT_SCHEMA_VERSION));
+  return row === undefined ? 0 : Number(row.value);
+}
+
+function checkSchemaVersion(operation: string, version: number): void {
+  if (version > SCHEMA_VERSION) {
+    throw new StorageError(
+      operation,
+      `the database has Reflow schema version ${version}, newer than version ${SCHEMA_VERSION} that this ` +
+        "Reflow knows; upgrade Reflow to use it (nothing was changed)",
+      { kind: "schema" },
+    );
+  }
+}
+
+async function withSteps(connection: SqlConnection, runs: ClaimedRun[]): Promise<ClaimedRun[]> {
+  const reclaimed = runs.filter((run) => run.claimCount > 1).map((run) => run.id);
+  if (reclaimed.length === 0) return runs;
+  const rows = await connection.query(statement(SQL.SELECT_STEPS_OF_RUNS, JSON.stringify(reclaimed)));
+  const byRun = new Map<string, StepResult[]>();
+  for (const row of rows) {
+    const step = toStep(row);
+    const list = byRun.get(step.runId);
+    if (list === undefined) byRun.set(step.runId, [step]);
+    else list.push(step);
+  }
+  return runs.map((run) => run.claimCount > 1 ? { ...run, steps: byRun.get(run.id) ?? [] } : run);
+}
+
+function parkStatement(
+  runId: string,
+  leaseId: string,
+  status: Exclude<RunStatus, "running">,
+  now: number,
+  dueAt: number | null,
+  output: string | null | undefined,
+  error: StoredError | null | undefined,
+): SqlStatement {
+  const setOutput = output !== undefined;
+  const setError = error !== undefined;
+  return statement(
+    SQL.PARK_RUN,
+    status,
+    dueAt,
+    now,
+    setOutput,
+    output ?? null,
+    setError,
+    error?.code ?? null,
+    setError,
+    error?.name ?? null,
+    setError,
+    error?.message ?? null,
+    setError,
+    error?.stepName ?? null,
+    runId,
+    leaseId,
+  );
+}
+
+function stepParams(step: StepResult): SqlParameter[] {
+  const error = step.error;
+  return [
+    step.runId,
+    step.stepName,
+    step.status,
+    step.output,
+    error?.code ?? null,
+    error?.name ?? null,
+    error?.message ?? null,
+    error?.stepName ?? null,
+    step.attempts,
+    step.dueAt,
+    step.updatedAt,
+  ];
+}
+
+// ignoreBOM: a leading U+FEFF is part of the value, not a marker to drop.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/** An encoded value read as a blob (see the statements), back to its text. */
+function text(value: SqlValue): string | null {
+  if (value === null || typeof value === "string") return value;
+  if (value instanceof Uint8Array) return utf8.decode(value);
+  return String(value);
+}
+
+function toError(row: SqlRow): StoredError | null {
+  if (row.error_name === null) return null;
+  const error: StoredError = {
+    code: row.error_code as string | null,
+    name: row.error_name as string,
+    message: row.error_message as string,
+  };
+  return row.error_step === null ? error : { ...error, stepName: row.error_step as string };
+}
+
+function toRun(row: SqlRow): WorkflowRun {
+  return {
+    id: row.id as string,
+    workflowName: row.workflow_name as string,
+    status: row.status as RunStatus,
+    input: text(row.input) as string,
+    output: text(row.output),
+    error: toError(row),
+    idempotencyKey: row.idempotency_key as string | null,
+    createdAt: row.created_at as number,
+    updatedAt: row.updated_at as number,
+    dueAt: row.due_at as number | null,
+    leaseId: row.lease_id as string | null,
+    claimCount: row.claim_count as number,
+  };
+}
+
+function toStep(row: SqlRow): StepResult {
+  return {
+    runId: row.run_id as string,
+    stepName: row.step_name as string,
+    status: row.status as StepResult["status"],
+    output: text(row.output),
+    error: toError(row),
+    attempts: row.attempts as number,
+    dueAt: row.due_at as number | null,
+    updatedAt: row.updated_at as number,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * The versioned SQLite schema: each migration moves the database from the previous version to
+ * its own, and `reflow_meta` records the version reached. Migrations are append-only: a
+ * released one is never edited, a change is a new one.
+ *
+ * Tables are prefixed `reflow_` so that Reflow can share a database file with the application's
+ * own tables.
+ *
+ * @module
+ */
+
+/** One step of the schema's history. */
+export interface Migration {
+  /** The schema version this migration produces; versions count up from 1 without gaps. */
+  readonly version: number;
+  /** The statements, one statement per string, applied in order inside one transaction. */
+  readonly statements: readonly string[];
+}
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    statements: [
+      `CREATE TABLE reflow_meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+      )`,
+      // seq is the rowid: creation order for claim ties, stable across VACUUM because it is declared.
+      `CREATE TABLE reflow_runs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        workflow_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error_code TEXT,
+        error_name TEXT,
+        error_message TEXT,
+        error_step TEXT,
+        idempotency_key TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        due_at INTEGER,
+        lease_id TEXT,
+        lease_ms INTEGER,
+        claim_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (workflow_name, idempotency_key)
+      )`,
+      // Only claimable runs are indexed, and the rowid (seq) completes the key, so the claim's
+      // ORDER BY due_at, seq is read straight off the index and stops at the first run not yet due.
+      `CREATE INDEX reflow_runs_claim ON reflow_runs (due_at)
+        WHERE status IN ('pending', 'running', 'sleeping', 'waiting')`,
+      // seq keeps first-written order: an upsert updates the row in place and keeps its seq.
+      `CREATE TABLE reflow_steps (
+        seq INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        output TEXT,
+        error_code TEXT,
+        error_name TEXT,
+        error_message TEXT,
+        error_step TEXT,
+        attempts INTEGER NOT NULL,
+        due_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (run_id, step_name)
+      )`,
+    ],
+  },
+];
+
+/** The schema version this code writes and reads. */
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,511 @@
+// The SQL storage beyond the conformance cases: query plans, migrations, failure kinds, busy
+// retries, statement budgets, and each driver's evening-out of its library.
+import { after, afterEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError, StorageError, type StorageErrorKind } from "../src/errors.ts";
+import type { SqlConnectionLease, SqlDriver, SqlStatement } from "../src/sql/driver.ts";
+import { FifoMutex } from "../src/sql/mutex.ts";
+import { SqlStorage } from "../src/sql/sql_storage.ts";
+import { SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
+import * as SQL from "../src/sql/sqlite_statements.ts";
+import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite_support.ts";
+import type { NewRun, StepResult } from "../src/storage/adapter.ts";
+import { runtimeName } from "./support/runtime.ts";
+import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
+
+const T0 = 1_700_000_000_000;
+
+function newRun(id: string, overrides: Partial<NewRun> = {}): NewRun {
+  return { id, workflowName: "wf", input: "{}", idempotencyKey: null, createdAt: T0, ...overrides };
+}
+
+function step(runId: string, stepName: string): StepResult {
+  return {
+    runId,
+    stepName,
+    status: "completed",
+    output: '"ok"',
+    error: null,
+    attempts: 1,
+    dueAt: null,
+    updatedAt: T0,
+  };
+}
+
+function isStorageError(kind: StorageErrorKind, operation?: string): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(error instanceof StorageError, `expected a StorageError, got ${String(error)}`);
+    assert.equal(error.kind, kind, `kind of: ${error.message}`);
+    if (operation !== undefined) assert.equal(error.operation, operation);
+    return true;
+  };
+}
+
+/** Wraps a driver to record the SQL text of every statement sent. */
+function recording(driver: SqlDriver, log: string[]): SqlDriver {
+  return {
+    dialect: driver.dialect,
+    classifyError: (error) => driver.classifyError(error),
+    close: () => driver.close(),
+    acquire: async (): Promise<SqlConnectionLease> => {
+      const connection = await driver.acquire();
+      return {
+        query: (statement: SqlStatement) => (log.push(statement.sql), connection.query(statement)),
+        execute: (statement: SqlStatement) => (log.push(statement.sql), connection.execute(statement)),
+        release: () => connection.release(),
+      };
+    },
+  };
+}
+
+function rows(handle: RawHandle, sql: string, ...params: unknown[]): Record<string, unknown>[] {
+  return (handle.prepare(sql).all(...params) as Record<string, unknown>[]).map((row) => ({ ...row }));
+}
+
+describe("FifoMutex", () => {
+  test("hands the lock over in call order", async () => {
+    const mutex = new FifoMutex();
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        await mutex.lock();
+        order.push(i);
+        if (i % 7 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+        mutex.unlock();
+      }),
+    );
+    assert.deepEqual(order, Array.from({ length: 200 }, (_, i) => i));
+  });
+});
+
+describe("createSqliteDriver", () => {
+  test("prepares each SQL text once and evens out parameters and rows", async () => {
+    const prepared: string[] = [];
+    const bound: unknown[][] = [];
+    const handle = { close: (): void => {} };
+    const driver = createSqliteDriver(handle, {
+      open: () => handle,
+      prepare: (_, sql) => {
+        prepared.push(sql);
+        return {
+          all: (...params: unknown[]) => {
+            bound.push(params);
+            return [Object.assign(Object.create(null), { small: 7n, big: 2n ** 60n, text: "t" })];
+          },
+          run: () => ({ changes: 2n }),
+        };
+      },
+    });
+    const connection = await driver.acquire();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const [row] = await connection.query({ sql: "SELECT ?", params: [true, false, 1n, "x"] });
+        assert.equal(Object.getPrototypeOf(row), Object.prototype);
+        assert.deepEqual(row, { small: 7, big: 2n ** 60n, text: "t" });
+      }
+      assert.deepEqual(await connection.execute({ sql: "UPDATE", params: [] }), { changes: 2 });
+      const sloppy = [undefined] as unknown as SqlStatement["params"];
+      await connection.query({ sql: "SELECT ?", params: sloppy });
+    } finally {
+      connection.release();
+    }
+    assert.deepEqual(prepared, ["SELECT ?", "UPDATE"]);
+    assert.deepEqual(bound[0], [1, 0, 1n, "x"]);
+    assert.deepEqual(bound[3], [null]);
+    await driver.close();
+    await assert.rejects(driver.acquire());
+  });
+
+  test("classifies SQLite result codes from each library's error shape", () => {
+    const cases: [object, StorageErrorKind][] = [
+      [{ code: "ERR_SQLITE_ERROR", errcode: 5 }, "busy"],
+      [{ code: "ERR_SQLITE_ERROR", errcode: 517 }, "busy"], // SQLITE_BUSY_SNAPSHOT
+      [{ code: "ERR_SQLITE_ERROR", errcode: 2067 }, "unique"],
+      [{ code: "ERR_SQLITE_ERROR", errcode: 1555 }, "unique"],
+      [{ code: "ERR_SQLITE_ERROR", errcode: 787 }, "other"], // SQLITE_CONSTRAINT_FOREIGNKEY
+      [{ code: "SQLITE_LOCKED", errno: 6 }, "busy"],
+      [{ code: "SQLITE_READONLY", errno: 8 }, "readonly"],
+      [{ code: "SQLITE_NOTADB", errno: 26 }, "corrupt"],
+      [{ code: "SQLITE_CORRUPT" }, "corrupt"],
+      [{ code: "SQLITE_FULL" }, "full"],
+      [{ code: "SQLITE_IOERR_WRITE" }, "io"],
+      [{ code: "SQLITE_CANTOPEN" }, "io"],
+      [{ code: "SQLITE_CONSTRAINT_UNIQUE" }, "unique"],
+      [{ code: "SQLITE_CONSTRAINT_NOTNULL" }, "other"],
+      [{ code: "ENOENT", errno: -2 }, "other"],
+      [new TypeError("x"), "other"],
+    ];
+    for (const [error, kind] of cases) assert.equal(classifySqliteError(error), kind, JSON.stringify(error));
+    assert.equal(classifySqliteError("busy"), "other");
+    assert.equal(classifySqliteError(null), "other");
+  });
+});
+
+describe("SqlStorage options", () => {
+  const driver: SqlDriver = {
+    dialect: "sqlite",
+    acquire: () => Promise.reject(new Error("unused")),
+    classifyError: () => "other",
+    close: () => Promise.resolve(),
+  };
+  test("rejects invalid options and dialects with a ConfigError", () => {
+    const bad: unknown[] = [
+      { synchronous: "OFF" },
+      { busyTimeoutMs: -1 },
+      { busyTimeoutMs: 1.5 },
+      { busyTimeoutMs: Infinity },
+      { now: 5 },
+      { newId: "x" },
+      null,
+    ];
+    for (const options of bad) {
+      assert.throws(() => new SqlStorage(driver, options as never), ConfigError, JSON.stringify(options));
+    }
+    assert.throws(() => new SqlStorage({ ...driver, dialect: "postgres" as never }), ConfigError);
+    assert.throws(() => new SqlStorage(null as never), ConfigError);
+  });
+});
+
+for (const subject of sqliteSubjects) {
+  const label = `${subject.name} on ${runtimeName}`;
+  describe(label, { skip: subject.skipReason }, () => {
+    let mod: DriverModule;
+    const handles: RawHandle[] = [];
+    const storages: SqlStorage[] = [];
+    const load = async (): Promise<DriverModule> => mod ??= await subject.load();
+    const open = async (path: string, options?: Parameters<DriverModule["open"]>[1]): Promise<SqlStorage> => {
+      const storage = (await load()).open(path, options);
+      storages.push(storage);
+      return storage;
+    };
+    const raw = async (path: string, readonly = false): Promise<RawHandle> => {
+      const handle = await (await load()).openHandle(path, { readonly });
+      handles.push(handle);
+      return handle;
+    };
+    afterEach(async () => {
+      for (const storage of storages.splice(0)) await storage.close();
+      for (const handle of handles.splice(0)) handle.close();
+    });
+    after(() => subject.cleanup());
+
+    test(`${label}: the claim query walks the claim index, with no temp b-tree, even after ANALYZE`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path);
+      await storage.initialize();
+      for (let i = 0; i < 300; i++) {
+        await storage.createRun(
+          newRun(`later-${i}`, { createdAt: T0 + 1e9 + i, workflowName: i % 2 ? "a" : "b" }),
+        );
+      }
+      for (let i = 0; i < 100; i++) await storage.createRun(newRun(`due-${i}`, { createdAt: T0 + i }));
+      for (
+        const run of await storage.claimRuns({
+          workflowNames: ["wf"],
+          limit: 90,
+          now: T0 + 100,
+          leaseDurationMs: 1,
+        })
+      ) {
+        await storage.advanceRun(run.id, run.leaseId, { now: T0 + 100, status: "completed", output: "1" });
+      }
+      const handle = await raw(path);
+      const plan = (): string[] =>
+        rows(handle, `EXPLAIN QUERY PLAN ${SQL.SELECT_CLAIMABLE}`, T0, `["wf"]`, 25).map((row) =>
+          String(row.detail)
+        );
+      for (const details of [plan(), (handle.prepare("ANALYZE").run(), plan())]) {
+        const text = details.join("\n");
+        assert.match(text, /SEARCH reflow_runs USING INDEX reflow_runs_claim \(due_at<\?\)/, text);
+        assert.doesNotMatch(text, /TEMP B-TREE/, text);
+      }
+    });
+
+    test(`${label}: initialize() switches a file to WAL and records the schema version`, async () => {
+      const path = subject.tempPath();
+      await (await open(path)).initialize();
+      const handle = await raw(path);
+      assert.deepEqual(rows(handle, "PRAGMA journal_mode"), [{ journal_mode: "wal" }]);
+      assert.deepEqual(rows(handle, "SELECT key, value FROM reflow_meta"), [
+        { key: "schema_version", value: SCHEMA_VERSION },
+      ]);
+    });
+
+    test(`${label}: two storages initialising one new file at once migrate it exactly once`, async () => {
+      const path = subject.tempPath();
+      const logs: string[][] = [[], [], []];
+      const [a, b, c] = await Promise.all(logs.map(async (log) => {
+        await load();
+        const storage = new SqlStorage(recording(mod.driver(path), log));
+        storages.push(storage);
+        return storage;
+      }));
+      await Promise.all([a!.initialize(), b!.initialize(), c!.initialize()]);
+      await a!.initialize();
+      const creates = logs.flat().filter((sql) => sql.startsWith("CREATE TABLE reflow_runs"));
+      assert.equal(creates.length, 1, "CREATE TABLE reflow_runs statements sent");
+      assert.ok(logs.every((log) => log.includes("BEGIN IMMEDIATE")), "each took the write lock to check");
+      await a!.createRun(newRun("r1"));
+      assert.equal((await c!.getRun("r1"))?.status, "pending");
+      const handle = await raw(path);
+      assert.deepEqual(rows(handle, "SELECT value FROM reflow_meta"), [{ value: SCHEMA_VERSION }]);
+    });
+
+    test(`${label}: a database from a newer Reflow is refused with kind "schema" and left unchanged`, async () => {
+      const path = subject.tempPath();
+      const handle = await raw(path);
+      handle.prepare("CREATE TABLE reflow_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
+        .run();
+      handle.prepare("INSERT INTO reflow_meta (key, value) VALUES ('schema_version', 999)").run();
+      handles.splice(handles.indexOf(handle), 1);
+      handle.close();
+      const before = readFileSync(path);
+      const storage = await open(path);
+      await assert.rejects(storage.initialize(), (error) => {
+        isStorageError("schema", "initialize")(error);
+        assert.match((error as Error).message, /version 999/);
+        return true;
+      });
+      await storage.close();
+      assert.ok(readFileSync(path).equals(before), "the file's bytes changed");
+      assert.ok(!existsSync(`${path}-wal`), "a WAL file was left behind");
+    });
+
+    test(`${label}: a file that is not a database is refused with kind "corrupt"`, async () => {
+      const path = subject.tempPath();
+      writeFileSync(path, "This is a text file, not a SQLite database. ".repeat(100));
+      const storage = await open(path);
+      await assert.rejects(storage.initialize(), isStorageError("corrupt", "initialize"));
+    });
+
+    test(`${label}: a path in a missing directory is refused with kind "io" at construction`, async () => {
+      await load();
+      assert.throws(
+        () => mod.open(join(subject.tempPath("missing-dir"), "x.db")),
+        isStorageError("io", "open"),
+      );
+    });
+
+    test(`${label}: a read-only database rejects writes with kind "readonly"`, async () => {
+      const path = subject.tempPath();
+      const writer = await open(path);
+      await writer.initialize();
+      await writer.createRun(newRun("r1"));
+      await writer.close();
+      // chmod does not stop root, so the handle is opened read-only instead.
+      const readonly = (await load()).open(await raw(path, true));
+      storages.push(readonly);
+      await readonly.initialize();
+      assert.equal((await readonly.getRun("r1"))?.status, "pending");
+      await assert.rejects(readonly.createRun(newRun("r2")), isStorageError("readonly", "createRun"));
+    });
+
+    test(`${label}: a storage on a handle leaves the handle open when it closes`, async () => {
+      const path = subject.tempPath();
+      const handle = await raw(path);
+      const storage = (await load()).open(handle);
+      await storage.initialize();
+      await storage.createRun(newRun("r1"));
+      await storage.close();
+      assert.deepEqual(rows(handle, "SELECT id FROM reflow_runs"), [{ id: "r1" }]);
+      await assert.rejects(storage.getRun("r1"), isStorageError("closed", "getRun"));
+    });
+
+    test(`${label}: ":memory:" works and the storage is AsyncDisposable`, async () => {
+      await load();
+      const storage = mod.open(":memory:");
+      await storage.initialize();
+      await storage.createRun(newRun("r1"));
+      assert.equal((await storage.getRun("r1"))?.id, "r1");
+      // `await using` calls this; Node 22 cannot parse that syntax yet, so the tests call it directly.
+      await storage[Symbol.asyncDispose]();
+      await assert.rejects(storage.getRun("r1"), isStorageError("closed", "getRun"));
+      await storage.close();
+    });
+
+    test(`${label}: a lock held past busyTimeoutMs fails with kind "busy" after bounded retries`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path, { busyTimeoutMs: 0 });
+      await storage.initialize();
+      const holder = await raw(path);
+      holder.prepare("BEGIN IMMEDIATE").run();
+      const started = Date.now();
+      await assert.rejects(storage.createRun(newRun("r1")), isStorageError("busy", "createRun"));
+      assert.ok(Date.now() - started < 5_000, "the retries should be bounded");
+      holder.prepare("COMMIT").run();
+      assert.equal((await storage.createRun(newRun("r1"))).created, true);
+    });
+
+    test(`${label}: a busy write is retried and succeeds once the lock is released`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path, { busyTimeoutMs: 50 });
+      await storage.initialize();
+      const holder = await raw(path);
+      holder.prepare("BEGIN IMMEDIATE").run();
+      // The first attempt blocks this thread in SQLite's busy handler; the release runs during the backoff.
+      setTimeout(() => holder.prepare("COMMIT").run(), 5);
+      const run = await storage.claimRuns({ workflowNames: ["wf"], limit: 1, now: T0, leaseDurationMs: 1 });
+      assert.deepEqual(run, []);
+      assert.equal((await storage.createRun(newRun("r1"))).created, true);
+    });
+
+    test(`${label}: each operation sends its budget of statements with constant SQL texts`, async () => {
+      const log: string[] = [];
+      await load();
+      const storage = new SqlStorage(recording(mod.driver(subject.tempPath()), log), { synchronous: "FULL" });
+      storages.push(storage);
+      await storage.initialize();
+      assert.deepEqual(log.slice(0, 2), ["PRAGMA busy_timeout = 5000", "PRAGMA synchronous = FULL"]);
+      assert.ok(log.includes("PRAGMA journal_mode = WAL"));
+      const sent = async (action: () => Promise<unknown>): Promise<string[]> => {
+        log.length = 0;
+        await action();
+        return [...log];
+      };
+      const texts = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const created = await sent(() => storage.createRun(newRun(`r${i}`, { createdAt: T0 + i })));
+        assert.deepEqual(created, [SQL.INSERT_RUN], "createRun");
+        let leaseId = "";
+        const claim = await sent(async () => {
+          const [run] = await storage.claimRuns({
+            workflowNames: ["wf"],
+            limit: 5,
+            now: T0 + 10,
+            leaseDurationMs: 1,
+          });
+          leaseId = run!.leaseId;
+        });
+        assert.deepEqual(
+          claim,
+          [SQL.BEGIN, SQL.SELECT_CLAIMABLE, SQL.CLAIM_RUN, SQL.COMMIT],
+          "claimRuns of a new run",
+        );
+        const advance = await sent(() =>
+          storage.advanceRun(`r${i}`, leaseId, {
+            now: T0 + 10,
+            step: step(`r${i}`, "a"),
+            leaseExpiresAt: T0 + 11,
+          })
+        );
+        assert.deepEqual(advance, [SQL.BEGIN, SQL.RENEW_RUN, SQL.UPSERT_STEP, SQL.COMMIT], "advanceRun");
+        const reclaim = await sent(() =>
+          storage.claimRuns({ workflowNames: ["wf"], limit: 5, now: T0 + 20, leaseDurationMs: 1 })
+        );
+        assert.deepEqual(
+          reclaim,
+          [SQL.BEGIN, SQL.SELECT_CLAIMABLE, SQL.CLAIM_RUN, SQL.SELECT_STEPS_OF_RUNS, SQL.COMMIT],
+          "claimRuns of a run with steps",
+        );
+        const finish = await sent(async () => {
+          const run = await storage.getRun(`r${i}`);
+          await storage.advanceRun(`r${i}`, run!.leaseId!, {
+            now: T0 + 20,
+            status: "completed",
+            output: "1",
+          });
+        });
+        assert.deepEqual(finish, [SQL.SELECT_RUN, SQL.PARK_RUN], "getRun + advanceRun without a step");
+        const before = texts.size;
+        for (const sql of [...created, ...claim, ...advance, ...reclaim, ...finish]) texts.add(sql);
+        if (i > 0) assert.equal(texts.size, before, "no new SQL text after the first round");
+      }
+    });
+
+    test(`${label}: a claim with a limit over 500 claims each due run once, in order`, async () => {
+      const storage = await open(subject.tempPath());
+      await storage.initialize();
+      for (let i = 0; i < 1_200; i++) {
+        await storage.createRun(newRun(`r${String(i).padStart(4, "0")}`, { createdAt: T0 + (i % 600) }));
+      }
+      // A zero-length lease leaves each claimed run due again at once: it must still be claimed once.
+      const claim = (limit: number) =>
+        storage.claimRuns({ workflowNames: ["wf"], limit, now: T0 + 600, leaseDurationMs: 0 });
+      const claimed = await claim(1_100);
+      assert.equal(claimed.length, 1_100);
+      assert.equal(new Set(claimed.map((run) => run.leaseId)).size, 1_100);
+      const expected = Array.from({ length: 1_200 }, (_, i) => i)
+        .sort((x, y) => (x % 600) - (y % 600) || x - y);
+      assert.deepEqual(claimed.map((run) => Number(run.id.slice(1))), expected.slice(0, 1_100));
+      assert.ok(claimed.every((run) => run.dueAt === T0 + 600 && run.claimCount === 1));
+      const rest = await claim(5_000);
+      assert.deepEqual(rest.slice(0, 100).map((run) => Number(run.id.slice(1))), expected.slice(1_100));
+      assert.equal(rest.length, 1_200, "the rest, then the zero-length leases that expired at once");
+    });
+
+    test(`${label}: createRun() with a held key returns the holder even when the id is taken too`, async () => {
+      const storage = await open(subject.tempPath());
+      await storage.initialize();
+      await storage.createRun(newRun("r1", { idempotencyKey: "k" }));
+      const again = await storage.createRun(newRun("r1", { idempotencyKey: "k", input: '"other"' }));
+      assert.deepEqual([again.created, again.run.input], [false, "{}"]);
+      await assert.rejects(storage.createRun(newRun("r1")), isStorageError("unique", "createRun"));
+    });
+
+    test(`${label}: the driver evens out its library`, async () => {
+      await load();
+      const driver = mod.driver(":memory:");
+      const connection = await driver.acquire();
+      try {
+        const q = (sql: string, ...params: unknown[]) =>
+          connection.query({ sql, params: params as SqlStatement["params"] });
+        const x = (sql: string, ...params: unknown[]) =>
+          connection.execute({ sql, params: params as SqlStatement["params"] });
+        await x("CREATE TABLE t (id INTEGER PRIMARY KEY, v, u TEXT UNIQUE)");
+        assert.deepEqual(await q("SELECT * FROM t WHERE id = ?", 1), [], "no row");
+        assert.deepEqual(await q("CREATE TABLE t2 (a)"), [], "query() of a statement without rows");
+        assert.deepEqual(await x("INSERT INTO t (v) VALUES (?), (?), (?)", true, false, undefined), {
+          changes: 3,
+        });
+        assert.deepEqual(
+          await q("SELECT v FROM t ORDER BY id"),
+          [{ v: 1 }, { v: 0 }, { v: null }],
+          "booleans, undefined",
+        );
+        const [row] = await q(
+          "SELECT ? AS big, ? AS small, ? AS float, ? AS blob",
+          2n ** 60n,
+          42n,
+          1.5,
+          new Uint8Array([1, 2]),
+        );
+        assert.equal(Object.getPrototypeOf(row), Object.prototype, "plain prototype");
+        assert.equal(row!.big, 2n ** 60n, "an unsafe integer is an exact bigint");
+        assert.equal(row!.small, 42, "a safe integer is a number");
+        assert.equal(row!.float, 1.5);
+        assert.deepEqual([...(row!.blob as Uint8Array)], [1, 2]);
+        assert.deepEqual(await x("UPDATE t SET v = v + 1"), { changes: 3 });
+        assert.equal(typeof (await x("SELECT 1")).changes, "number", "execute() of a statement with rows");
+        await x("INSERT INTO t (u) VALUES ('k')");
+        const unique = await x("INSERT INTO t (u) VALUES ('k')").catch((error) => error);
+        assert.equal(driver.classifyError(unique), "unique");
+        const syntax = await q("SELEC").catch((error) => error);
+        assert.equal(driver.classifyError(syntax), "other");
+      } finally {
+        connection.release();
+        await driver.close();
+      }
+    });
+
+    test(`${label}: the driver reports a locked database as busy`, async () => {
+      await load();
+      const path = subject.tempPath();
+      const holder = await raw(path);
+      holder.prepare("CREATE TABLE t (a)").run();
+      holder.prepare("BEGIN IMMEDIATE").run();
+      const driver = mod.driver(path);
+      const connection = await driver.acquire();
+      try {
+        await connection.query({ sql: "PRAGMA busy_timeout = 0", params: [] });
+        const error = await connection.execute({ sql: "BEGIN IMMEDIATE", params: [] }).catch((e) => e);
+        assert.equal(driver.classifyError(error), "busy");
+      } finally {
+        connection.release();
+        await driver.close();
+        holder.prepare("ROLLBACK").run();
+      }
+    });
+  });
+}
