@@ -174,6 +174,39 @@ export interface RunAdvance {
   readonly leaseExpiresAt?: number;
 }
 
+/** An event sent to a run; see {@linkcode StorageAdapter.deliverEvent}. */
+export interface NewEvent {
+  /** The event's name: the name of the `waitForEvent` unit it is meant for. */
+  readonly name: string;
+  /** The validated, encoded payload. */
+  readonly payload: EncodedValue;
+  /** When it was sent. */
+  readonly createdAt: number;
+}
+
+/** What a worker asks when its run reaches a wait; see {@linkcode StorageAdapter.awaitEvent}. */
+export interface EventWait {
+  /** The current time. */
+  readonly now: number;
+  /** The wait unit's name, which is also the event name it waits for. */
+  readonly stepName: string;
+  /** When the wait times out (fixed when the wait was first reached), or null for never. */
+  readonly timeoutAt: number | null;
+}
+
+/**
+ * The answer of {@linkcode StorageAdapter.awaitEvent}:
+ *
+ * - `received`: the oldest unconsumed event of that name was consumed and committed as the wait's
+ *   output (`payload`); the run stays `running` under the same lease;
+ * - `parked`: no event yet; the run is now `waiting` with no lease, due at `timeoutAt`;
+ * - `timedOut`: no event and `timeoutAt` has passed; nothing was changed;
+ * - `lost`: the lease is not held; nothing was changed.
+ */
+export type EventWaitResult =
+  | { readonly outcome: "received"; readonly payload: EncodedValue }
+  | { readonly outcome: "parked" | "timedOut" | "lost" };
+
 /**
  * The storage contract. The engine calls nothing else, so any database that implements
  * these methods with the atomicity written on each can back Reflow; `./conformance`
@@ -253,6 +286,26 @@ export interface StorageAdapter {
    * parking or sleep, so that no crash can separate the two.
    */
   advanceRun(runId: string, leaseId: string, change: RunAdvance): Promise<boolean>;
+
+  /**
+   * Stores an event for an unfinished run, in one atomic step with waking it: when the run is
+   * `waiting` and its step result named `event.name` has status `waiting`, the run becomes due at
+   * once (`dueAt` lowered to `event.createdAt`), so the next claim picks it up; a run waiting for
+   * another name is not woken. Events are kept until a wait of their name consumes them, oldest
+   * first (by order of delivery). Not fenced: anyone may send. Returns false, storing nothing, when
+   * the run does not exist or has finished.
+   */
+  deliverEvent(runId: string, event: NewEvent): Promise<boolean>;
+
+  /**
+   * Resolves a wait in one transaction, fenced by the lease, so that an event delivered at the
+   * same moment either is consumed here or wakes the parked run (never neither): takes the oldest
+   * unconsumed event named `wait.stepName` and commits it as the step result (`completed`, output
+   * = payload, attempts 1); or, with none and `timeoutAt` passed, changes nothing (`timedOut`);
+   * or parks the run: step result `waiting` with `dueAt = timeoutAt`, run `waiting` with
+   * `dueAt = timeoutAt` and no lease.
+   */
+  awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult>;
 
   /** Releases resources. Later calls fail with a `StorageError`. */
   close(): void | Promise<void>;
