@@ -10,6 +10,9 @@ import type {
   ClaimedRun,
   ClaimRequest,
   CreateRunResult,
+  EventWait,
+  EventWaitResult,
+  NewEvent,
   NewRun,
   RunAdvance,
   RunStatus,
@@ -86,6 +89,31 @@ const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
 const CLAIM_NEXT_LEASE_MS = 30_000;
 /** Below this many entries a queue is never compacted: rebuilding a tiny heap buys nothing. */
 const COMPACT_MIN = 64;
+
+/** A FIFO of one run's unconsumed events of one name; `shift()` is O(1) amortised. */
+class EventQueue {
+  #items: string[] = [];
+  #head = 0;
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(payload: string): void {
+    this.#items.push(payload);
+  }
+
+  shift(): string | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const payload = this.#items[this.#head++];
+    // Drop the consumed prefix once it is at least half of the array.
+    if (this.#head >= COMPACT_MIN && 2 * this.#head >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return payload;
+  }
+}
 
 function before(a: IndexEntry, b: IndexEntry): boolean {
   return a.key < b.key || (a.key === b.key && a.seq < b.seq);
@@ -258,7 +286,9 @@ function copyRun(record: RunRecord): WorkflowRun {
  *
  * Claims use per-workflow min-heaps over claimable runs ordered by `(dueAt, creation order)`,
  * so a claim costs O(log n) per run examined and never scans runs that are not due; finished
- * runs and `waiting` runs without a timeout are not in the index.
+ * runs and `waiting` runs without a timeout are not in the index. Unconsumed events are kept per
+ * run and per name in delivery order, so a wait finds its event without scanning, and are dropped
+ * when their run finishes.
  *
  * Bad input (a non-object, a value of the wrong type, a non-finite time, a negative or fractional
  * `limit`, an unknown status, a duplicate run id) rejects with a {@linkcode StorageError}; ids,
@@ -288,6 +318,8 @@ export class MemoryStorage implements StorageAdapter {
   #keys = new Map<string, Map<string, string>>();
   /** The claim index: one queue per workflow name. */
   #queues = new Map<string, DueQueue>();
+  /** Unconsumed events by run, then by name, each name's in delivery order. */
+  #events = new Map<string, Map<string, EventQueue>>();
 
   /**
    * Creates an empty storage.
@@ -569,6 +601,99 @@ export class MemoryStorage implements StorageAdapter {
   }
 
   /**
+   * Stores an event for an unfinished run and, in the same atomic step, wakes the run if it is
+   * `waiting` on a step result of the event's name with status `waiting`: its `dueAt` is lowered
+   * to `event.createdAt` (a timeout that is earlier stays). The `updatedAt` of a woken run
+   * becomes `event.createdAt` unless that is earlier than its current value.
+   *
+   * @param runId The run.
+   * @param event The event; copied.
+   * @returns False, storing nothing, if the run does not exist or has finished.
+   * @throws {StorageError} If the storage is closed or the event is malformed.
+   */
+  deliverEvent(runId: string, event: NewEvent): Promise<boolean> {
+    return this.#run("deliverEvent", (op) => {
+      if (!isObject(event)) throw invalid(op, `invalid event ${describe(event)}: expected an object`);
+      const name = checkString(op, "event name", event.name);
+      const payload = checkString(op, "event payload", event.payload);
+      const createdAt = checkTime(op, "event createdAt", event.createdAt);
+      const record = this.#runs.get(runId);
+      if (record === undefined || FINISHED.has(record.status)) return false;
+
+      let byName = this.#events.get(runId);
+      if (byName === undefined) this.#events.set(runId, byName = new Map());
+      let queue = byName.get(name);
+      if (queue === undefined) byName.set(name, queue = new EventQueue());
+      queue.push(payload);
+
+      if (record.status === "waiting" && this.#steps.get(runId)?.get(name)?.status === "waiting") {
+        const dueAt = record.dueAt === null ? createdAt : Math.min(record.dueAt, createdAt);
+        record.dueAt = dueAt;
+        record.updatedAt = Math.max(record.updatedAt, createdAt);
+        this.#index(record, dueAt);
+      }
+      return true;
+    });
+  }
+
+  /**
+   * Resolves a wait atomically, fenced by the lease: consumes the oldest unconsumed event named
+   * `wait.stepName` and commits it as the step's result; or, with none and `timeoutAt` passed,
+   * changes nothing; or parks the run as `waiting` until `timeoutAt` (null: until an event wakes it).
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param wait The time, the wait's name and its timeout.
+   * @returns `received` with the payload, `parked`, `timedOut`, or `lost` if the lease is not held.
+   * @throws {StorageError} If the storage is closed or the wait is malformed.
+   */
+  awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult> {
+    return this.#run("awaitEvent", (op): EventWaitResult => {
+      if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
+      const now = checkTime(op, "now", wait.now);
+      const stepName = checkString(op, "stepName", wait.stepName);
+      const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
+      const record = this.#held(runId, leaseId);
+      if (record === undefined) return { outcome: "lost" };
+
+      const byName = this.#events.get(runId);
+      const queue = byName?.get(stepName);
+      const payload = queue?.shift();
+      if (payload !== undefined) {
+        if (queue!.size === 0) {
+          byName!.delete(stepName);
+          if (byName!.size === 0) this.#events.delete(runId);
+        }
+        const result: StepResult = {
+          runId,
+          stepName,
+          status: "completed",
+          output: payload,
+          error: null,
+          attempts: 1,
+          dueAt: null,
+          updatedAt: now,
+        };
+        this.#writeStep(result);
+        return { outcome: "received", payload };
+      }
+      if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
+      this.#writeStep({
+        runId,
+        stepName,
+        status: "waiting",
+        output: null,
+        error: null,
+        attempts: 1,
+        dueAt: timeoutAt,
+        updatedAt: now,
+      });
+      this.#park(record, "waiting", now, timeoutAt);
+      return { outcome: "parked" };
+    });
+  }
+
+  /**
    * Drops all data. Later calls reject with a {@linkcode StorageError} of kind `"closed"`;
    * closing again does nothing, so a harness may close a storage a test already closed.
    *
@@ -580,6 +705,7 @@ export class MemoryStorage implements StorageAdapter {
     this.#steps.clear();
     this.#keys.clear();
     this.#queues.clear();
+    this.#events.clear();
     return Promise.resolve();
   }
 
@@ -695,6 +821,8 @@ export class MemoryStorage implements StorageAdapter {
     record.leaseId = null;
     record.updatedAt = now;
     record.dueAt = FINISHED.has(status) ? null : dueAt;
+    // No wait of a finished run will consume its events, and no event is delivered to one again.
+    if (FINISHED.has(status)) this.#events.delete(record.id);
     if (record.dueAt === null) this.#unindex(record);
     else this.#index(record, record.dueAt);
   }
