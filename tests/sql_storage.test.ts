@@ -8,7 +8,7 @@ import { ConfigError, StorageError, type StorageErrorKind } from "../src/errors.
 import type { SqlConnectionLease, SqlDriver, SqlStatement } from "../src/sql/driver.ts";
 import { FifoMutex } from "../src/sql/mutex.ts";
 import { SqlStorage } from "../src/sql/sql_storage.ts";
-import { SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
 import * as SQL from "../src/sql/sqlite_statements.ts";
 import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite_support.ts";
 import type { NewRun, StepResult } from "../src/storage/adapter.ts";
@@ -258,19 +258,159 @@ for (const subject of sqliteSubjects) {
       const handle = await raw(path);
       handle.prepare("CREATE TABLE reflow_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
         .run();
-      handle.prepare("INSERT INTO reflow_meta (key, value) VALUES ('schema_version', 999)").run();
+      handle.prepare("INSERT INTO reflow_meta (key, value) VALUES ('schema_version', ?)").run(
+        SCHEMA_VERSION + 1,
+      );
       handles.splice(handles.indexOf(handle), 1);
       handle.close();
       const before = readFileSync(path);
       const storage = await open(path);
       await assert.rejects(storage.initialize(), (error) => {
         isStorageError("schema", "initialize")(error);
-        assert.match((error as Error).message, /version 999/);
+        assert.match((error as Error).message, new RegExp(`version ${SCHEMA_VERSION + 1}\\b`));
         return true;
       });
       await storage.close();
       assert.ok(readFileSync(path).equals(before), "the file's bytes changed");
       assert.ok(!existsSync(`${path}-wal`), "a WAL file was left behind");
+    });
+
+    test(`${label}: a version-1 database migrates to the current version and keeps its runs and steps`, async () => {
+      const path = subject.tempPath();
+      const handle = await raw(path);
+      for (const sql of MIGRATIONS.find((migration) => migration.version === 1)!.statements) {
+        handle.prepare(sql).run();
+      }
+      handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(1);
+      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", '{"v":1}', "key", T0, T0, T0);
+      handle.prepare(SQL.INSERT_RUN).run("r2", "wf", "{}", null, T0 + 1, T0 + 1, T0 + 1);
+      handle.prepare(SQL.UPSERT_STEP).run(
+        "r1",
+        "a",
+        "completed",
+        '"ok"',
+        null,
+        null,
+        null,
+        null,
+        1,
+        null,
+        T0,
+      );
+      handles.splice(handles.indexOf(handle), 1);
+      handle.close();
+
+      const storage = await open(path);
+      await storage.initialize();
+      const migrated = await raw(path);
+      assert.deepEqual(rows(migrated, "SELECT value FROM reflow_meta"), [{ value: SCHEMA_VERSION }]);
+      assert.deepEqual(
+        rows(migrated, "SELECT name FROM sqlite_master WHERE tbl_name = 'reflow_events' ORDER BY name"),
+        [{ name: "reflow_events" }, { name: "reflow_events_wait" }],
+      );
+      assert.deepEqual(await storage.getRun("r1"), {
+        id: "r1",
+        workflowName: "wf",
+        status: "pending",
+        input: '{"v":1}',
+        output: null,
+        error: null,
+        idempotencyKey: "key",
+        createdAt: T0,
+        updatedAt: T0,
+        dueAt: T0,
+        leaseId: null,
+        claimCount: 0,
+      });
+      assert.deepEqual(await storage.getStepResults("r1"), [step("r1", "a")]);
+      assert.equal((await storage.createRun(newRun("r3", { idempotencyKey: "key" }))).run.id, "r1");
+      const claimed = await storage.claimRuns({
+        workflowNames: ["wf"],
+        limit: 5,
+        now: T0 + 1,
+        leaseDurationMs: 1_000,
+      });
+      assert.deepEqual(claimed.map((run) => run.id), ["r1", "r2"]);
+      assert.equal(await storage.deliverEvent("r1", { name: "e", payload: '"p"', createdAt: T0 + 2 }), true);
+      assert.deepEqual(
+        await storage.awaitEvent("r1", claimed[0]!.leaseId, { now: T0 + 3, stepName: "e", timeoutAt: null }),
+        { outcome: "received", payload: '"p"' },
+      );
+    });
+
+    test(`${label}: events and waits survive closing and reopening the database`, async () => {
+      const path = subject.tempPath();
+      const first = await open(path);
+      await first.initialize();
+      await first.createRun(newRun("held"));
+      await first.createRun(newRun("parked"));
+      const [held, parked] = await first.claimRuns({
+        workflowNames: ["wf"],
+        limit: 2,
+        now: T0,
+        leaseDurationMs: 60_000,
+      });
+      assert.ok(held && parked);
+      for (const payload of ['"one"', '"two"']) {
+        assert.equal(await first.deliverEvent("held", { name: "e", payload, createdAt: T0 + 1 }), true);
+      }
+      assert.deepEqual(
+        await first.awaitEvent("parked", parked.leaseId, { now: T0 + 2, stepName: "e", timeoutAt: null }),
+        { outcome: "parked" },
+      );
+      await first.close();
+
+      const second = await open(path);
+      await second.initialize();
+      assert.deepEqual(
+        await second.awaitEvent("held", held.leaseId, { now: T0 + 3, stepName: "e", timeoutAt: null }),
+        { outcome: "received", payload: '"one"' },
+      );
+      const waiting = await second.getRun("parked");
+      assert.deepEqual([waiting?.status, waiting?.dueAt, waiting?.leaseId], ["waiting", null, null]);
+      await second.close();
+
+      const third = await open(path);
+      await third.initialize();
+      assert.deepEqual(
+        await third.awaitEvent("held", held.leaseId, { now: T0 + 4, stepName: "e", timeoutAt: null }),
+        { outcome: "received", payload: '"two"' },
+      );
+      assert.equal(
+        await third.deliverEvent("parked", { name: "e", payload: '"go"', createdAt: T0 + 5 }),
+        true,
+      );
+      const [woken] = await third.claimRuns({
+        workflowNames: ["wf"],
+        limit: 5,
+        now: T0 + 5,
+        leaseDurationMs: 1,
+      });
+      assert.equal(woken?.id, "parked");
+      assert.deepEqual(
+        await third.awaitEvent("parked", woken.leaseId, { now: T0 + 6, stepName: "e", timeoutAt: null }),
+        { outcome: "received", payload: '"go"' },
+      );
+      const handle = await raw(path);
+      assert.deepEqual(
+        rows(handle, "SELECT count(*) AS n FROM reflow_events"),
+        [{ n: 0 }],
+        "consumed rows deleted",
+      );
+    });
+
+    test(`${label}: a wait finds its event through the index`, async () => {
+      const path = subject.tempPath();
+      await (await open(path)).initialize();
+      const handle = await raw(path);
+      const plan = rows(handle, `EXPLAIN QUERY PLAN ${SQL.SELECT_WAIT}`, "e", "r1", "lease")
+        .map((row) => String(row.detail)).join("\n");
+      assert.match(
+        plan,
+        /SEARCH reflow_events USING COVERING INDEX reflow_events_wait \(run_id=\? AND name=\?\)/,
+        plan,
+      );
+      assert.doesNotMatch(plan, /SCAN|TEMP B-TREE/, plan);
     });
 
     test(`${label}: a file that is not a database is refused with kind "corrupt"`, async () => {
@@ -412,6 +552,54 @@ for (const subject of sqliteSubjects) {
         for (const sql of [...created, ...claim, ...advance, ...reclaim, ...finish]) texts.add(sql);
         if (i > 0) assert.equal(texts.size, before, "no new SQL text after the first round");
       }
+    });
+
+    test(`${label}: deliverEvent() and awaitEvent() send their budget of statements`, async () => {
+      const log: string[] = [];
+      await load();
+      const storage = new SqlStorage(recording(mod.driver(subject.tempPath()), log));
+      storages.push(storage);
+      await storage.initialize();
+      await storage.createRun(newRun("r1"));
+      const [run] = await storage.claimRuns({
+        workflowNames: ["wf"],
+        limit: 1,
+        now: T0,
+        leaseDurationMs: 1_000,
+      });
+      assert.ok(run);
+      const sent = async (action: () => Promise<unknown>): Promise<string[]> => {
+        log.length = 0;
+        await action();
+        return [...log];
+      };
+      const wait = (now: number, timeoutAt: number | null) => ({ now, stepName: "e", timeoutAt });
+      const deliver = () => storage.deliverEvent("r1", { name: "e", payload: "1", createdAt: T0 + 1 });
+      assert.deepEqual(await sent(deliver), [SQL.BEGIN, SQL.INSERT_EVENT, SQL.WAKE_RUN, SQL.COMMIT]);
+      assert.deepEqual(
+        await sent(() => storage.deliverEvent("missing", { name: "e", payload: "1", createdAt: T0 })),
+        [SQL.BEGIN, SQL.INSERT_EVENT, SQL.COMMIT],
+      );
+      assert.deepEqual(
+        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 2, null))),
+        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.DELETE_EVENT, SQL.UPSERT_STEP, SQL.COMMIT],
+        "received",
+      );
+      assert.deepEqual(
+        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 3, T0 + 3))),
+        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.COMMIT],
+        "timedOut",
+      );
+      assert.deepEqual(
+        await sent(() => storage.awaitEvent("r1", "wrong", wait(T0 + 3, null))),
+        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.COMMIT],
+        "lost",
+      );
+      assert.deepEqual(
+        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 3, null))),
+        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.PARK_RUN, SQL.UPSERT_STEP, SQL.COMMIT],
+        "parked",
+      );
     });
 
     test(`${label}: a claim with a limit over 500 claims each due run once, in order`, async () => {

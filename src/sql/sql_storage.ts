@@ -10,6 +10,9 @@ import type {
   ClaimedRun,
   ClaimRequest,
   CreateRunResult,
+  EventWait,
+  EventWaitResult,
+  NewEvent,
   NewRun,
   RunAdvance,
   RunStatus,
@@ -471,6 +474,92 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       if ((await c.execute(update)).changes !== 1) return false;
       await c.execute(upsert);
       return true;
+    });
+  }
+
+  /**
+   * Stores an event for an unfinished run and wakes the run if it is `waiting` on a step result
+   * of the event's name with status `waiting`, in one `BEGIN IMMEDIATE` transaction: the insert
+   * (which checks the run) and the wake. A woken run's `dueAt` is lowered to `event.createdAt`
+   * (an earlier timeout stays) and its `updatedAt` raised to it.
+   *
+   * @param runId The run.
+   * @param event The event.
+   * @returns False, storing nothing, if the run does not exist or has finished.
+   * @throws {StorageError} On a driver failure or a malformed event.
+   */
+  async deliverEvent(runId: string, event: NewEvent): Promise<boolean> {
+    const op = "deliverEvent";
+    this.#open(op);
+    if (!isObject(event)) throw invalid(op, `invalid event ${describe(event)}: expected an object`);
+    const name = checkString(op, "event name", event.name);
+    const payload = checkString(op, "event payload", event.payload);
+    const createdAt = checkTime(op, "event createdAt", event.createdAt);
+    if (typeof runId !== "string") return false;
+    const insert = statement(SQL.INSERT_EVENT, runId, name, payload, createdAt, runId);
+    const wake = statement(SQL.WAKE_RUN, createdAt, createdAt, createdAt, runId, runId, name);
+    return await this.#run(op, "transaction", async (c) => {
+      if ((await c.execute(insert)).changes !== 1) return false;
+      await c.execute(wake);
+      return true;
+    });
+  }
+
+  /**
+   * Resolves a wait in one `BEGIN IMMEDIATE` transaction, fenced by the lease: one query checks
+   * the lease and finds the oldest unconsumed event of the name; then either the event is deleted
+   * and committed as the step's result, or (with none and `timeoutAt` passed) nothing is written,
+   * or the run is parked as `waiting` until `timeoutAt` with a `waiting` step result.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param wait The time, the wait's name and its timeout.
+   * @returns `received` with the payload, `parked`, `timedOut`, or `lost` if the lease is not held.
+   * @throws {StorageError} On a driver failure or a malformed wait.
+   */
+  async awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult> {
+    const op = "awaitEvent";
+    this.#open(op);
+    if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
+    const now = checkTime(op, "now", wait.now);
+    const stepName = checkString(op, "stepName", wait.stepName);
+    const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
+    if (typeof runId !== "string" || typeof leaseId !== "string") return { outcome: "lost" };
+    const find = statement(SQL.SELECT_WAIT, stepName, runId, leaseId);
+    return await this.#run(op, "transaction", async (c): Promise<EventWaitResult> => {
+      const [row] = await c.query(find);
+      if (row === undefined) return { outcome: "lost" };
+      if (row.seq !== null) {
+        const payload = text(row.payload) as string;
+        await c.execute(statement(SQL.DELETE_EVENT, row.seq!));
+        const received: StepResult = {
+          runId,
+          stepName,
+          status: "completed",
+          output: payload,
+          error: null,
+          attempts: 1,
+          dueAt: null,
+          updatedAt: now,
+        };
+        await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(received)));
+        return { outcome: "received", payload };
+      }
+      if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
+      const waiting: StepResult = {
+        runId,
+        stepName,
+        status: "waiting",
+        output: null,
+        error: null,
+        attempts: 1,
+        dueAt: timeoutAt,
+        updatedAt: now,
+      };
+      // The lease was checked under this transaction's write lock, so the park cannot miss.
+      await c.execute(parkStatement(runId, leaseId, "waiting", now, timeoutAt, undefined, undefined));
+      await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(waiting)));
+      return { outcome: "parked" };
     });
   }
 

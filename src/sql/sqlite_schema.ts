@@ -69,6 +69,22 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    statements: [
+      // Events not yet consumed by a wait; a wait deletes the row it consumes. seq (the rowid) is
+      // the order of delivery: a new row's rowid is above every row still present.
+      `CREATE TABLE reflow_events (
+        seq INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      )`,
+      // A wait reads the first entry of (run, name) straight off the index.
+      "CREATE INDEX reflow_events_wait ON reflow_events (run_id, name, seq)",
+    ],
+  },
 ];
 
 /** The schema version this code writes and reads. */

@@ -158,3 +158,35 @@ export const UPSERT_STEP_IF_RUN = `INSERT INTO reflow_steps (${STEP_COLUMNS}) SE
  */
 export const UPSERT_STEP_IF_LEASED = `INSERT INTO reflow_steps (${STEP_COLUMNS}) SELECT ${STEP_VALUES} ` +
   `WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = ? AND status = 'running' AND lease_id = ?)${STEP_UPSERT}`;
+
+/** Must match `FINISHED` of the checks: the statuses of a finished run. */
+const UNFINISHED = "status NOT IN ('completed', 'failed', 'cancelled')";
+
+/**
+ * Stores an event if its run exists and has not finished (no row changes otherwise).
+ * Parameters: run id, name, payload, created at, then the run id again.
+ */
+export const INSERT_EVENT = "INSERT INTO reflow_events (run_id, name, payload, created_at) " +
+  `SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = ? AND ${UNFINISHED})`;
+
+/**
+ * Wakes a run waiting on a step result of the event's name that is itself waiting: `due_at` is
+ * lowered to the event's time (an earlier timeout stays) and `updated_at` raised to it.
+ * Parameters: created at three times, run id, run id, event name.
+ */
+export const WAKE_RUN = "UPDATE reflow_runs SET due_at = min(coalesce(due_at, ?), ?), " +
+  "updated_at = max(updated_at, ?) WHERE id = ? AND status = 'waiting' AND EXISTS " +
+  "(SELECT 1 FROM reflow_steps WHERE run_id = ? AND step_name = ? AND status = 'waiting')";
+
+/**
+ * The fence and the event of a wait in one read: no row when the run is not running under the
+ * lease; otherwise one row with the oldest unconsumed event of the name (`seq` and `payload`,
+ * both NULL when there is none). Parameters: event name, run id, lease id.
+ */
+export const SELECT_WAIT = "SELECT e.seq AS seq, CAST(e.payload AS BLOB) AS payload FROM reflow_runs r " +
+  "LEFT JOIN reflow_events e ON e.seq = " +
+  "(SELECT seq FROM reflow_events WHERE run_id = r.id AND name = ? ORDER BY seq LIMIT 1) " +
+  "WHERE r.id = ? AND r.status = 'running' AND r.lease_id = ?";
+
+/** Consumes an event. Parameters: seq. */
+export const DELETE_EVENT = "DELETE FROM reflow_events WHERE seq = ?";
