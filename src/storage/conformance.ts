@@ -12,7 +12,16 @@
  */
 
 import { StorageError } from "../errors.ts";
-import type { ClaimedRun, NewRun, StepResult, StorageAdapter, StoredError, WorkflowRun } from "./adapter.ts";
+import type {
+  ClaimedRun,
+  EventWait,
+  NewEvent,
+  NewRun,
+  StepResult,
+  StorageAdapter,
+  StoredError,
+  WorkflowRun,
+} from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
 
 /** The fixed "now" most cases run at: 2023-11-14T22:13:20Z. */
@@ -120,6 +129,14 @@ function step(runId: string, stepName: string, overrides: Partial<StepResult> = 
     updatedAt: T0 + 1,
     ...overrides,
   };
+}
+
+function event(name: string, payload: string, createdAt: number): NewEvent {
+  return { name, payload, createdAt };
+}
+
+function wait(stepName: string, now: number, timeoutAt: number | null): EventWait {
+  return { now, stepName, timeoutAt };
 }
 
 /** Strips what a claim adds to a run, to compare it with `getRun()`. */
@@ -980,6 +997,497 @@ export const conformanceCases: readonly ConformanceCase[] = [
     },
   },
   {
+    name:
+      "`advanceRun()` to sleeping releases the lease until dueAt, and the sleep's step result keeps its dueAt",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const wakeAt = T0 + 60_000;
+      const nap = step("r1", "nap", { status: "sleeping", output: null, attempts: 0, dueAt: wakeAt });
+      check(
+        await storage.advanceRun("r1", held.leaseId, {
+          now: T0 + 10,
+          step: nap,
+          status: "sleeping",
+          dueAt: wakeAt,
+        }),
+        "advanceRun(sleeping) should succeed",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt, run.updatedAt],
+        ["sleeping", null, wakeAt, T0 + 10],
+        "sleeping run: status, leaseId, dueAt, updatedAt",
+      );
+      check(!(await storage.heartbeatRun("r1", held.leaseId, T0 + 99_000)), "the released lease should fail");
+      check(
+        !(await storage.advanceRun("r1", held.leaseId, { now: T0 + 11, status: "completed", output: "1" })),
+        "the released lease's advanceRun() should fail",
+      );
+      checkEqual(await claim(storage, wakeAt - 1, 10), [], "claim 1 ms before the wake time");
+      const woken = await claimOnly(storage, wakeAt, "r1");
+      checkEqual(
+        [woken.status, woken.claimCount, woken.steps],
+        ["running", 2, [nap]],
+        "reclaimed run: status, claimCount, steps",
+      );
+      checkEqual(await storage.getStepResults("r1"), [nap], "stored steps after the reclaim");
+    },
+  },
+  {
+    name: "`deliverEvent()` returns false for an unknown run and stores nothing",
+    async run(storage) {
+      check(
+        !(await storage.deliverEvent("r1", event("approve", '"early"', T0))),
+        "deliverEvent() to an unknown run should return false",
+      );
+      checkEqual(await storage.getRun("r1"), null, "getRun() after the delivery");
+      const held = await createAndClaim(storage, "r1", T0 + 1);
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 2, null)),
+        { outcome: "parked" },
+        "awaitEvent() on a run created with that id afterwards",
+      );
+    },
+  },
+  {
+    name: "`deliverEvent()` returns false for a finished run and changes nothing",
+    async run(storage) {
+      for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
+      const claimed = await claim(storage, T0, 3);
+      const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
+      check(
+        await storage.advanceRun("completed", leaseOf("completed"), {
+          now: T0,
+          status: "completed",
+          output: "1",
+        }),
+        "complete",
+      );
+      check(
+        await storage.advanceRun("failed", leaseOf("failed"), {
+          now: T0,
+          status: "failed",
+          error: { code: null, name: "Error", message: "x" },
+        }),
+        "fail",
+      );
+      check(await storage.updateRunStatus("cancelled", "cancelled"), "cancel");
+      for (const id of ["completed", "failed", "cancelled"]) {
+        const before = await getRun(storage, id);
+        check(
+          !(await storage.deliverEvent(id, event("approve", '"late"', T0 + 5))),
+          `deliverEvent() to a ${id} run should return false`,
+        );
+        await checkUnchanged(storage, before, `${id} run after the delivery`);
+        checkEqual(await storage.getStepResults(id), [], `steps of the ${id} run`);
+      }
+      checkEqual(await claim(storage, T0 + 10 * LEASE, 10), [], "claim after the deliveries");
+    },
+  },
+  {
+    name: "`awaitEvent()` consumes events delivered before the wait, oldest delivery first, one per call",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      // Delivery order decides, not createdAt.
+      check(await storage.deliverEvent("r1", event("approve", '"first"', T0 + 50)), "deliver first");
+      check(await storage.deliverEvent("r1", event("other", '"other"', T0 + 20)), "deliver other");
+      check(await storage.deliverEvent("r1", event("approve", '"second"', T0 + 10)), "deliver second");
+      const before = await getRun(storage, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 100, T0 + 60_000)),
+        { outcome: "received", payload: '"first"' },
+        "first awaitEvent()",
+      );
+      const received = step("r1", "approve", { output: '"first"', updatedAt: T0 + 100 });
+      checkEqual(await storage.getStepResults("r1"), [received], "steps after the first awaitEvent()");
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt, run.claimCount],
+        [before.status, before.leaseId, before.dueAt, before.claimCount],
+        "run after receiving: status, leaseId, dueAt, claimCount",
+      );
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 200, null)),
+        { outcome: "received", payload: '"second"' },
+        "second awaitEvent()",
+      );
+      checkEqual(
+        await storage.getStepResults("r1"),
+        [step("r1", "approve", { output: '"second"', updatedAt: T0 + 200 })],
+        "steps after the second awaitEvent()",
+      );
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 300, null)),
+        { outcome: "parked" },
+        "third awaitEvent(), with no event of that name left",
+      );
+    },
+  },
+  {
+    name: "`awaitEvent()` with no event parks the run as waiting, without a lease, due at timeoutAt",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const timeoutAt = T0 + 60_000;
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, timeoutAt)),
+        { outcome: "parked" },
+        "awaitEvent() with no event",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.leaseId, run.dueAt, run.updatedAt, run.claimCount],
+        ["waiting", null, timeoutAt, T0 + 10, 1],
+        "parked run: status, leaseId, dueAt, updatedAt, claimCount",
+      );
+      const waiting: StepResult = {
+        runId: "r1",
+        stepName: "approve",
+        status: "waiting",
+        output: null,
+        error: null,
+        attempts: 1,
+        dueAt: timeoutAt,
+        updatedAt: T0 + 10,
+      };
+      checkEqual(await storage.getStepResults("r1"), [waiting], "steps of the parked run");
+      check(!(await storage.heartbeatRun("r1", held.leaseId, T0 + 99_000)), "the released lease should fail");
+      checkEqual(await claim(storage, timeoutAt - 1, 10), [], "claim 1 ms before the timeout");
+      const again = await claimOnly(storage, timeoutAt, "r1");
+      checkEqual(
+        [again.claimCount, again.steps],
+        [2, [waiting]],
+        "reclaim at the timeout: claimCount, steps",
+      );
+      checkEqual(
+        await storage.awaitEvent("r1", again.leaseId, wait("approve", timeoutAt, timeoutAt)),
+        { outcome: "timedOut" },
+        "awaitEvent() at the timeout",
+      );
+    },
+  },
+  {
+    name: "`awaitEvent()` with a null timeout parks a run that no claim takes until its event arrives",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, null)),
+        { outcome: "parked" },
+        "awaitEvent() with no event",
+      );
+      const run = await getRun(storage, "r1");
+      checkEqual([run.status, run.leaseId, run.dueAt], ["waiting", null, null], "parked run");
+      checkEqual(
+        (await storage.getStepResults("r1")).map((s) => [s.stepName, s.status, s.dueAt]),
+        [["approve", "waiting", null]],
+        "steps of the parked run: name, status, dueAt",
+      );
+      checkEqual(await claim(storage, T0 + 100 * 365 * 86_400_000, 10), [], "claim a century later");
+      checkEqual(await storage.claimNextRun([WF]), null, "claimNextRun() now");
+      const sentAt = T0 + 5_000;
+      check(await storage.deliverEvent("r1", event("approve", '{"ok":true}', sentAt)), "deliverEvent()");
+      checkEqual((await getRun(storage, "r1")).dueAt, sentAt, "dueAt of the woken run");
+      checkEqual(await claim(storage, sentAt - 1), [], "claim before the event was sent");
+      const woken = await claimOnly(storage, sentAt, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", woken.leaseId, wait("approve", sentAt + 1, null)),
+        { outcome: "received", payload: '{"ok":true}' },
+        "awaitEvent() after the wake",
+      );
+      checkEqual(
+        await storage.getStepResults("r1"),
+        [step("r1", "approve", { output: '{"ok":true}', updatedAt: sentAt + 1 })],
+        "steps after receiving",
+      );
+      checkEqual((await getRun(storage, "r1")).status, "running", "status after receiving");
+    },
+  },
+  {
+    name: "`deliverEvent()` wakes a waiting run only for the name it waits for",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, null)),
+        { outcome: "parked" },
+        "awaitEvent(approve)",
+      );
+      const parked = await getRun(storage, "r1");
+      check(await storage.deliverEvent("r1", event("reject", '"no"', T0 + 20)), "deliverEvent(reject)");
+      await checkUnchanged(storage, parked, "run after an event of another name");
+      checkEqual(await claim(storage, T0 + 100 * 365 * 86_400_000, 10), [], "claim after the other event");
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 30)), "deliverEvent(approve)");
+      const run = await getRun(storage, "r1");
+      checkEqual([run.status, run.leaseId, run.dueAt], ["waiting", null, T0 + 30], "run after its event");
+      const woken = await claimOnly(storage, T0 + 30, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", woken.leaseId, wait("approve", T0 + 40, null)),
+        { outcome: "received", payload: '"yes"' },
+        "awaitEvent(approve) after the wake",
+      );
+      checkEqual(
+        await storage.awaitEvent("r1", woken.leaseId, wait("reject", T0 + 50, null)),
+        { outcome: "received", payload: '"no"' },
+        "awaitEvent(reject): the other event was kept",
+      );
+    },
+  },
+  {
+    name: "`deliverEvent()` makes a waiting run with a timeout due at the event's createdAt",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(
+        (await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, T0 + NOT_DUE))).outcome ===
+          "parked",
+        "awaitEvent() should park",
+      );
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 20)), "deliverEvent()");
+      checkEqual((await getRun(storage, "r1")).dueAt, T0 + 20, "dueAt after the event");
+      const woken = await claimOnly(storage, T0 + 20, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", woken.leaseId, wait("approve", T0 + 21, T0 + NOT_DUE)),
+        { outcome: "received", payload: '"yes"' },
+        "awaitEvent() after the wake",
+      );
+    },
+  },
+  {
+    name: "`deliverEvent()` to a run that is not waiting stores the event and leaves the run as it is",
+    async run(storage) {
+      await create(storage, "pending", { createdAt: T0 + NOT_DUE });
+      const held = await createAndClaim(storage, "running");
+      const sleeper = await createAndClaim(storage, "sleeping");
+      const nap = step("sleeping", "approve", {
+        status: "sleeping",
+        output: null,
+        attempts: 0,
+        dueAt: T0 + 2 * NOT_DUE,
+      });
+      check(
+        await storage.advanceRun("sleeping", sleeper.leaseId, {
+          now: T0 + 1,
+          step: nap,
+          status: "sleeping",
+          dueAt: T0 + 2 * NOT_DUE,
+        }),
+        "advanceRun(sleeping)",
+      );
+      for (const id of ["pending", "running", "sleeping"]) {
+        const before = await getRun(storage, id);
+        check(await storage.deliverEvent(id, event("approve", `"${id}"`, T0 + 5)), `deliverEvent() to ${id}`);
+        await checkUnchanged(storage, before, `${id} run after the delivery`);
+      }
+      checkEqual(
+        await storage.awaitEvent("running", held.leaseId, wait("approve", T0 + 6, null)),
+        { outcome: "received", payload: '"running"' },
+        "awaitEvent() of the running run",
+      );
+      check(
+        await storage.advanceRun("running", held.leaseId, { now: T0 + 7, status: "completed", output: "1" }),
+        "complete the running run",
+      );
+      const pending = await claimOnly(storage, T0 + NOT_DUE, "pending");
+      checkEqual(
+        await storage.awaitEvent("pending", pending.leaseId, wait("approve", T0 + NOT_DUE, null)),
+        { outcome: "received", payload: '"pending"' },
+        "awaitEvent() of the run that was pending",
+      );
+    },
+  },
+  {
+    name: "`awaitEvent()` past timeoutAt with no event returns timedOut and changes nothing",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(await storage.deliverEvent("r1", event("other", '"x"', T0 + 1)), "deliverEvent(other)");
+      const before = await getRun(storage, "r1");
+      for (const now of [T0 + 100, T0 + 101]) {
+        checkEqual(
+          await storage.awaitEvent("r1", held.leaseId, wait("approve", now, T0 + 100)),
+          { outcome: "timedOut" },
+          `awaitEvent() ${now - T0 - 100} ms after the timeout`,
+        );
+      }
+      await checkUnchanged(storage, before, "run after timing out");
+      checkEqual(await storage.getStepResults("r1"), [], "steps after timing out");
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("other", T0 + 102, T0 + 100)),
+        { outcome: "received", payload: '"x"' },
+        "the other event is still there",
+      );
+    },
+  },
+  {
+    name: "`awaitEvent()` past timeoutAt receives an event that is there: an event wins over the timeout",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(
+        (await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, T0 + 100))).outcome ===
+          "parked",
+        "awaitEvent() should park",
+      );
+      // Sent after the timeout, before the timed-out run was claimed.
+      check(await storage.deliverEvent("r1", event("approve", '"late"', T0 + 150)), "deliverEvent()");
+      checkEqual((await getRun(storage, "r1")).dueAt, T0 + 100, "dueAt: the earlier timeout stays");
+      const again = await claimOnly(storage, T0 + 200, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", again.leaseId, wait("approve", T0 + 200, T0 + 100)),
+        { outcome: "received", payload: '"late"' },
+        "awaitEvent() after the timeout",
+      );
+      checkEqual(
+        await storage.getStepResults("r1"),
+        [step("r1", "approve", { output: '"late"', updatedAt: T0 + 200 })],
+        "steps after receiving",
+      );
+    },
+  },
+  {
+    name:
+      "`awaitEvent()` with a wrong or superseded lease, or on a run not running, returns lost and consumes nothing",
+    async run(storage) {
+      const first = await createAndClaim(storage, "r1");
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 1)), "deliverEvent()");
+      const held = await getRun(storage, "r1");
+      for (const timeoutAt of [null, T0 + 5, T0 + 100]) {
+        checkEqual(
+          await storage.awaitEvent("r1", "wrong", wait("approve", T0 + 10, timeoutAt)),
+          { outcome: "lost" },
+          `awaitEvent() with a wrong lease, timeoutAt ${show(timeoutAt)}`,
+        );
+        checkEqual(
+          await storage.awaitEvent("missing", first.leaseId, wait("approve", T0 + 10, timeoutAt)),
+          { outcome: "lost" },
+          `awaitEvent() of an unknown run, timeoutAt ${show(timeoutAt)}`,
+        );
+      }
+      await checkUnchanged(storage, held, "run after the waits with a wrong lease");
+      checkEqual(await storage.getStepResults("r1"), [], "steps after the waits with a wrong lease");
+
+      const second = await claimOnly(storage, T0 + LEASE + 1, "r1");
+      const reclaimed = await getRun(storage, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", first.leaseId, wait("approve", T0 + LEASE + 2, null)),
+        { outcome: "lost" },
+        "awaitEvent() with the superseded lease",
+      );
+      await checkUnchanged(storage, reclaimed, "run after the wait with the superseded lease");
+      checkEqual(await storage.getStepResults("r1"), [], "steps after the wait with the superseded lease");
+
+      checkEqual(
+        await storage.awaitEvent("r1", second.leaseId, wait("other", T0 + LEASE + 3, null)),
+        { outcome: "parked" },
+        "awaitEvent(other) with the current lease",
+      );
+      const parked = await getRun(storage, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", second.leaseId, wait("approve", T0 + LEASE + 4, null)),
+        { outcome: "lost" },
+        "awaitEvent() with the lease that parked the run",
+      );
+      await checkUnchanged(storage, parked, "parked run after the wait with its released lease");
+      check(await storage.deliverEvent("r1", event("other", '"go"', T0 + LEASE + 5)), "deliverEvent(other)");
+      const third = await claimOnly(storage, T0 + LEASE + 5, "r1");
+      checkEqual(
+        await storage.awaitEvent("r1", third.leaseId, wait("approve", T0 + LEASE + 6, null)),
+        { outcome: "received", payload: '"yes"' },
+        "awaitEvent(approve) with a live lease: the event was not consumed by the lost waits",
+      );
+    },
+  },
+  {
+    name: "`deliverEvent()` and `awaitEvent()` at once on two connections never lose the event",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      const count = 12;
+      const runIds = Array.from({ length: count }, (_, i) => `r${String(i).padStart(2, "0")}`);
+      for (const id of runIds) await create(storage, id);
+      const claimed = await claim(storage, T0, count);
+      checkEqual(ids(claimed), runIds, "claimed runs");
+      const sentAt = T0 + 10;
+      // Alternate which call starts first, so that both orders race on connections that interleave.
+      const outcomes = await Promise.all(claimed.map(async (run, i) => {
+        const payload = `{"n":${i}}`;
+        const deliver = () => peer.deliverEvent(run.id, event("approve", payload, sentAt));
+        const await_ = () => storage.awaitEvent(run.id, run.leaseId, wait("approve", sentAt, null));
+        const [delivered, result] = i % 2 === 0
+          ? await Promise.all([deliver(), await_()])
+          : await Promise.all([await_(), deliver()]).then(([r, d]) => [d, r] as const);
+        check(delivered, `deliverEvent() to ${run.id} should return true`);
+        return result;
+      }));
+      for (const [i, run] of claimed.entries()) {
+        const payload = `{"n":${i}}`;
+        const result = outcomes[i]!;
+        if (result.outcome === "received") {
+          checkEqual(result.payload, payload, `payload received by ${run.id}`);
+          checkEqual(
+            await storage.awaitEvent(run.id, run.leaseId, wait("approve", sentAt + 1, null)),
+            { outcome: "parked" },
+            `${run.id}: a second awaitEvent() finds no event (consumed once)`,
+          );
+          continue;
+        }
+        checkEqual(result.outcome, "parked", `outcome of ${run.id}'s awaitEvent()`);
+        const parked = await getRun(storage, run.id);
+        checkEqual(
+          [parked.status, parked.dueAt],
+          ["waiting", sentAt],
+          `${run.id}, parked as the event arrived: status, dueAt (woken)`,
+        );
+      }
+      const woken = claimed.filter((_, i) => outcomes[i]!.outcome === "parked").map((run) => run.id);
+      const reclaimed = await claim(peer, sentAt, count);
+      checkEqual(ids(reclaimed), woken, "runs claimable after the race");
+      for (const run of reclaimed) {
+        const i = runIds.indexOf(run.id);
+        checkEqual(
+          await peer.awaitEvent(run.id, run.leaseId, wait("approve", sentAt + 1, null)),
+          { outcome: "received", payload: `{"n":${i}}` },
+          `${run.id}: awaitEvent() after the wake`,
+        );
+      }
+    },
+  },
+  {
+    name: "events of one run are not visible to another run",
+    async run(storage) {
+      await create(storage, "r1");
+      await create(storage, "r2");
+      const [one, two] = await claim(storage, T0, 2);
+      check(one !== undefined && two !== undefined, "both runs should be claimed");
+      check(await storage.deliverEvent("r1", event("approve", '"for r1"', T0 + 1)), "deliverEvent(r1)");
+      checkEqual(
+        await storage.awaitEvent("r2", two.leaseId, wait("approve", T0 + 2, null)),
+        { outcome: "parked" },
+        "r2's awaitEvent()",
+      );
+      checkEqual((await getRun(storage, "r2")).dueAt, null, "r2's dueAt after r1's event");
+      checkEqual(
+        await storage.awaitEvent("r1", one.leaseId, wait("approve", T0 + 3, null)),
+        { outcome: "received", payload: '"for r1"' },
+        "r1's awaitEvent()",
+      );
+      // r1's lease is live, so a claim that finds nothing shows that r2 was not woken.
+      checkEqual(await claim(storage, T0 + 3, 10), [], "claim: r2 was not woken");
+    },
+  },
+  {
+    name: "event payloads come back byte for byte",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      for (const [i, value] of ENCODED_VALUES.entries()) {
+        check(await storage.deliverEvent("r1", event("e", value, T0 + i)), `deliverEvent() of value #${i}`);
+      }
+      for (const [i, value] of ENCODED_VALUES.entries()) {
+        const result = await storage.awaitEvent("r1", held.leaseId, wait("e", T0 + 100, null));
+        check(
+          result.outcome === "received" && result.payload === value,
+          `awaitEvent() of value #${i} differs: ${show(result)}`,
+        );
+        const [saved] = await storage.getStepResults("r1");
+        check(saved?.output === value, `step output of value #${i} differs: ${show(saved?.output)}`);
+      }
+    },
+  },
+  {
     name: "records returned are copies: mutating them does not change storage",
     async run(storage) {
       const created = (await storage.createRun(newRun("r1"))).run;
@@ -1054,6 +1562,8 @@ export const conformanceCases: readonly ConformanceCase[] = [
         () => storage.updateClaimedRunStatus("r1", lease, "cancelled"),
       );
       await expectClosed("advanceRun", () => storage.advanceRun("r1", lease, { now: T0 + 1 }));
+      await expectClosed("deliverEvent", () => storage.deliverEvent("r1", event("e", "1", T0 + 1)));
+      await expectClosed("awaitEvent", () => storage.awaitEvent("r1", lease, wait("e", T0 + 1, null)));
     },
   },
 ];
