@@ -28,15 +28,22 @@ export type {
   AnyWorkflow,
   CompletionValue,
   CreateWorkflowOptions,
+  EventPayload,
   FailureContext,
   FailureHandler,
   NoSteps,
+  ParallelBranch,
+  ParallelOutputs,
+  ParallelUnit,
   Simplify,
+  SleepUnit,
   StepConfig,
   StepContext,
   StepHandler,
   StepOutput,
   StepUnit,
+  WaitForEventOptions,
+  WaitUnit,
   WhenContext,
   Workflow,
   WorkflowInput,
@@ -46,6 +53,7 @@ export type {
   WorkflowUnit,
 } from "./src/workflow/workflow.ts";
 export { Completion } from "./src/workflow/workflow.ts";
+export type { Duration } from "./src/workflow/duration.ts";
 export type { ResolvedRetryPolicy, RetryPolicy } from "./src/workflow/retry.ts";
 
 export { createEngine } from "./src/engine/engine.ts";

@@ -2,7 +2,7 @@
 //
 //   npm run example                  (Node 22+; or: deno run -A examples/order.ts, bun examples/order.ts)
 //
-// Every step takes about two seconds. Press Ctrl-C while it runs, then run it again: the finished
+// Every step takes two or three seconds. Press Ctrl-C while it runs, then run it again: the finished
 // steps are not repeated, and the run continues at the step that was interrupted. Kill it hard
 // (`kill -9`) instead, and the next start waits until the dead process's lease (5 s here) lapses.
 // `--reset` deletes the database and starts a fresh order.
@@ -51,19 +51,29 @@ const placeOrder = createWorkflow({ name: "place-order", input: orderInput })
     await work(signal);
     return { reservationId: `res-${input.orderId}`, units: input.quantity };
   })
-  .step("charge-card", {
-    retry: { maxAttempts: 3, backoff: "exponential", initialDelayMs: 500 },
-    handler: async ({ input, prev, signal }) => {
-      await work(signal);
-      return { paymentId: `pay-${input.orderId}`, amountCents: prev.units * 1250 };
+  // Both branches run at once; each is committed as soon as it finishes.
+  .parallel({
+    "charge-card": {
+      retry: { maxAttempts: 3, backoff: "exponential", initialDelayMs: 500 },
+      handler: async ({ input, prev, signal }) => {
+        await work(signal);
+        return { paymentId: `pay-${input.orderId}`, amountCents: prev.units * 1250 };
+      },
+    },
+    "pack-parcel": async ({ prev, signal }) => {
+      await work(signal, 3000);
+      return { parcel: `parcel-${prev.reservationId}` };
     },
   })
-  .step("send-confirmation", async ({ input, steps, signal }) => {
+  // A durable sleep: the wake time is stored, so an interrupted run still wakes on time.
+  .sleep("cooling-off", "3s")
+  .step("send-confirmation", async ({ input, prev, steps, signal }) => {
     await work(signal);
     return {
       orderId: input.orderId,
       reservation: steps["reserve-stock"].reservationId,
-      charged: steps["charge-card"].amountCents,
+      charged: prev["charge-card"].amountCents,
+      parcel: prev["pack-parcel"].parcel,
     };
   });
 
@@ -94,6 +104,9 @@ const before = await engine.getRunStatus(runId);
 console.log(`${created ? "Created" : "Found"} run ${runId} (${before?.run.status}) in ${databasePath}`);
 for (const step of before?.steps ?? []) {
   if (step.status === "completed") console.log(`  ${step.name}: already committed, will not run again`);
+  if (step.status === "sleeping") {
+    console.log(`  ${step.name}: sleeping until ${new Date(step.dueAt!).toISOString()}`);
+  }
 }
 
 // The first Ctrl-C stops gracefully: the step in flight may finish (up to the engine's

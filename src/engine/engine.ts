@@ -18,11 +18,13 @@ import {
 import type { ClaimedRun } from "../storage/adapter.ts";
 import { decodeValue, encodeValue, valuesEqual } from "../storage/codec.ts";
 import { validateWithSchema } from "../workflow/validate.ts";
-import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
+import type { AnyWorkflow, WaitUnit, WorkflowInput } from "../workflow/workflow.ts";
 import { EventBus } from "./events.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
 import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
+
+const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -100,6 +102,22 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @returns True if it cancelled, false if the run had already finished or does not exist.
    */
   cancel(runId: string): Promise<boolean>;
+
+  /**
+   * Sends an event to a run. The payload is validated by the wait's schema and stored; a run
+   * waiting for this name wakes at once, and a run that has not reached the wait yet finds the
+   * event there when it does (events of one name are consumed oldest first).
+   *
+   * @param runId The run.
+   * @param name The name of a `waitForEvent` unit of the run's workflow.
+   * @param payload The event's data.
+   * @returns True if stored, false if the run does not exist or has already finished.
+   * @throws {ConfigError} When the run's workflow has no wait of that name (field `name`).
+   * @throws {WorkflowNotFoundError} When the run's workflow is not registered on this engine.
+   * @throws {ValidationError} When the wait's schema rejects the payload.
+   * @throws {SerializationError} When the payload cannot be stored.
+   */
+  sendEvent(runId: string, name: string, payload?: unknown): Promise<boolean>;
 
   /**
    * Reads a run and its units' results.
@@ -241,6 +259,32 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const cancelled = await this.#options.storage.updateRunStatus(runId, "cancelled");
     if (cancelled) this.#held.get(runId)?.controller.abort(new RunCancelledError(runId));
     return cancelled;
+  }
+
+  async sendEvent(runId: string, name: string, payload?: unknown): Promise<boolean> {
+    await this.#initialize();
+    const { storage, workflows, now } = this.#options;
+    const run = await storage.getRun(runId);
+    if (run === null || FINISHED_STATUSES.has(run.status)) return false;
+    const workflow = workflows.get(run.workflowName);
+    if (workflow === undefined) throw new WorkflowNotFoundError(run.workflowName);
+    const wait = workflow.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
+    if (wait === undefined) {
+      throw new ConfigError(
+        `Cannot send event "${name}" to run "${runId}": workflow "${workflow.name}" has no waitForEvent("${name}")`,
+        { field: "name" },
+      );
+    }
+    const value = wait.schema === null
+      ? payload
+      : await validateWithSchema(wait.schema, payload, `payload of event "${name}"`);
+    const delivered = await storage.deliverEvent(runId, {
+      name,
+      payload: encodeValue(value),
+      createdAt: now(),
+    });
+    if (delivered) this.#wake?.();
+    return delivered;
   }
 
   async getRunStatus(runId: string): Promise<RunDetails | null> {

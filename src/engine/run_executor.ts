@@ -1,13 +1,27 @@
-import { EngineStoppedError, HookError, SerializationError } from "../errors.ts";
+import {
+  EngineStoppedError,
+  HookError,
+  LeaseExpiredError,
+  ParallelCompleteError,
+  SerializationError,
+  WaitTimeoutError,
+} from "../errors.ts";
 import type { ClaimedRun, EncodedValue, RunAdvance, StepResult, StoredError } from "../storage/adapter.ts";
 import { decodeValue, deepFreeze, encodeValue } from "../storage/codec.ts";
 import { retryDelayMs } from "../workflow/retry.ts";
 import { Completion } from "../workflow/workflow.ts";
-import type { AnyWorkflow, StepContext, StepUnit } from "../workflow/workflow.ts";
+import type {
+  AnyWorkflow,
+  ParallelUnit,
+  SleepUnit,
+  StepContext,
+  StepUnit,
+  WaitUnit,
+} from "../workflow/workflow.ts";
 import type { EventBus } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { runAttempt } from "./step_attempt.ts";
-import { isPromiseLike } from "../async.ts";
+import { delay, isPromiseLike } from "../async.ts";
 
 /** A run this engine holds: its lease and the switch that aborts its handlers. */
 export interface HeldRun {
@@ -29,6 +43,23 @@ export type RunExit =
 const FINISHED: RunExit = { kind: "finished" };
 const LOST: RunExit = { kind: "lost" };
 const RELEASED: RunExit = { kind: "released" };
+
+/** A branch that failed for good, and so fails its run. */
+interface BranchFailure {
+  readonly kind: "failed";
+  readonly stepName: string;
+  readonly error: Error;
+  readonly attempts: number;
+}
+
+/** How one parallel branch ended: committed, failed for good, aborted (by a sibling or the run), or its lease lost. */
+type BranchOutcome =
+  | { readonly kind: "done"; readonly encoded: EncodedValue }
+  | BranchFailure
+  | { readonly kind: "aborted" | "lost" };
+
+const ABORTED: BranchOutcome = { kind: "aborted" };
+const BRANCH_LOST: BranchOutcome = { kind: "lost" };
 
 /** What an execution needs from its engine. */
 export interface ExecutorDeps {
@@ -84,13 +115,19 @@ class RunExecution {
     const stored = new Map<string, StepResult>();
     for (const step of this.#run.steps) stored.set(step.stepName, step);
     const units = this.#workflow.units;
-    if (units.length === 0) return await this.#complete();
 
     for (let index = 0; index < units.length; index++) {
       const unit = units[index];
+      const isLast = index === units.length - 1;
+      if (unit.kind === "parallel") {
+        const exit = await this.#runParallel(unit, isLast, stored);
+        if (exit !== undefined) return exit;
+        continue;
+      }
       const previous = stored.get(unit.name);
       if (previous?.status === "completed" || previous?.status === "skipped") {
-        this.#remember(unit.name, previous.output ?? NOTHING, undefined);
+        // A sleep passes `prev` through and has no output of its own.
+        if (unit.kind !== "sleep") this.#remember(unit.name, previous.output ?? NOTHING, undefined);
         continue;
       }
       if (this.#deps.isStopping()) return await this.#release();
@@ -98,10 +135,229 @@ class RunExecution {
         // A failed unit always fails its run in the same commit; finish what a partial write began.
         return await this.#fail(unit.name, restoreError(previous.error), previous.attempts);
       }
-      const exit = await this.#runStep(unit, index === units.length - 1, previous);
+      const exit = unit.kind === "step"
+        ? await this.#runStep(unit, isLast, previous)
+        : unit.kind === "sleep"
+        ? await this.#runSleep(unit, isLast, previous)
+        : await this.#runWait(unit, isLast, previous);
       if (exit !== undefined) return exit;
     }
-    return FINISHED;
+    // Every unit is done but the run is not completed: no units at all, or the last unit's result
+    // was committed apart from the completion (a wait, a parallel group) and the process died between.
+    return await this.#completeWith(this.#prevEncoded);
+  }
+
+  /**
+   * Parks the run until the sleep's wake time, fixed in its step result the first time it is
+   * reached, or passes through once that time has come.
+   */
+  async #runSleep(
+    unit: SleepUnit,
+    isLast: boolean,
+    previous: StepResult | undefined,
+  ): Promise<RunExit | undefined> {
+    const now = this.#deps.options.now();
+    const wakeAt = previous?.status === "sleeping" && previous.dueAt !== null
+      ? previous.dueAt
+      : now + unit.durationMs;
+    if (wakeAt > now) {
+      const step = stepResult(this.#run.id, unit.name, "sleeping", null, null, 1, wakeAt, now);
+      if (!await this.#advance({ now, step, status: "sleeping", dueAt: wakeAt })) return LOST;
+      return { kind: "parked", dueAt: wakeAt };
+    }
+    const step = stepResult(this.#run.id, unit.name, "completed", NOTHING, null, 1, null, now);
+    return await this.#commitUnit(step, isLast, this.#prevEncoded, undefined, wakeAt - unit.durationMs);
+  }
+
+  /** Takes the awaited event if one was sent, or parks the run until one is (or the wait times out). */
+  async #runWait(
+    unit: WaitUnit,
+    isLast: boolean,
+    previous: StepResult | undefined,
+  ): Promise<RunExit | undefined> {
+    const { options } = this.#deps;
+    const now = options.now();
+    const timeoutAt = previous?.status === "waiting"
+      ? previous.dueAt
+      : unit.timeoutMs === null
+      ? null
+      : now + unit.timeoutMs;
+    const result = await options.storage.awaitEvent(this.#run.id, this.#held.leaseId, {
+      now,
+      stepName: unit.name,
+      timeoutAt,
+    });
+    switch (result.outcome) {
+      case "lost":
+        return LOST;
+      case "parked":
+        return { kind: "parked", dueAt: timeoutAt };
+      case "timedOut":
+        return await this.#fail(unit.name, new WaitTimeoutError(unit.name, unit.timeoutMs ?? 0), 1);
+    }
+    // The event and the step result were committed together; only the run's completion is left.
+    const payload = decodeValue(result.payload);
+    this.#emitStepComplete(unit.name, 1, payload, 0);
+    if (isLast) return await this.#completeWith(result.payload, { value: payload });
+    this.#remember(unit.name, result.payload, { value: payload });
+    return undefined;
+  }
+
+  /**
+   * Runs a parallel group's unfinished branches concurrently; each commits its own result. The first
+   * branch to fail for good aborts the others and fails the run.
+   */
+  async #runParallel(
+    unit: ParallelUnit,
+    isLast: boolean,
+    stored: ReadonlyMap<string, StepResult>,
+  ): Promise<RunExit | undefined> {
+    const outputs = new Map<string, EncodedValue>();
+    const unfinished: StepUnit[] = [];
+    for (const branch of unit.branches) {
+      const previous = stored.get(branch.name);
+      if (previous?.status === "completed") outputs.set(branch.name, previous.output ?? NOTHING);
+      else if (previous?.status === "failed") {
+        return await this.#fail(branch.name, restoreError(previous.error), previous.attempts);
+      } else unfinished.push(branch);
+    }
+    if (unfinished.length > 0) {
+      if (this.#deps.isStopping()) return await this.#release();
+      const runSignal = this.#held.controller.signal;
+      const group = new AbortController();
+      const forward = () => group.abort(runSignal.reason);
+      runSignal.addEventListener("abort", forward, { once: true });
+      let failure: BranchFailure | undefined;
+      let lost = false;
+      try {
+        await Promise.all(unfinished.map(async (branch) => {
+          const outcome = await this.#runBranch(branch, stored.get(branch.name), group.signal);
+          if (outcome.kind === "done") outputs.set(branch.name, outcome.encoded);
+          else if (outcome.kind === "failed" && failure === undefined && !group.signal.aborted) {
+            failure = outcome;
+            group.abort(outcome.error);
+          } else if (outcome.kind === "lost") {
+            lost = true;
+            group.abort(new LeaseExpiredError(this.#run.id));
+          }
+        }));
+      } finally {
+        runSignal.removeEventListener("abort", forward);
+      }
+      if (runSignal.aborted) return await this.#abandon(runSignal.reason);
+      if (lost) return LOST;
+      if (failure !== undefined) return await this.#fail(failure.stepName, failure.error, failure.attempts);
+    }
+    const value: Record<string, unknown> = {};
+    for (const branch of unit.branches) {
+      const encoded = outputs.get(branch.name)!;
+      this.#outputs.set(branch.name, encoded);
+      value[branch.name] = decodeValue(encoded);
+    }
+    // Re-encoding decoded outputs cannot fail.
+    const encoded = encodeValue(value);
+    if (isLast) return await this.#completeWith(encoded, { value });
+    this.#setPrev(encoded, { value });
+    return undefined;
+  }
+
+  /** One branch's attempts; retry delays are waited out in this worker, which keeps the lease. */
+  async #runBranch(
+    unit: StepUnit,
+    previous: StepResult | undefined,
+    signal: AbortSignal,
+  ): Promise<BranchOutcome> {
+    const { options, events } = this.#deps;
+    let attempt = previous?.status === "retrying" ? previous.attempts : 0;
+    if (previous?.status === "retrying" && previous.dueAt !== null) {
+      await delay(previous.dueAt - options.now(), signal);
+    }
+    for (;;) {
+      if (signal.aborted) return ABORTED;
+      attempt++;
+      this.#emitStepStart(unit.name, attempt);
+      const startedAt = options.now();
+      let completed = false;
+      const outcome = await runAttempt(unit.name, unit.timeoutMs, signal, (attemptSignal) => {
+        const context = this.#context(unit.name, attemptSignal, attempt, (value) => {
+          completed = true;
+          return new Completion(value);
+        });
+        return unit.handler(context);
+      });
+      if (signal.aborted) return ABORTED;
+      if (outcome.ok && (completed || Completion.is(outcome.value))) {
+        return {
+          kind: "failed",
+          stepName: unit.name,
+          error: new ParallelCompleteError(unit.name),
+          attempts: attempt,
+        };
+      }
+      if (!outcome.ok) {
+        if (attempt >= unit.retry.maxAttempts) {
+          return { kind: "failed", stepName: unit.name, error: outcome.error, attempts: attempt };
+        }
+        const now = options.now();
+        const wait = retryDelayMs(unit.retry, attempt, options.random);
+        const error = toStoredError(outcome.error, unit.name);
+        const step = stepResult(this.#run.id, unit.name, "retrying", null, error, attempt, now + wait, now);
+        if (!await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })) {
+          return BRANCH_LOST;
+        }
+        if (events.wants("step:retry")) {
+          events.emit({
+            type: "step:retry",
+            runId: this.#run.id,
+            workflowName: this.#workflow.name,
+            stepName: unit.name,
+            attempt,
+            error: outcome.error,
+            nextAttemptAt: now + wait,
+          });
+        }
+        await delay(wait, signal);
+        continue;
+      }
+      let encoded: EncodedValue;
+      try {
+        encoded = encodeValue(outcome.value);
+      } catch (error) {
+        if (error instanceof SerializationError) {
+          return { kind: "failed", stepName: unit.name, error, attempts: attempt };
+        }
+        throw error;
+      }
+      const now = options.now();
+      const step = stepResult(this.#run.id, unit.name, "completed", encoded, null, attempt, null, now);
+      if (!await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })) {
+        return BRANCH_LOST;
+      }
+      this.#emitStepComplete(unit.name, attempt, outcome.value, now - startedAt);
+      return { kind: "done", encoded };
+    }
+  }
+
+  /**
+   * Commits a finished unit: alone (the run goes on, its lease renewed) or, for the last unit,
+   * together with the run's completion with output `runOutput`.
+   */
+  async #commitUnit(
+    step: StepResult,
+    isLast: boolean,
+    runOutput: EncodedValue,
+    live: { readonly value: unknown } | undefined,
+    startedAt: number,
+  ): Promise<RunExit | undefined> {
+    const { options } = this.#deps;
+    const now = step.updatedAt;
+    const committed = isLast
+      ? await this.#advance({ now, step, status: "completed", output: runOutput })
+      : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
+    if (!committed) return LOST;
+    this.#emitStepComplete(step.stepName, step.attempts, undefined, now - startedAt);
+    if (isLast) return this.#emitComplete(live === undefined ? decodeValue(runOutput) : live.value);
+    return undefined;
   }
 
   /** Runs a step's attempts; returns an exit if the run stops here, or undefined to go on. */
@@ -140,9 +396,7 @@ class RunExecution {
     let attempt = previous?.status === "retrying" ? previous.attempts : 0;
     for (;;) {
       attempt++;
-      if (events.wants("step:start")) {
-        events.emit({ type: "step:start", runId, workflowName, stepName: unit.name, attempt });
-      }
+      this.#emitStepStart(unit.name, attempt);
       const startedAt = options.now();
       let completion: Completion<unknown> | undefined;
       const outcome = await runAttempt(unit.name, unit.timeoutMs, this.#held.controller.signal, (signal) => {
@@ -174,7 +428,7 @@ class RunExecution {
     completion: Completion<unknown> | undefined,
     value: unknown,
   ): Promise<RunExit | undefined> {
-    const { options, events } = this.#deps;
+    const { options } = this.#deps;
     const output = completion === undefined ? value : completion.value;
     let encoded: EncodedValue;
     try {
@@ -191,17 +445,7 @@ class RunExecution {
       ? await this.#advance({ now, step, status: "completed", output: encoded })
       : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
     if (!committed) return LOST;
-    if (events.wants("step:complete")) {
-      events.emit({
-        type: "step:complete",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        stepName,
-        attempt,
-        output,
-        durationMs: now - startedAt,
-      });
-    }
+    this.#emitStepComplete(stepName, attempt, output, now - startedAt);
     if (ends) return this.#emitComplete(output);
     this.#remember(stepName, encoded, { value: output });
     return undefined;
@@ -277,11 +521,39 @@ class RunExecution {
     }
   }
 
-  /** Completes a workflow that has no units. */
-  async #complete(): Promise<RunExit> {
+  /** Completes the run with `output`, when no unit's commit could carry the completion. */
+  async #completeWith(output: EncodedValue, live?: { readonly value: unknown }): Promise<RunExit> {
     const now = this.#deps.options.now();
-    if (!await this.#advance({ now, status: "completed", output: NOTHING })) return LOST;
-    return this.#emitComplete(undefined);
+    if (!await this.#advance({ now, status: "completed", output })) return LOST;
+    return this.#emitComplete(live === undefined ? decodeValue(output) : live.value);
+  }
+
+  #emitStepStart(stepName: string, attempt: number): void {
+    const { events } = this.#deps;
+    if (events.wants("step:start")) {
+      events.emit({
+        type: "step:start",
+        runId: this.#run.id,
+        workflowName: this.#workflow.name,
+        stepName,
+        attempt,
+      });
+    }
+  }
+
+  #emitStepComplete(stepName: string, attempt: number, output: unknown, durationMs: number): void {
+    const { events } = this.#deps;
+    if (events.wants("step:complete")) {
+      events.emit({
+        type: "step:complete",
+        runId: this.#run.id,
+        workflowName: this.#workflow.name,
+        stepName,
+        attempt,
+        output,
+        durationMs,
+      });
+    }
   }
 
   #emitComplete(output: unknown): RunExit {
@@ -314,6 +586,10 @@ class RunExecution {
 
   #remember(name: string, encoded: EncodedValue, live: { readonly value: unknown } | undefined): void {
     this.#outputs.set(name, encoded);
+    this.#setPrev(encoded, live);
+  }
+
+  #setPrev(encoded: EncodedValue, live: { readonly value: unknown } | undefined): void {
     this.#frozenSteps = undefined;
     this.#prevEncoded = encoded;
     this.#prev = live;

@@ -22,7 +22,7 @@ export interface TestEngineOptions<W extends AnyWorkflow> {
 export interface TestRunResult<W extends AnyWorkflow> {
   /** The run's id. */
   readonly runId: string;
-  /** Where the run ended up: finished, or parked with nothing the virtual clock can advance to (a wait). */
+  /** Where the run ended up: finished, or `waiting` for an event. */
   readonly status: RunStatus;
   /** The run's output once completed. */
   readonly output: WorkflowOutput<W> | undefined;
@@ -49,8 +49,8 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    */
   advance(ms: number): void;
   /**
-   * Enqueues a run and drives it until it finishes or waits for something the clock cannot bring
-   * (an event). Retry delays are skipped by advancing the virtual clock.
+   * Enqueues a run and drives it until it finishes or waits for an event. Sleeps and retry delays
+   * are skipped by advancing the virtual clock.
    *
    * @param name The workflow.
    * @param input Its input.
@@ -69,6 +69,17 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    * @returns The run's outcome.
    */
   drive(runId: string): Promise<TestRunResult<W>>;
+  /**
+   * Sends an event (as `engine.sendEvent`) and drives the run on, as `run()` does.
+   *
+   * @param runId The run, usually one `run()` left `waiting`.
+   * @param name The `waitForEvent` unit's name.
+   * @param payload The event's data.
+   * @returns The run's outcome.
+   * @throws {ConfigError} When the run's workflow has no wait of that name.
+   * @throws {ValidationError} When the wait's schema rejects the payload.
+   */
+  sendEvent(runId: string, name: string, payload?: unknown): Promise<TestRunResult<W>>;
 }
 
 const MAX_ROUNDS = 100_000;
@@ -113,8 +124,9 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
       if (details === null) throw new InternalError(`Run "${runId}" disappeared from storage`);
       const { status, dueAt } = details.run;
       if (status === "completed" || status === "failed" || status === "cancelled") return toResult(details);
-      if (status !== "running" && dueAt === null) return toResult(details); // waits for an event
-      if (dueAt !== null && dueAt > clock) clock = dueAt;
+      // A wait is left to the test: send the event, or advance() past its timeout and drive() again.
+      if (status === "waiting" && (dueAt === null || dueAt > clock)) return toResult(details);
+      if (dueAt !== null && dueAt > clock) clock = dueAt; // a sleep or a retry delay: skip it
     }
     throw new InternalError(`Run "${runId}" did not settle within ${MAX_ROUNDS} rounds`);
   }
@@ -132,6 +144,10 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
       return await drive(runId) as TestRunResult<never>;
     },
     drive,
+    async sendEvent(runId, name, payload) {
+      await engine.sendEvent(runId, name, payload);
+      return await drive(runId);
+    },
     async [Symbol.asyncDispose]() {
       await engine.stop();
       await storage.close();

@@ -6,6 +6,7 @@
 
 import { ConfigError, DuplicateStepError } from "../errors.ts";
 import type { InferSchemaInput, InferSchemaOutput, StandardSchemaV1 } from "../standard_schema.ts";
+import { type Duration, durationMs } from "./duration.ts";
 import { resolveRetryPolicy } from "./retry.ts";
 import type { ResolvedRetryPolicy, RetryPolicy } from "./retry.ts";
 
@@ -128,8 +129,59 @@ export interface StepUnit {
   readonly when: ((context: WhenContext<unknown, unknown, unknown>) => boolean | Promise<boolean>) | null;
 }
 
+/** A durable sleep as the engine runs it. */
+export interface SleepUnit {
+  /** The unit kind. */
+  readonly kind: "sleep";
+  /** Unique within the workflow. */
+  readonly name: string;
+  /** How long the run sleeps, in ms. */
+  readonly durationMs: number;
+}
+
+/** A wait for an event as the engine runs it. */
+export interface WaitUnit {
+  /** The unit kind. */
+  readonly kind: "wait";
+  /** Unique within the workflow; also the name of the event it waits for. */
+  readonly name: string;
+  /** Validates payloads on `sendEvent`, or null to accept any storable value. */
+  readonly schema: StandardSchemaV1 | null;
+  /** How long the wait may last, in ms, or null for no limit. */
+  readonly timeoutMs: number | null;
+}
+
+/** Concurrent branches as the engine runs them. */
+export interface ParallelUnit {
+  /** The unit kind. */
+  readonly kind: "parallel";
+  /** The branch names joined, for messages; the branches' own names are the unique ones. */
+  readonly name: string;
+  /** The branches, each a step with its own retry policy and timeout. */
+  readonly branches: readonly StepUnit[];
+}
+
 /** One unit of a workflow, as the engine runs it. */
-export type WorkflowUnit = StepUnit;
+export type WorkflowUnit = StepUnit | SleepUnit | WaitUnit | ParallelUnit;
+
+/** Options of `.waitForEvent()`. */
+export interface WaitForEventOptions<S extends StandardSchemaV1 | undefined> {
+  /** Validates the payload when it is sent; `sendEvent` throws `ValidationError` on a bad one. */
+  readonly schema?: S;
+  /** How long to wait before the run fails with `WaitTimeoutError`; default no limit. */
+  readonly timeout?: Duration;
+}
+
+/** The payload a wait yields: the schema's output, or `unknown` without a schema. */
+export type EventPayload<S> = S extends StandardSchemaV1 ? InferSchemaOutput<S> : unknown;
+
+/** A parallel branch: a handler, or a handler with `retry` and `timeoutMs` (no `when`). */
+export type ParallelBranch<Input, Prev, Steps, R> =
+  | StepHandler<Input, Prev, Steps, R>
+  | (Omit<StepConfig<Input, Prev, Steps, R>, "when"> & { readonly when?: never });
+
+/** The outputs of a parallel group by branch name, as the next unit's `prev`. */
+export type ParallelOutputs<R> = { readonly [K in keyof R]: StepOutput<R[K]> };
 
 /** The `steps` record after a step named `N` with output `Out` is added. */
 export type AddStep<Steps, N extends string, Out> = Simplify<Steps & { readonly [K in N]: Out }>;
@@ -235,6 +287,68 @@ export interface Workflow<
     StepOutput<R>,
     AddStep<Steps, N, StepOutput<R>>,
     Early | CompletionValue<R>
+  >;
+
+  /**
+   * Adds a durable sleep. The run is parked as `sleeping` without a lease, and any engine on the
+   * same storage continues it once the time has passed; the wake time is fixed when the sleep is
+   * first reached. A sleep passes `prev` through unchanged and adds nothing to `steps`.
+   *
+   * @param name Unique within the workflow.
+   * @param duration Milliseconds, or a string such as `"30s"`, `"5m"`, `"24h"`, `"7d"`.
+   * @returns A new workflow.
+   * @throws {DuplicateStepError} When the name is taken.
+   * @throws {ConfigError} When the duration is invalid.
+   */
+  sleep<N extends string>(
+    name: N,
+    duration: Duration,
+  ): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early>;
+
+  /**
+   * Parks the run as `waiting` until `engine.sendEvent(runId, name, payload)`. Events sent before
+   * the run reaches the wait are kept and consumed oldest first. The payload becomes `prev` for
+   * the next unit and `steps[name]`.
+   *
+   * @param name Unique within the workflow; also the event's name.
+   * @param options A schema for the payload and a timeout.
+   * @returns A new workflow.
+   * @throws {DuplicateStepError} When the name is taken.
+   * @throws {ConfigError} When the schema or the timeout is invalid.
+   */
+  waitForEvent<N extends string, S extends StandardSchemaV1 | undefined = undefined>(
+    name: N,
+    options?: WaitForEventOptions<S>,
+  ): Workflow<
+    Name,
+    EnqueueInput,
+    Input,
+    EventPayload<S>,
+    AddStep<Steps, N, EventPayload<S>>,
+    Early
+  >;
+
+  /**
+   * Adds branches that run concurrently, each with its own retry policy and timeout. Each
+   * branch's result is committed as soon as it finishes, so a recovered run re-runs only the
+   * unfinished ones. The first branch to fail for good aborts its siblings' signals and fails the
+   * run. The next unit's `prev` is the outputs by branch name. `complete()` is not allowed in a
+   * branch (`ParallelCompleteError`).
+   *
+   * @param branches Branch handlers or configs by name; the names are unique within the workflow.
+   * @returns A new workflow.
+   * @throws {DuplicateStepError} When a name is taken.
+   * @throws {ConfigError} When there is no branch or a branch is invalid.
+   */
+  parallel<R extends Record<string, unknown>>(
+    branches: { readonly [K in keyof R]: ParallelBranch<Input, Prev, Steps, R[K]> },
+  ): Workflow<
+    Name,
+    EnqueueInput,
+    Input,
+    ParallelOutputs<R>,
+    Simplify<Steps & ParallelOutputs<R>>,
+    Early
   >;
 
   /**
@@ -344,7 +458,57 @@ class WorkflowDefinition implements AnyWorkflow {
 
   step(name: string, handlerOrConfig: unknown): AnyWorkflow {
     this.#checkNewName(name);
-    const where = `step "${name}" of workflow "${this.name}"`;
+    return this.#with(this.#stepUnit(name, handlerOrConfig, `step "${name}" of workflow "${this.name}"`));
+  }
+
+  sleep(name: string, duration: Duration): AnyWorkflow {
+    this.#checkNewName(name);
+    const where = `sleep "${name}" of workflow "${this.name}"`;
+    return this.#with(
+      Object.freeze({ kind: "sleep", name, durationMs: durationMs(duration, "duration", where) }),
+    );
+  }
+
+  waitForEvent(name: string, options?: WaitForEventOptions<StandardSchemaV1 | undefined>): AnyWorkflow {
+    this.#checkNewName(name);
+    const where = `wait "${name}" of workflow "${this.name}"`;
+    const { schema, timeout } = options ?? {};
+    if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
+      throw new ConfigError(`Invalid schema for ${where}: expected a Standard Schema v1`, {
+        field: "schema",
+      });
+    }
+    const timeoutMs = timeout === undefined ? null : durationMs(timeout, "timeout", where);
+    return this.#with(Object.freeze({ kind: "wait", name, schema: schema ?? null, timeoutMs }));
+  }
+
+  parallel(branches: Record<string, unknown>): AnyWorkflow {
+    const names = typeof branches === "object" && branches !== null ? Object.keys(branches) : [];
+    if (names.length === 0) {
+      throw new ConfigError(
+        `Invalid parallel branches in workflow "${this.name}": expected an object with at least one branch`,
+        { field: "branches" },
+      );
+    }
+    const units = names.map((name) => {
+      this.#checkNewName(name);
+      const where = `branch "${name}" of workflow "${this.name}"`;
+      const unit = this.#stepUnit(name, branches[name], where);
+      if (unit.when !== null) {
+        throw new ConfigError(`Invalid ${where}: parallel branches take no when`, { field: "when" });
+      }
+      return unit;
+    });
+    return this.#with(
+      Object.freeze({ kind: "parallel", name: names.join("+"), branches: Object.freeze(units) }),
+    );
+  }
+
+  #with(unit: WorkflowUnit): AnyWorkflow {
+    return new WorkflowDefinition(this.name, this.inputSchema, [...this.units, unit], this.failureHandler);
+  }
+
+  #stepUnit(name: string, handlerOrConfig: unknown, where: string): StepUnit {
     const config =
       (typeof handlerOrConfig === "function" ? { handler: handlerOrConfig } : handlerOrConfig) as StepConfig<
         unknown,
@@ -372,7 +536,7 @@ class WorkflowDefinition implements AnyWorkflow {
     if (when !== undefined && typeof when !== "function") {
       throw new ConfigError(`Invalid when for ${where}: expected a function`, { field: "when" });
     }
-    const unit: StepUnit = Object.freeze({
+    return Object.freeze({
       kind: "step",
       name,
       handler: config.handler as StepUnit["handler"],
@@ -380,7 +544,6 @@ class WorkflowDefinition implements AnyWorkflow {
       timeoutMs: timeoutMs ?? null,
       when: (when as StepUnit["when"]) ?? null,
     });
-    return new WorkflowDefinition(this.name, this.inputSchema, [...this.units, unit], this.failureHandler);
   }
 
   onFailure(handler: FailureHandler<unknown>): AnyWorkflow {
@@ -399,6 +562,9 @@ class WorkflowDefinition implements AnyWorkflow {
         { field: "name" },
       );
     }
-    if (this.units.some((unit) => unit.name === name)) throw new DuplicateStepError(this.name, name);
+    const taken = this.units.some((unit) =>
+      unit.kind === "parallel" ? unit.branches.some((branch) => branch.name === name) : unit.name === name
+    );
+    if (taken) throw new DuplicateStepError(this.name, name);
   }
 }
