@@ -43,6 +43,7 @@ import type {
   SqlValue,
 } from "./driver.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { waitStepResult } from "../storage/wait_step.ts";
 import * as SQL from "./sqlite_statements.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
@@ -532,30 +533,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       if (row.seq !== null) {
         const payload = text(row.payload) as string;
         await c.execute(statement(SQL.DELETE_EVENT, row.seq!));
-        const received: StepResult = {
-          runId,
-          stepName,
-          status: "completed",
-          output: payload,
-          error: null,
-          attempts: 1,
-          dueAt: null,
-          updatedAt: now,
-        };
+        const received = waitStepResult(runId, stepName, now, { payload });
         await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(received)));
         return { outcome: "received", payload };
       }
       if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
-      const waiting: StepResult = {
-        runId,
-        stepName,
-        status: "waiting",
-        output: null,
-        error: null,
-        attempts: 1,
-        dueAt: timeoutAt,
-        updatedAt: now,
-      };
+      const waiting = waitStepResult(runId, stepName, now, { timeoutAt });
       // The lease was checked under this transaction's write lock, so the park cannot miss.
       await c.execute(parkStatement(runId, leaseId, "waiting", now, timeoutAt, undefined, undefined));
       await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(waiting)));

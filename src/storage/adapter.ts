@@ -117,7 +117,7 @@ export interface CreateRunResult {
 export interface StepResult {
   /** The run it belongs to. */
   readonly runId: string;
-  /** The unit's name (for a parallel branch: `group.branch`). */
+  /** The unit's name (for a parallel branch: the branch's name, unique within the workflow). */
   readonly stepName: string;
   /** Where the unit is. */
   readonly status: StepStatus;
@@ -125,7 +125,7 @@ export interface StepResult {
   readonly output: EncodedValue | null;
   /** The last attempt's error, when `failed` or `retrying`. */
   readonly error: StoredError | null;
-  /** Attempts made so far (0 for units that do not attempt, such as a skip or a sleep). */
+  /** Attempts made so far (0 for a skipped step; 1 for a sleep or a wait, reached once). */
   readonly attempts: number;
   /** `retrying`: the next attempt's due time; `sleeping`: the wake time; `waiting`: the timeout (or null). */
   readonly dueAt: number | null;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { waitStepResult } from "./wait_step.ts";
 import { StorageError } from "../errors.ts";
 import type {
   ClaimedRun,
@@ -664,30 +665,12 @@ export class MemoryStorage implements StorageAdapter {
           byName!.delete(stepName);
           if (byName!.size === 0) this.#events.delete(runId);
         }
-        const result: StepResult = {
-          runId,
-          stepName,
-          status: "completed",
-          output: payload,
-          error: null,
-          attempts: 1,
-          dueAt: null,
-          updatedAt: now,
-        };
+        const result = waitStepResult(runId, stepName, now, { payload });
         this.#writeStep(result);
         return { outcome: "received", payload };
       }
       if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
-      this.#writeStep({
-        runId,
-        stepName,
-        status: "waiting",
-        output: null,
-        error: null,
-        attempts: 1,
-        dueAt: timeoutAt,
-        updatedAt: now,
-      });
+      this.#writeStep(waitStepResult(runId, stepName, now, { timeoutAt }));
       this.#park(record, "waiting", now, timeoutAt);
       return { outcome: "parked" };
     });
