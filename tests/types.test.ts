@@ -8,6 +8,7 @@ import {
   createWorkflow,
   DuplicateStepError,
   ValidationError,
+  type WorkflowEvents,
   type WorkflowInput,
   WorkflowNotFoundError,
   type WorkflowOutput,
@@ -96,3 +97,33 @@ async function using_<T extends AsyncDisposable>(resource: T, body: (resource: T
     await resource[Symbol.asyncDispose]();
   }
 }
+
+test("waits, sleeps and parallel groups carry their types to later steps and to sendEvent", () => {
+  const approval = schema<{ by: string }>();
+  const workflow = createWorkflow({ name: "review", input: schema<{ doc: string }>() })
+    .parallel({ words: ({ input }) => input.doc.length, title: () => "Draft" })
+    .sleep("pause", "1h")
+    .step("summary", ({ prev }) => {
+      expectType<Equal<typeof prev, { readonly words: number; readonly title: string }>>();
+      return `${prev.title}: ${prev.words}`;
+    })
+    .waitForEvent("approve", { schema: approval })
+    .step("publish", ({ prev, steps }) => {
+      expectType<Equal<typeof prev, { by: string }>>();
+      expectType<Equal<typeof steps.summary, string>>();
+      return prev.by;
+    });
+  expectType<Equal<WorkflowEvents<typeof workflow>, { readonly approve: { by: string } }>>();
+  expectType<
+    Equal<keyof WorkflowSteps<typeof workflow>, "words" | "title" | "summary" | "approve" | "publish">
+  >();
+  const engine = createEngine({ storage: new MemoryStorage(), workflows: [workflow] });
+  const send = () => {
+    void engine.sendEvent("run", "approve", { by: "ada" });
+    // @ts-expect-error: the payload must match the wait's schema input.
+    void engine.sendEvent("run", "approve", { by: 1 });
+    // @ts-expect-error: no wait is named "reject".
+    void engine.sendEvent("run", "reject", { by: "ada" });
+  };
+  assert.equal(typeof send, "function");
+});

@@ -18,7 +18,13 @@ import {
 import type { ClaimedRun } from "../storage/adapter.ts";
 import { decodeValue, encodeValue, valuesEqual } from "../storage/codec.ts";
 import { validateWithSchema } from "../workflow/validate.ts";
-import type { AnyWorkflow, WaitUnit, WorkflowInput } from "../workflow/workflow.ts";
+import type {
+  AnyWorkflow,
+  EventName,
+  EventPayloadInput,
+  WaitUnit,
+  WorkflowInput,
+} from "../workflow/workflow.ts";
 import { EventBus } from "./events.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
@@ -117,7 +123,11 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @throws {ValidationError} When the wait's schema rejects the payload.
    * @throws {SerializationError} When the payload cannot be stored.
    */
-  sendEvent(runId: string, name: string, payload?: unknown): Promise<boolean>;
+  sendEvent<N extends EventName<W>>(
+    runId: string,
+    name: N,
+    payload: EventPayloadInput<W, N>,
+  ): Promise<boolean>;
 
   /**
    * Reads a run and its units' results.
@@ -261,7 +271,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     return cancelled;
   }
 
-  async sendEvent(runId: string, name: string, payload?: unknown): Promise<boolean> {
+  async sendEvent(runId: string, name: string, payload: unknown): Promise<boolean> {
     await this.#initialize();
     const { storage, workflows, now } = this.#options;
     const run = await storage.getRun(runId);

@@ -4,7 +4,14 @@ import type { RunDetails } from "../engine/run_info.ts";
 import { ConfigError, InternalError } from "../errors.ts";
 import type { RunStatus, StorageAdapter, StoredError } from "../storage/adapter.ts";
 import { MemoryStorage } from "../storage/memory.ts";
-import type { AnyWorkflow, WorkflowInput, WorkflowOutput, WorkflowSteps } from "../workflow/workflow.ts";
+import type {
+  AnyWorkflow,
+  EventName,
+  EventPayloadInput,
+  WorkflowInput,
+  WorkflowOutput,
+  WorkflowSteps,
+} from "../workflow/workflow.ts";
 
 /** Options of {@linkcode testEngine}. */
 export interface TestEngineOptions<W extends AnyWorkflow> {
@@ -79,7 +86,11 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    * @throws {ConfigError} When the run's workflow has no wait of that name.
    * @throws {ValidationError} When the wait's schema rejects the payload.
    */
-  sendEvent(runId: string, name: string, payload?: unknown): Promise<TestRunResult<W>>;
+  sendEvent<N extends EventName<W>>(
+    runId: string,
+    name: N,
+    payload: EventPayloadInput<W, N>,
+  ): Promise<TestRunResult<W>>;
 }
 
 const MAX_ROUNDS = 100_000;

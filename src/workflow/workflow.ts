@@ -172,6 +172,9 @@ export interface WaitForEventOptions<S extends StandardSchemaV1 | undefined> {
   readonly timeout?: Duration;
 }
 
+/** What `sendEvent` accepts for a wait: the schema's input, or `unknown` without a schema. */
+export type EventInput<S> = S extends StandardSchemaV1 ? InferSchemaInput<S> : unknown;
+
 /** The payload a wait yields: the schema's output, or `unknown` without a schema. */
 export type EventPayload<S> = S extends StandardSchemaV1 ? InferSchemaOutput<S> : unknown;
 
@@ -194,7 +197,7 @@ export type Simplify<T> = { [K in keyof T]: T[K] } & {};
 export type NoSteps = Record<never, never>;
 
 /** The type parameters of a workflow, for type-level lookups. */
-export interface WorkflowTypes<Name extends string, EnqueueInput, Input, Output, Steps> {
+export interface WorkflowTypes<Name extends string, EnqueueInput, Input, Output, Steps, Events = unknown> {
   /** The workflow's name. */
   readonly name: Name;
   /** What `enqueue` accepts. */
@@ -205,6 +208,8 @@ export interface WorkflowTypes<Name extends string, EnqueueInput, Input, Output,
   readonly output: Output;
   /** The outputs by unit name. */
   readonly steps: Steps;
+  /** What `sendEvent` accepts, by event name. */
+  readonly events: Events;
 }
 
 /**
@@ -212,7 +217,8 @@ export interface WorkflowTypes<Name extends string, EnqueueInput, Input, Output,
  * returns a new workflow.
  *
  * Type parameters: `Name` (a literal), `EnqueueInput`/`Input` (the schema's input and output),
- * `Prev` (the last unit's output), `Steps` (outputs by name), `Early` (values of early completions).
+ * `Prev` (the last unit's output), `Steps` (outputs by name), `Early` (values of early completions),
+ * `Events` (what `sendEvent` accepts, by event name).
  */
 export interface Workflow<
   Name extends string = string,
@@ -221,6 +227,7 @@ export interface Workflow<
   Prev = unknown,
   Steps = unknown,
   Early = unknown,
+  Events = unknown,
 > {
   /** The workflow's name, unique within an engine. */
   readonly name: Name;
@@ -231,7 +238,7 @@ export interface Workflow<
   /** The compensation handler, if any. */
   readonly failureHandler: FailureHandler<Input> | null;
   /** Type-level information; never present at run time. */
-  readonly "~types"?: WorkflowTypes<Name, EnqueueInput, Input, Prev | Early, Steps>;
+  readonly "~types"?: WorkflowTypes<Name, EnqueueInput, Input, Prev | Early, Steps, Events>;
 
   /**
    * Adds a step.
@@ -250,7 +257,8 @@ export interface Workflow<
     Input,
     StepOutput<R>,
     AddStep<Steps, N, StepOutput<R>>,
-    Early | CompletionValue<R>
+    Early | CompletionValue<R>,
+    Events
   >;
   /**
    * Adds a conditional step: it runs only when `when` returns true, else its output is `undefined`.
@@ -269,7 +277,8 @@ export interface Workflow<
     Input,
     StepOutput<R> | undefined,
     AddOptionalStep<Steps, N, StepOutput<R>>,
-    Early | CompletionValue<R>
+    Early | CompletionValue<R>,
+    Events
   >;
   /**
    * Adds a step with options (retry, timeout).
@@ -286,7 +295,8 @@ export interface Workflow<
     Input,
     StepOutput<R>,
     AddStep<Steps, N, StepOutput<R>>,
-    Early | CompletionValue<R>
+    Early | CompletionValue<R>,
+    Events
   >;
 
   /**
@@ -303,7 +313,7 @@ export interface Workflow<
   sleep<N extends string>(
     name: N,
     duration: Duration,
-  ): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early>;
+  ): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early, Events>;
 
   /**
    * Parks the run as `waiting` until `engine.sendEvent(runId, name, payload)`. Events sent before
@@ -325,7 +335,8 @@ export interface Workflow<
     Input,
     EventPayload<S>,
     AddStep<Steps, N, EventPayload<S>>,
-    Early
+    Early,
+    Simplify<Events & { readonly [K in N]: EventInput<S> }>
   >;
 
   /**
@@ -348,7 +359,8 @@ export interface Workflow<
     Input,
     ParallelOutputs<R>,
     Simplify<Steps & ParallelOutputs<R>>,
-    Early
+    Early,
+    Events
   >;
 
   /**
@@ -358,12 +370,12 @@ export interface Workflow<
    * @param handler The compensation.
    * @returns A new workflow.
    */
-  onFailure(handler: FailureHandler<Input>): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early>;
+  onFailure(handler: FailureHandler<Input>): Workflow<Name, EnqueueInput, Input, Prev, Steps, Early, Events>;
 }
 
 /** Any workflow, whatever its types. */
 // deno-lint-ignore no-explicit-any
-export type AnyWorkflow = Workflow<string, any, any, any, any, any>;
+export type AnyWorkflow = Workflow<string, any, any, any, any, any, any>;
 
 /** The output of a completed run of `W`. */
 export type WorkflowOutput<W extends AnyWorkflow> = NonNullable<W["~types"]>["output"];
@@ -371,6 +383,15 @@ export type WorkflowOutput<W extends AnyWorkflow> = NonNullable<W["~types"]>["ou
 export type WorkflowInput<W extends AnyWorkflow> = NonNullable<W["~types"]>["enqueueInput"];
 /** The outputs by unit name of `W`. */
 export type WorkflowSteps<W extends AnyWorkflow> = NonNullable<W["~types"]>["steps"];
+/** What `sendEvent` accepts for `W`, by event name. */
+export type WorkflowEvents<W extends AnyWorkflow> = NonNullable<W["~types"]>["events"];
+/** The event names of any workflow in the union `W`. */
+export type EventName<W extends AnyWorkflow> = W extends AnyWorkflow ? keyof WorkflowEvents<W> & string
+  : never;
+/** What `sendEvent` accepts for event `N` of whichever workflow in `W` waits for it. */
+export type EventPayloadInput<W extends AnyWorkflow, N extends string> = W extends AnyWorkflow
+  ? N extends keyof WorkflowEvents<W> ? WorkflowEvents<W>[N] : never
+  : never;
 
 /** Options of {@linkcode createWorkflow}. */
 export interface CreateWorkflowOptions<Name extends string, S extends StandardSchemaV1> {
@@ -412,7 +433,7 @@ export interface CreateWorkflowOptions<Name extends string, S extends StandardSc
  */
 export function createWorkflow<const Name extends string, S extends StandardSchemaV1>(
   options: CreateWorkflowOptions<Name, S>,
-): Workflow<Name, InferSchemaInput<S>, InferSchemaOutput<S>, undefined, NoSteps, never> {
+): Workflow<Name, InferSchemaInput<S>, InferSchemaOutput<S>, undefined, NoSteps, never, NoSteps> {
   if (typeof options !== "object" || options === null) {
     throw new ConfigError("Invalid workflow options: expected an object with name and input");
   }
@@ -433,7 +454,8 @@ export function createWorkflow<const Name extends string, S extends StandardSche
     InferSchemaOutput<S>,
     undefined,
     NoSteps,
-    never
+    never,
+    NoSteps
   >;
 }
 
