@@ -1,11 +1,13 @@
 // Several OS processes on one SQLite file, for every SQLite driver that loads in this runtime:
 // workers in separate processes drain 1,200 runs with each step's side effect happening exactly
-// once, and a run whose worker is killed with SIGKILL in the middle of a step is taken over by
-// another process once its lease expires.
+// once; a run whose worker is killed with SIGKILL in the middle of a step is taken over by another
+// process once its lease expires; and a worker killed at each durable primitive (parked in a sleep,
+// parked in a wait, mid-way through a parallel group) leaves a run that another process finishes
+// without re-running anything that had finished.
 //
-// The workers are tests/support/process_worker.ts, started in this same runtime. Each step appends
-// one line to a ledger file (O_APPEND, one short write per line), which is what the side-effect
-// assertions read.
+// The workers are tests/support/process_worker.ts, started in this same runtime; the workflows come
+// from there too. Each handler appends one JSON line to a ledger file (O_APPEND, one short write per
+// line), which is what the side-effect assertions read.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -13,11 +15,22 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createEngine, createWorkflow } from "../mod.ts";
-import { schema } from "./support/fixtures.ts";
-import type { WorkerConfig } from "./support/process_worker.ts";
+import { createEngine, type RunDetails, ValidationError } from "../mod.ts";
+import {
+  CRASH_POINTS,
+  type LedgerEntry,
+  NAP_MS,
+  type ProcessWorkflowName,
+  processWorkflows,
+  type WorkerConfig,
+} from "./support/process_worker.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
-import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
+import {
+  type DriverModule,
+  type RawHandle,
+  type SqliteSubject,
+  sqliteSubjects,
+} from "./support/sqlite_subjects.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WORKER = fileURLToPath(new URL("./support/process_worker.ts", import.meta.url));
@@ -28,16 +41,8 @@ const DRAIN_STEPS = ["a", "b", "c"] as const;
 /** A hang guard, not a timing assertion: a worker still running after this is killed and the test fails. */
 const HANG_GUARD_MS = 60_000;
 
-// The workers' workflows, with the same names and steps; the parent only enqueues, so the handlers
-// here never run.
-const drainWorkflow = createWorkflow({ name: "drain", input: schema<{ n: number }>() })
-  .step("a", ({ input }) => input.n + 1)
-  .step("b", ({ prev }) => prev * 2)
-  .step("c", ({ input, prev }) => ({ n: input.n, result: prev }));
-const crashyWorkflow = createWorkflow({ name: "crashy", input: schema<{ n: number }>() })
-  .step("step1", ({ input }) => input.n + 1)
-  .step("step2", ({ prev }) => prev * 10)
-  .step("step3", ({ prev }) => ({ result: prev + 1 }));
+/** The workers' workflows, registered in the parent's engines to enqueue, send events and read runs. */
+const WORKFLOWS = Object.values(processWorkflows());
 
 /** Errors a worker must never print: storage failures and lock contention that reached the engine. */
 const STORAGE_TROUBLE = /StorageError|busy|locked|\[reflow\]|background error/i;
@@ -98,6 +103,13 @@ class WorkerProcess {
     );
   }
 
+  /** Waits until a crash-mode worker has reached its workflow's crash point (it then makes no progress). */
+  waitForCrashPoint(): Promise<void> {
+    const point = CRASH_POINTS[this.config.workflow];
+    assert.ok(this.config.crash && point !== undefined, `${this.config.workflow} worker has no crash point`);
+    return this.waitForLine(point.marker);
+  }
+
   /** Waits until the worker has exited. */
   exit(): Promise<{ code: number | null; signal: string | null }> {
     return guard(this, this.closed, "exiting");
@@ -108,9 +120,17 @@ class WorkerProcess {
     if (this.running) this.child.kill("SIGKILL");
   }
 
+  /** Kills the worker with SIGKILL and waits until it is gone. */
+  async killHard(): Promise<void> {
+    this.kill();
+    const { signal } = await this.exit();
+    assert.equal(signal, "SIGKILL", this.report());
+  }
+
   /** What the worker printed, for failure messages. */
   report(): string {
-    return `worker ${this.pid} (${this.config.mode})\n--- stdout ---\n${this.stdout}\n--- stderr ---\n${this.stderr}`;
+    const mode = `${this.config.workflow}${this.config.crash ? ", crash" : ""}`;
+    return `worker ${this.pid} (${mode})\n--- stdout ---\n${this.stdout}\n--- stderr ---\n${this.stderr}`;
   }
 }
 
@@ -142,11 +162,6 @@ async function assertCleanExit(worker: WorkerProcess): Promise<void> {
   assert.match(worker.stdout, /^done \{.*"errors":0\}$/m, worker.report());
 }
 
-/** The ledger's lines, each split into words. */
-function ledgerLines(path: string): string[][] {
-  return readFileSync(path, "utf8").split("\n").filter((line) => line !== "").map((line) => line.split(" "));
-}
-
 function rows(handle: RawHandle, sql: string): Record<string, unknown>[] {
   return (handle.prepare(sql).all() as Record<string, unknown>[]).map((row) => ({ ...row }));
 }
@@ -161,41 +176,134 @@ async function assertIntact(driver: DriverModule, db: string): Promise<void> {
   }
 }
 
+/** An engine of the parent on a connection of its own: never started, it only enqueues, sends and reads. */
+type ParentEngine = ReturnType<typeof createEngine<(typeof WORKFLOWS)[number]>>;
+
+/** One test's database file and ledger, and the workers started on them. */
+interface Scene {
+  readonly driver: DriverModule;
+  readonly db: string;
+  /**
+   * Starts a worker on this file and ledger, by default with a short lease (500 ms, renewed every
+   * ~83 ms) so that a killed worker's claim expires soon. It is killed when the scene ends.
+   */
+  spawn(config: Pick<WorkerConfig, "workflow" | "crash"> & Partial<WorkerConfig>): WorkerProcess;
+  /** Runs `fn` with a parent engine on a new connection, closed afterwards. */
+  withEngine<T>(fn: (engine: ParentEngine) => Promise<T>): Promise<T>;
+  /** Enqueues a run from the parent. */
+  enqueue(workflow: ProcessWorkflowName, input: { n: number }): Promise<string>;
+  /** A run and its units' results, read from the parent. */
+  details(runId: string): Promise<RunDetails>;
+  /** The ledger's entries, in order; only those of `runId` if given. */
+  entries(runId?: string): LedgerEntry[];
+  /** The ledger's entries as `"<what> <worker>"`, each pid replaced by its worker's name in `workers`. */
+  sideEffects(workers: Record<string, WorkerProcess>, runId?: string): string[];
+}
+
+/**
+ * Runs `body` on a fresh database file and ledger; then kills the workers still running, checks the
+ * file's integrity (if `body` succeeded) and deletes everything.
+ */
+async function inScene(subject: SqliteSubject, body: (scene: Scene) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "reflow-procs-"));
+  const db = join(dir, "runs.sqlite");
+  const ledger = join(dir, "ledger.jsonl");
+  writeFileSync(ledger, "");
+  const workers: WorkerProcess[] = [];
+  try {
+    const driver = await subject.load();
+    const withEngine = async <T>(fn: (engine: ParentEngine) => Promise<T>): Promise<T> => {
+      const storage = driver.open(db);
+      try {
+        return await fn(createEngine({ storage, workflows: WORKFLOWS }));
+      } finally {
+        await storage.close();
+      }
+    };
+    const entries = (runId?: string): LedgerEntry[] =>
+      readFileSync(ledger, "utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+        .map((line) => JSON.parse(line) as LedgerEntry)
+        .filter((entry) => runId === undefined || entry.run === runId);
+    await body({
+      driver,
+      db,
+      spawn: (config) => {
+        const worker = new WorkerProcess({
+          driver: subject.name,
+          db,
+          ledger,
+          concurrency: 4,
+          leaseMs: 500,
+          pollMs: 50,
+          barrier: false,
+          ...config,
+        });
+        workers.push(worker);
+        return worker;
+      },
+      withEngine,
+      enqueue: (workflow, input) =>
+        withEngine(async (engine) => (await engine.enqueue(workflow, input)).runId),
+      details: (runId) =>
+        withEngine(async (engine) => {
+          const details = await engine.getRunStatus(runId);
+          assert.ok(details !== null, `run ${runId} is missing`);
+          return details;
+        }),
+      entries,
+      sideEffects: (workers, runId) => {
+        const names = new Map(Object.entries(workers).map(([name, worker]) => [worker.pid, name]));
+        return entries(runId).map((entry) => `${entry.what} ${names.get(entry.pid) ?? `pid ${entry.pid}`}`);
+      },
+    });
+    await assertIntact(driver, db);
+  } finally {
+    for (const worker of workers) worker.kill();
+    await Promise.allSettled(workers.map((worker) => worker.closed));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A run's units by name, as `[status, output, attempts]`: order-free, for concurrent branches. */
+function unitsOf(details: RunDetails): Record<string, [string, unknown, number]> {
+  return Object.fromEntries(
+    details.steps.map((step) => [step.name, [step.status, step.output, step.attempts]]),
+  );
+}
+
+/** The stored result of one unit. */
+function unit(details: RunDetails, name: string): RunDetails["steps"][number] {
+  const found = details.steps.find((step) => step.name === name);
+  assert.ok(found !== undefined, `no result for ${name}: ${JSON.stringify(details.steps)}`);
+  return found;
+}
+
 for (const subject of sqliteSubjects) {
   const cell = `${subject.name} on ${runtimeName}`;
   describe(`${cell}: several processes`, { skip: subject.skipReason }, () => {
     test(
       `${cell}: ${PROCESSES} processes drain ${RUNS.toLocaleString("en")} runs of a 3-step workflow ` +
         "from one SQLite file, each step's side effect exactly once",
-      async () => {
-        const dir = mkdtempSync(join(tmpdir(), "reflow-procs-"));
-        const db = join(dir, "runs.sqlite");
-        const ledger = join(dir, "ledger.txt");
-        writeFileSync(ledger, "");
-        const workers: WorkerProcess[] = [];
-        try {
-          const driver = await subject.load();
-          const ids: string[] = [];
-          const storage = driver.open(db);
-          try {
-            const engine = createEngine({ storage, workflows: [drainWorkflow] });
+      () =>
+        inScene(subject, async (scene) => {
+          const ids = await scene.withEngine(async (engine) => {
+            const ids: string[] = [];
             for (let n = 0; n < RUNS; n++) ids.push((await engine.enqueue("drain", { n })).runId);
-          } finally {
-            await storage.close();
-          }
+            return ids;
+          });
 
+          const workers: WorkerProcess[] = [];
           for (let i = 0; i < PROCESSES; i++) {
-            workers.push(
-              new WorkerProcess({
-                mode: "drain",
-                driver: subject.name,
-                db,
-                ledger,
-                concurrency: 8,
-                pollMs: 100,
-                barrier: true,
-              }),
-            );
+            workers.push(scene.spawn({
+              workflow: "drain",
+              crash: false,
+              concurrency: 8,
+              leaseMs: undefined,
+              pollMs: 100,
+              barrier: true,
+            }));
           }
           // Every worker has opened the file before any starts claiming, so they compete from the start.
           await Promise.all(workers.map((worker) => worker.waitForLine("ready")));
@@ -203,11 +311,10 @@ for (const subject of sqliteSubjects) {
           for (const worker of workers) await assertCleanExit(worker);
 
           // Exactly one ledger line per (run, step), and nothing else.
-          const lines = ledgerLines(ledger);
+          const entries = scene.entries();
           const seen = new Map<string, number>();
-          for (const [runId, stepName] of lines) {
-            const key = `${runId} ${stepName}`;
-            seen.set(key, (seen.get(key) ?? 0) + 1);
+          for (const { run, what } of entries) {
+            seen.set(`${run} ${what}`, (seen.get(`${run} ${what}`) ?? 0) + 1);
           }
           const duplicates = [...seen].filter(([, count]) => count > 1);
           assert.deepEqual(
@@ -218,12 +325,12 @@ for (const subject of sqliteSubjects) {
           const expected = ids.flatMap((id) => DRAIN_STEPS.map((step) => `${id} ${step}`));
           const missing = expected.filter((key) => !seen.has(key));
           assert.deepEqual(missing.slice(0, 10), [], `${missing.length} (run, step) pairs never ran`);
-          assert.equal(lines.length, expected.length);
+          assert.equal(entries.length, expected.length);
 
           // The work was shared: more than one process ran steps, and only the workers did.
-          const byPid = new Map<string, number>();
-          for (const [, , pid] of lines) byPid.set(pid!, (byPid.get(pid!) ?? 0) + 1);
-          const workerPids = new Set(workers.map((worker) => String(worker.pid)));
+          const byPid = new Map<number, number>();
+          for (const { pid } of entries) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+          const workerPids = new Set(workers.map((worker) => worker.pid));
           for (const pid of byPid.keys()) {
             assert.ok(workerPids.has(pid), `ledger line from unknown pid ${pid}`);
           }
@@ -233,9 +340,7 @@ for (const subject of sqliteSubjects) {
           );
 
           // Every run completed once, with the output its steps computed.
-          const reader = driver.open(db);
-          try {
-            const engine = createEngine({ storage: reader, workflows: [drainWorkflow] });
+          await scene.withEngine(async (engine) => {
             for (const [n, id] of ids.entries()) {
               const details = await engine.getRunStatus(id);
               assert.ok(details !== null, `run ${id} is missing`);
@@ -248,111 +353,195 @@ for (const subject of sqliteSubjects) {
                 `steps of run ${id}`,
               );
             }
-          } finally {
-            await reader.close();
-          }
-          await assertIntact(driver, db);
-        } finally {
-          for (const worker of workers) worker.kill();
-          await Promise.allSettled(workers.map((worker) => worker.closed));
-          rmSync(dir, { recursive: true, force: true });
-        }
-      },
+          });
+        }),
     );
 
-    test(`${cell}: a worker killed with SIGKILL in the middle of step 2 is taken over by another process`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), "reflow-kill-"));
-      const db = join(dir, "runs.sqlite");
-      const ledger = join(dir, "ledger.txt");
-      writeFileSync(ledger, "");
-      const workers: WorkerProcess[] = [];
-      // A short lease (renewed every ~83 ms) so that the killed worker's claim expires soon.
-      const base = {
-        driver: subject.name,
-        db,
-        ledger,
-        concurrency: 4,
-        leaseMs: 500,
-        pollMs: 50,
-        barrier: false,
-      };
-      try {
-        const driver = await subject.load();
-        let runId: string;
-        const storage = driver.open(db);
-        try {
-          runId =
-            (await createEngine({ storage, workflows: [crashyWorkflow] }).enqueue("crashy", { n: 5 })).runId;
-        } finally {
-          await storage.close();
-        }
-
-        const first = new WorkerProcess({ ...base, mode: "crash" });
-        workers.push(first);
-        await first.waitForLine("in-step2");
-        first.kill();
-        const killed = await first.exit();
-        assert.equal(killed.signal, "SIGKILL", first.report());
-        assert.deepEqual(ledgerLines(ledger), [["step1", String(first.pid)], [
-          "step2",
-          "started",
-          String(first.pid),
-        ]]);
+    test(`${cell}: a worker killed with SIGKILL in the middle of step 2 is taken over by another process`, () =>
+      inScene(subject, async (scene) => {
+        const runId = await scene.enqueue("crashy", { n: 5 });
+        const a = scene.spawn({ workflow: "crashy", crash: true });
+        await a.waitForCrashPoint();
+        await a.killHard();
+        assert.deepEqual(scene.sideEffects({ A: a }), ["step1 A", "step2 started A"]);
 
         // What the killed worker left: step 1 committed, the run still claimed by the dead process.
-        const peek = driver.open(db);
-        try {
-          const details = await createEngine({ storage: peek, workflows: [crashyWorkflow] }).getRunStatus(
-            runId,
-          );
-          assert.equal(details?.run.status, "running");
-          assert.equal(details?.run.claimCount, 1);
-          assert.deepEqual(details?.steps.map((step) => [step.name, step.status, step.output]), [
-            ["step1", "completed", 6],
-          ]);
-        } finally {
-          await peek.close();
-        }
+        const killed = await scene.details(runId);
+        assert.equal(killed.run.status, "running");
+        assert.equal(killed.run.claimCount, 1);
+        assert.deepEqual(unitsOf(killed), { step1: ["completed", 6, 1] });
 
-        const second = new WorkerProcess({ ...base, mode: "resume" });
-        workers.push(second);
-        await assertCleanExit(second);
-
-        const [a, b] = [String(first.pid), String(second.pid)];
-        assert.deepEqual(ledgerLines(ledger), [
-          ["step1", a],
-          ["step2", "started", a],
-          ["step2", "started", b],
-          ["step2", "completed", b],
-          ["step3", b],
+        const b = scene.spawn({ workflow: "crashy", crash: false });
+        await assertCleanExit(b);
+        assert.deepEqual(scene.sideEffects({ A: a, B: b }), [
+          "step1 A",
+          "step2 started A",
+          "step2 started B",
+          "step2 completed B",
+          "step3 B",
         ]);
 
-        const reader = driver.open(db);
-        try {
-          const details = await createEngine({ storage: reader, workflows: [crashyWorkflow] }).getRunStatus(
-            runId,
+        const done = await scene.details(runId);
+        assert.equal(done.run.status, "completed");
+        assert.deepEqual(done.run.output, { result: 61 });
+        assert.equal(done.run.claimCount, 2);
+        assert.deepEqual(
+          done.steps.map((step) => [step.name, step.status, step.output, step.attempts]),
+          [
+            ["step1", "completed", 6, 1],
+            ["step2", "completed", 60, 1],
+            ["step3", "completed", { result: 61 }, 1],
+          ],
+        );
+      }));
+
+    test(
+      `${cell}: a process killed while parked in a sleep leaves the wake time as it was; another ` +
+        "process runs step 2 once, not before it, and does not re-run step 1",
+      () =>
+        inScene(subject, async (scene) => {
+          const runId = await scene.enqueue("sleeper", { n: 5 });
+          const a = scene.spawn({ workflow: "sleeper", crash: true });
+          await a.waitForCrashPoint();
+
+          // The wake time is fixed in the run and in the sleep's result, a whole nap after step 1 ran.
+          const parked = await scene.details(runId);
+          assert.equal(parked.run.status, "sleeping");
+          assert.deepEqual(unitsOf(parked), { step1: ["completed", 6, 1], nap: ["sleeping", undefined, 1] });
+          const wakeAt = parked.run.dueAt;
+          assert.ok(wakeAt !== null);
+          assert.equal(unit(parked, "nap").dueAt, wakeAt);
+          const [step1] = scene.entries(runId);
+          assert.ok(
+            wakeAt >= step1!.at + NAP_MS,
+            `wake time ${wakeAt} is less than ${NAP_MS} ms after step 1 (${step1!.at})`,
           );
-          assert.ok(details !== null);
-          assert.equal(details.run.status, "completed");
-          assert.deepEqual(details.run.output, { result: 61 });
-          assert.equal(details.run.claimCount, 2);
+
+          // The kill changes nothing in the file: the run holds no lease to expire.
+          await a.killHard();
+          const killed = await scene.details(runId);
           assert.deepEqual(
-            details.steps.map((step) => [step.name, step.status, step.output, step.attempts]),
-            [
-              ["step1", "completed", 6, 1],
-              ["step2", "completed", 60, 1],
-              ["step3", "completed", { result: 61 }, 1],
-            ],
+            [killed.run.status, killed.run.dueAt, unit(killed, "nap").dueAt, killed.run.claimCount],
+            ["sleeping", wakeAt, wakeAt, 1],
           );
-        } finally {
-          await reader.close();
-        }
-        await assertIntact(driver, db);
-      } finally {
-        for (const worker of workers) worker.kill();
-        await Promise.allSettled(workers.map((worker) => worker.closed));
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+
+          const b = scene.spawn({ workflow: "sleeper", crash: false });
+          await assertCleanExit(b);
+          assert.deepEqual(scene.sideEffects({ A: a, B: b }), ["step1 A", "step2 B"]);
+          const step2 = scene.entries(runId).find((entry) => entry.what === "step2")!;
+          assert.ok(step2.at >= wakeAt, `step 2 ran at ${step2.at}, before the wake time ${wakeAt}`);
+
+          const done = await scene.details(runId);
+          assert.equal(done.run.status, "completed");
+          assert.deepEqual(done.run.output, { result: 60 });
+          assert.equal(done.run.claimCount, 2);
+          assert.deepEqual(unitsOf(done), {
+            step1: ["completed", 6, 1],
+            nap: ["completed", undefined, 1],
+            step2: ["completed", { result: 60 }, 1],
+          });
+        }),
+    );
+
+    test(
+      `${cell}: a process killed while parked in a wait leaves a run that another process finishes ` +
+        "with the event sent meanwhile, as it does a run whose event came before it started",
+      () =>
+        inScene(subject, async (scene) => {
+          const parkedId = await scene.enqueue("approval", { n: 5 });
+          const a = scene.spawn({ workflow: "approval", crash: true });
+          await a.waitForCrashPoint();
+          await a.killHard();
+
+          const parked = await scene.details(parkedId);
+          assert.deepEqual(
+            [parked.run.status, parked.run.dueAt, parked.run.claimCount],
+            ["waiting", null, 1],
+            "waiting without a timeout, and without a lease",
+          );
+          assert.deepEqual(unitsOf(parked), {
+            step1: ["completed", 6, 1],
+            approve: ["waiting", undefined, 1],
+          });
+
+          // With no process running: a bad payload is refused, a good one stored, and a second run
+          // gets its event before any process has even started it.
+          const earlyId = await scene.withEngine(async (engine) => {
+            // @ts-expect-error: the payload does not match the wait's schema.
+            await assert.rejects(engine.sendEvent(parkedId, "approve", { by: 7 }), ValidationError);
+            assert.equal(await engine.sendEvent(parkedId, "approve", { by: "ada" }), true);
+            const { runId } = await engine.enqueue("approval", { n: 7 });
+            assert.equal(await engine.sendEvent(runId, "approve", { by: "grace" }), true);
+            return runId;
+          });
+
+          const b = scene.spawn({ workflow: "approval", crash: false });
+          await assertCleanExit(b);
+          assert.deepEqual(scene.sideEffects({ A: a, B: b }, parkedId), ["step1 A", "step2 B"]);
+          assert.deepEqual(scene.sideEffects({ A: a, B: b }, earlyId), ["step1 B", "step2 B"]);
+
+          const done = await scene.details(parkedId);
+          assert.equal(done.run.status, "completed");
+          assert.deepEqual(done.run.output, { by: "ada", result: 60 });
+          assert.equal(done.run.claimCount, 2);
+          assert.deepEqual(unitsOf(done), {
+            step1: ["completed", 6, 1],
+            approve: ["completed", { by: "ada" }, 1],
+            step2: ["completed", { by: "ada", result: 60 }, 1],
+          });
+          const early = await scene.details(earlyId);
+          assert.equal(early.run.status, "completed");
+          assert.deepEqual(early.run.output, { by: "grace", result: 80 });
+          assert.equal(early.run.claimCount, 1);
+        }),
+    );
+
+    test(
+      `${cell}: a process killed mid-way through a parallel group leaves the finished branch committed; ` +
+        "another process re-runs only the unfinished branches once the lease expires",
+      () =>
+        inScene(subject, async (scene) => {
+          const runId = await scene.enqueue("fanout", { n: 5 });
+          const a = scene.spawn({ workflow: "fanout", crash: true });
+          await a.waitForCrashPoint();
+          await a.killHard();
+          const beforeKill = ["step1 A", "fast A", "slow started A", "slower started A"];
+          assert.deepEqual(scene.sideEffects({ A: a }).sort(), beforeKill.sort());
+
+          // What the killed worker left: step 1 and `fast` committed, the run claimed by the dead process.
+          const killed = await scene.details(runId);
+          assert.equal(killed.run.status, "running");
+          assert.equal(killed.run.claimCount, 1);
+          assert.deepEqual(unitsOf(killed), { step1: ["completed", 6, 1], fast: ["completed", 7, 1] });
+
+          const b = scene.spawn({ workflow: "fanout", crash: false });
+          await assertCleanExit(b);
+          const sideEffects = scene.sideEffects({ A: a, B: b });
+          assert.deepEqual(
+            [...sideEffects].sort(),
+            [
+              ...beforeKill,
+              "slow started B",
+              "slow completed B",
+              "slower started B",
+              "slower completed B",
+              "join B",
+            ].sort(),
+          );
+          assert.equal(sideEffects.at(-1), "join B");
+
+          const done = await scene.details(runId);
+          assert.equal(done.run.status, "completed");
+          assert.deepEqual(done.run.output, [7, 8, 9]);
+          assert.equal(done.run.claimCount, 2);
+          assert.deepEqual(unitsOf(done), {
+            step1: ["completed", 6, 1],
+            fast: ["completed", 7, 1],
+            slow: ["completed", 8, 1],
+            slower: ["completed", 9, 1],
+            join: ["completed", [7, 8, 9], 1],
+          });
+        }),
+    );
   });
 }

@@ -1,28 +1,42 @@
 // A child process for tests/sqlite_processes.test.ts: runs one engine on a shared SQLite file until
-// no run in it is unfinished, recording every step's side effect as one line in a ledger file.
+// no run in it is unfinished, recording every step's side effect as one line in a ledger file. The
+// parent imports the workflows from here too (to enqueue runs and send events; their handlers never
+// run there), and starts this file as a script.
 //
 //   process_worker.ts '<json WorkerConfig>'
 //
-// Protocol on stdout (one line each): "ready" once storage is initialised (the worker then waits for
-// a line on stdin before it starts claiming, so that every worker starts at once), "in-step2" when
-// a `crash`-mode worker is inside step 2 (it then hangs there until it is killed), and finally
-// "done <json>" before it exits 0. Background errors reported by the engine go to stderr and make
-// the exit code 1.
+// Protocol on stdout (one line each): "ready" once storage is initialised (with `barrier`, the worker
+// then waits for a line on stdin before it starts claiming, so that every worker starts at once); in
+// `crash` mode, the marker of the workflow's crash point once it is reached (see `CRASH_POINTS`),
+// after which the worker makes no more progress until it is killed; and finally "done <json>" before
+// it exits 0. Background errors reported by the engine go to stderr and make the exit code 1.
 import { appendFileSync } from "node:fs";
 import process from "node:process";
-import { createEngine, createWorkflow, type ReflowError } from "../../mod.ts";
-import { schema } from "./fixtures.ts";
+import {
+  createEngine,
+  createWorkflow,
+  type EngineHooks,
+  type ReflowError,
+  type RunAdvance,
+  type StorageAdapter,
+} from "../../mod.ts";
+import { crashable, schema } from "./fixtures.ts";
 import { sqliteSubjects } from "./sqlite_subjects.ts";
 
 /** What the parent tells a worker. */
 export interface WorkerConfig {
-  /** `drain`: run the 3-step `drain` workflow; `crash`/`resume`: the `crashy` workflow. */
-  readonly mode: "drain" | "crash" | "resume";
+  /** The workflow whose runs it works on (every workflow is registered; this one sets the crash point). */
+  readonly workflow: ProcessWorkflowName;
+  /**
+   * Whether to stop at the workflow's crash point, announce it with its marker, and make no more
+   * progress until killed; otherwise every run is taken to its end.
+   */
+  readonly crash: boolean;
   /** A subject name of tests/support/sqlite_subjects.ts, e.g. "better-sqlite3". */
   readonly driver: string;
   /** The database file. */
   readonly db: string;
-  /** The ledger file: one line per step execution. */
+  /** The ledger file: one line per side effect. */
   readonly ledger: string;
   /** Engine concurrency. */
   readonly concurrency: number;
@@ -30,54 +44,202 @@ export interface WorkerConfig {
   readonly leaseMs?: number;
   /** The engine's poll interval, `start(pollMs)`. */
   readonly pollMs: number;
-  /** Whether to print "ready" and wait for a line on stdin before starting the engine. */
+  /** Whether to wait for a line on stdin after "ready" before starting the engine. */
   readonly barrier: boolean;
 }
 
-/** The workflow the drain test enqueues 1,000+ runs of. Its output is `{ n, result: (n + 1) * 2 }`. */
-function drainWorkflow(ledger: string) {
-  const record = (runId: string, stepName: string) =>
-    appendFileSync(ledger, `${runId} ${stepName} ${process.pid}\n`);
-  return createWorkflow({ name: "drain", input: schema<{ n: number }>() })
-    .step("a", ({ runId, stepName, input }) => {
-      record(runId, stepName);
-      return input.n + 1;
-    })
-    .step("b", ({ runId, stepName, prev }) => {
-      record(runId, stepName);
-      return prev * 2;
-    })
-    .step("c", ({ runId, stepName, input, prev }) => {
-      record(runId, stepName);
-      return { n: input.n, result: prev };
-    });
+/** One side effect of a handler, as one JSON line of the ledger file. */
+export interface LedgerEntry {
+  /** The run. */
+  readonly run: string;
+  /** What happened, e.g. "step1" or "step2 started". */
+  readonly what: string;
+  /** The process it happened in. */
+  readonly pid: number;
+  /** When, in ms since the epoch (`Date.now()` in the handler). */
+  readonly at: number;
+}
+
+/** The duration of the sleep of the `sleeper` workflow, in ms. */
+export const NAP_MS = 1_500;
+
+/** The payload of the `approve` event of the `approval` workflow. */
+const approvalPayload = schema<{ by: string }>((value) =>
+  typeof (value as { by?: unknown })?.by === "string" ? undefined : "by must be a string"
+);
+
+/** Where the handlers write, and what a crash-mode worker does at its crash point. */
+interface HandlerContext {
+  /** Appends a ledger line. */
+  record(runId: string, what: string): void;
+  /** Whether handlers stop at the crash point. */
+  readonly crash: boolean;
+  /** Notes a fact of the crash point; the marker is printed once all of them are noted. */
+  reached(fact: string): void;
+}
+
+/** Never settles in practice; its timer keeps the process alive until the parent kills it. */
+function hang(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 600_000));
 }
 
 /**
- * The workflow of the SIGKILL test. In `crash` mode step 2 announces itself and never returns; in
- * `resume` mode it completes. Output for input `{ n }`: `{ result: (n + 1) * 10 + 1 }`.
+ * The workflows the processes run. Outputs for input `{ n }`:
+ *
+ * - `drain`: `{ n, result: (n + 1) * 2 }` (steps a, b, c, each recorded once);
+ * - `crashy`: `{ result: (n + 1) * 10 + 1 }`; in crash mode step 2 hangs;
+ * - `sleeper`: `{ result: (n + 1) * 10 }`, step 2 after a sleep of `NAP_MS`;
+ * - `approval`: `{ by, result: (n + 1) * 10 }`, step 2 after the `approve` event `{ by }`;
+ * - `fanout`: `[n + 2, n + 3, n + 4]`, from branches `fast`, `slow`, `slower` after step 1; in crash
+ *   mode `slow` and `slower` hang.
  */
-function crashyWorkflow(ledger: string, mode: "crash" | "resume") {
-  const record = (line: string) => appendFileSync(ledger, `${line} ${process.pid}\n`);
-  return createWorkflow({ name: "crashy", input: schema<{ n: number }>() })
-    .step("step1", ({ input }) => {
-      record("step1");
+function buildWorkflows(cx: HandlerContext) {
+  const input = schema<{ n: number }>();
+  const drain = createWorkflow({ name: "drain", input })
+    .step("a", ({ runId, stepName, input }) => {
+      cx.record(runId, stepName);
       return input.n + 1;
     })
-    .step("step2", async ({ prev }) => {
-      record("step2 started");
-      if (mode === "crash") {
-        process.stdout.write("in-step2\n");
-        // Hangs until the parent kills this process; the timer keeps the process alive meanwhile.
-        await new Promise((resolve) => setTimeout(resolve, 600_000));
+    .step("b", ({ runId, stepName, prev }) => {
+      cx.record(runId, stepName);
+      return prev * 2;
+    })
+    .step("c", ({ runId, stepName, input, prev }) => {
+      cx.record(runId, stepName);
+      return { n: input.n, result: prev };
+    });
+  const crashy = createWorkflow({ name: "crashy", input })
+    .step("step1", ({ runId, input }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    })
+    .step("step2", async ({ runId, prev }) => {
+      cx.record(runId, "step2 started");
+      if (cx.crash) {
+        cx.reached("step2 started");
+        await hang();
       }
-      record("step2 completed");
+      cx.record(runId, "step2 completed");
       return prev * 10;
     })
-    .step("step3", ({ prev }) => {
-      record("step3");
+    .step("step3", ({ runId, prev }) => {
+      cx.record(runId, "step3");
       return { result: prev + 1 };
     });
+  const sleeper = createWorkflow({ name: "sleeper", input })
+    .step("step1", ({ runId, input }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    })
+    .sleep("nap", NAP_MS)
+    .step("step2", ({ runId, prev }) => {
+      cx.record(runId, "step2");
+      return { result: prev * 10 };
+    });
+  const approval = createWorkflow({ name: "approval", input })
+    .step("step1", ({ runId, input }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    })
+    .waitForEvent("approve", { schema: approvalPayload })
+    .step("step2", ({ runId, prev, steps }) => {
+      cx.record(runId, "step2");
+      return { by: prev.by, result: steps.step1 * 10 };
+    });
+  /** A branch that, in crash mode, announces that it started and hangs. */
+  const hanging = (name: string, add: number) => async ({ runId, prev }: { runId: string; prev: number }) => {
+    cx.record(runId, `${name} started`);
+    if (cx.crash) {
+      cx.reached(`${name} started`);
+      await hang();
+    }
+    cx.record(runId, `${name} completed`);
+    return prev + add;
+  };
+  const fanout = createWorkflow({ name: "fanout", input })
+    .step("step1", ({ runId, input }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    })
+    .parallel({
+      fast: ({ runId, prev }) => {
+        cx.record(runId, "fast");
+        return prev + 1;
+      },
+      slow: hanging("slow", 2),
+      slower: hanging("slower", 3),
+    })
+    .step("join", ({ runId, prev }) => {
+      cx.record(runId, "join");
+      return [prev.fast, prev.slow, prev.slower];
+    });
+  return { drain, crashy, sleeper, approval, fanout };
+}
+
+/** The workflows of the processes, by name. */
+export type ProcessWorkflows = ReturnType<typeof buildWorkflows>;
+/** A workflow name of {@linkcode ProcessWorkflows}. */
+export type ProcessWorkflowName = keyof ProcessWorkflows;
+
+/**
+ * The workflows as the parent registers them (to enqueue, send events and read runs): the same
+ * names, units and schemas as in the workers; their handlers never run there.
+ */
+export function processWorkflows(): ProcessWorkflows {
+  const unused = () => {
+    throw new Error("process workflows' handlers run only in worker processes");
+  };
+  return buildWorkflows({ record: unused, crash: false, reached: unused });
+}
+
+/** Where a crash-mode worker stops: the marker it prints once every fact of it is noted. */
+export interface CrashPoint {
+  /** The line printed on stdout. */
+  readonly marker: string;
+  /** Noted by handlers (what they recorded), hooks ("<step> committed") and the storage ("parked"). */
+  readonly facts: readonly string[];
+}
+
+/** The crash point of each workflow that has one. */
+export const CRASH_POINTS: Readonly<Partial<Record<ProcessWorkflowName, CrashPoint>>> = {
+  /** Inside step 2, which hangs. */
+  crashy: { marker: "in-step2", facts: ["step2 started"] },
+  /** The sleep is committed (run `sleeping`); the worker's storage is frozen from then on. */
+  sleeper: { marker: "parked", facts: ["parked"] },
+  /** The wait is committed (run `waiting`); the worker's storage is frozen from then on. */
+  approval: { marker: "parked", facts: ["parked"] },
+  /** Branch `fast` is committed, and `slow` and `slower` have started and hang. */
+  fanout: { marker: "in-parallel", facts: ["fast committed", "slow started", "slower started"] },
+};
+
+/**
+ * Wraps a crash-mode worker's storage so that the commit parking a run (in a sleep or a wait) is the
+ * last thing the worker does: the call that made it never returns, every later call hangs, and the
+ * crash point is noted. Without this the worker would wake the sleep itself if the kill came late.
+ */
+function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): StorageAdapter {
+  const { storage, crash } = crashable(real);
+  const park = (): Promise<never> => {
+    crash();
+    reached("parked");
+    return new Promise(() => {});
+  };
+  const advanceRun = async (runId: string, leaseId: string, change: RunAdvance) => {
+    const committed = await storage.advanceRun(runId, leaseId, change);
+    return committed && change.status === "sleeping" ? park() : committed;
+  };
+  const awaitEvent: StorageAdapter["awaitEvent"] = async (...args) => {
+    const result = await storage.awaitEvent(...args);
+    return result.outcome === "parked" ? park() : result;
+  };
+  return new Proxy(storage, {
+    get: (target, property, receiver) =>
+      property === "advanceRun"
+        ? advanceRun
+        : property === "awaitEvent"
+        ? awaitEvent
+        : Reflect.get(target, property, receiver),
+  });
 }
 
 /** Counts unfinished runs (table and statuses of src/sql/sqlite_schema.ts). */
@@ -115,20 +277,34 @@ async function main(config: WorkerConfig): Promise<void> {
   // A second connection of the library itself, only to read whether any run is unfinished.
   const reader = await driver.openHandle(config.db);
   const errors: ReflowError[] = [];
-  const workflow = config.mode === "drain"
-    ? drainWorkflow(config.ledger)
-    : crashyWorkflow(config.ledger, config.mode);
+
+  const crashPoint = config.crash ? CRASH_POINTS[config.workflow] : undefined;
+  if (config.crash && crashPoint === undefined) throw new Error(`${config.workflow} has no crash point`);
+  const facts = new Set(crashPoint?.facts);
+  const reached = (fact: string) => {
+    if (facts.delete(fact) && facts.size === 0) process.stdout.write(`${crashPoint!.marker}\n`);
+  };
+  const workflows = buildWorkflows({
+    record: (run, what) => {
+      const entry: LedgerEntry = { run, what, pid: process.pid, at: Date.now() };
+      appendFileSync(config.ledger, `${JSON.stringify(entry)}\n`);
+    },
+    crash: config.crash,
+    reached,
+  });
+  const hooks: EngineHooks = {
+    onError: (error) => {
+      errors.push(error);
+      console.error(`[worker ${process.pid}] background error:`, error);
+    },
+    onStepComplete: (event) => reached(`${event.stepName} committed`),
+  };
   const engine = createEngine({
-    storage,
-    workflows: [workflow],
+    storage: config.crash ? freezeOnPark(storage, reached) : storage,
+    workflows: Object.values(workflows),
     concurrency: config.concurrency,
     ...(config.leaseMs === undefined ? {} : { runLeaseDurationMs: config.leaseMs }),
-    hooks: {
-      onError: (error) => {
-        errors.push(error);
-        console.error(`[worker ${process.pid}] background error:`, error);
-      },
-    },
+    hooks,
   });
   try {
     await storage.initialize();
@@ -155,4 +331,4 @@ async function main(config: WorkerConfig): Promise<void> {
   if (errors.length > 0) process.exitCode = 1;
 }
 
-await main(JSON.parse(process.argv[2] ?? "") as WorkerConfig);
+if (import.meta.main) await main(JSON.parse(process.argv[2] ?? "") as WorkerConfig);
