@@ -32,7 +32,7 @@ import {
   FINISHED,
   invalid,
   isObject,
-} from "./checks.ts";
+} from "../storage/checks.ts";
 import type {
   SqlConnection,
   SqlConnectionLease,

@@ -5,6 +5,18 @@
  * @module
  */
 
+import {
+  checkError,
+  checkStatus,
+  checkStep,
+  checkString,
+  checkTime,
+  checkTimeOrNull,
+  describe,
+  FINISHED,
+  invalid,
+  isObject,
+} from "./checks.ts";
 import { waitStepResult } from "./wait_step.ts";
 import { StorageError } from "../errors.ts";
 import type {
@@ -18,7 +30,6 @@ import type {
   RunAdvance,
   RunStatus,
   StepResult,
-  StepStatus,
   StorageAdapter,
   StoredError,
   WorkflowRun,
@@ -66,25 +77,6 @@ interface IndexEntry {
   readonly runId: string;
   readonly version: number;
 }
-
-const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
-  "pending",
-  "running",
-  "sleeping",
-  "waiting",
-  "completed",
-  "failed",
-  "cancelled",
-]);
-const FINISHED: ReadonlySet<string> = new Set<RunStatus>(["completed", "failed", "cancelled"]);
-const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
-  "completed",
-  "skipped",
-  "failed",
-  "retrying",
-  "sleeping",
-  "waiting",
-]);
 
 /** The lease `claimNextRun()` takes, as the contract fixes it. */
 const CLAIM_NEXT_LEASE_MS = 30_000;
@@ -175,84 +167,6 @@ class DueQueue {
     }
     entries[i] = entry;
   }
-}
-
-function invalid(operation: string, message: string): StorageError {
-  return new StorageError(operation, message, { kind: "other" });
-}
-
-function describe(value: unknown): string {
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null;
-}
-
-function checkString(operation: string, field: string, value: unknown): string {
-  if (typeof value !== "string") {
-    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a string`);
-  }
-  return value;
-}
-
-function checkTime(operation: string, field: string, value: unknown): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a finite number of milliseconds`);
-  }
-  return value;
-}
-
-function checkTimeOrNull(operation: string, field: string, value: unknown): number | null {
-  return value === null ? null : checkTime(operation, field, value);
-}
-
-function checkError(operation: string, field: string, value: unknown): StoredError {
-  if (!isObject(value)) {
-    throw invalid(operation, `invalid ${field} ${describe(value)}: expected a stored error`);
-  }
-  const code = value.code === null ? null : checkString(operation, `${field}.code`, value.code);
-  const error: StoredError = {
-    code,
-    name: checkString(operation, `${field}.name`, value.name),
-    message: checkString(operation, `${field}.message`, value.message),
-  };
-  return value.stepName === undefined
-    ? error
-    : { ...error, stepName: checkString(operation, `${field}.stepName`, value.stepName) };
-}
-
-// Validates a step result and returns a private copy, so the caller's object is never aliased.
-function checkStep(operation: string, value: unknown): StepResult {
-  if (!isObject(value)) {
-    throw invalid(operation, `invalid step result ${describe(value)}: expected an object`);
-  }
-  const status = value.status;
-  if (typeof status !== "string" || !STEP_STATUSES.has(status)) {
-    throw invalid(operation, `invalid step status ${describe(status)}`);
-  }
-  const attempts = value.attempts;
-  if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 0) {
-    throw invalid(operation, `invalid step attempts ${describe(attempts)}: expected an integer >= 0`);
-  }
-  return {
-    runId: checkString(operation, "step runId", value.runId),
-    stepName: checkString(operation, "stepName", value.stepName),
-    status: status as StepStatus,
-    output: value.output === null ? null : checkString(operation, "step output", value.output),
-    error: value.error === null ? null : checkError(operation, "step error", value.error),
-    attempts,
-    dueAt: checkTimeOrNull(operation, "step dueAt", value.dueAt),
-    updatedAt: checkTime(operation, "step updatedAt", value.updatedAt),
-  };
-}
-
-function checkStatus(operation: string, value: unknown, allowRunning: boolean): RunStatus {
-  if (typeof value !== "string" || !RUN_STATUSES.has(value) || (!allowRunning && value === "running")) {
-    const expected = allowRunning ? "a run status" : 'a run status other than "running"';
-    throw invalid(operation, `invalid status ${describe(value)}: expected ${expected}`);
-  }
-  return value as RunStatus;
 }
 
 function copyError(error: StoredError | null): StoredError | null {

@@ -1,13 +1,13 @@
 /**
- * Input checks for {@linkcode SqlStorage}: a malformed argument rejects with a `StorageError`
- * naming the field and the value, the same way `MemoryStorage` does, instead of reaching the
- * database as a value of the wrong type.
+ * Input checks shared by every storage (`MemoryStorage`, `SqlStorage`): a malformed argument
+ * rejects with a `StorageError` naming the field and the value, instead of reaching the database
+ * or the in-memory indexes as a value of the wrong type.
  *
  * @module
  */
 
 import { StorageError } from "../errors.ts";
-import type { RunStatus, StepResult, StepStatus, StoredError } from "../storage/adapter.ts";
+import type { RunStatus, StepResult, StepStatus, StoredError } from "./adapter.ts";
 
 const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
   "pending",
