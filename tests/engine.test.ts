@@ -535,6 +535,39 @@ describe("cancel, start and stop", () => {
     }
   });
 
+  test("an enqueue that lands while the loop is claiming still wakes it", async () => {
+    const memory = new MemoryStorage();
+    const workflow = createWorkflow({ name: "w", input: numberInput }).step("a", ({ input }) => input.n);
+    const box: { engine?: ReturnType<typeof createEngine<typeof workflow>> } = {};
+    let late: Promise<{ runId: string }> | undefined;
+    // The first claim finds nothing; an enqueue commits after its read but before the loop sleeps.
+    const storage = new Proxy(memory, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target);
+        if (property !== "claimRuns") return typeof value === "function" ? value.bind(target) : value;
+        return async (...args: Parameters<MemoryStorage["claimRuns"]>) => {
+          const claimed = await target.claimRuns(...args);
+          if (late === undefined) {
+            late = box.engine!.enqueue("w", { n: 7 });
+            await late;
+          }
+          return claimed;
+        };
+      },
+    });
+    const engine = box.engine = createEngine({ storage, workflows: [workflow] });
+    await engine.start(3_600_000);
+    try {
+      await eventually(() => late);
+      const { runId } = await late!;
+      await eventually(async () =>
+        (await engine!.getRunStatus(runId))?.run.status === "completed" || undefined
+      );
+    } finally {
+      await engine.stop();
+    }
+  });
+
   test("stop() hands held runs back so another engine continues at once", async () => {
     const storage = new MemoryStorage();
     const inSecond = gate();

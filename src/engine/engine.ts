@@ -180,6 +180,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #loop: Promise<void> | undefined;
   #pollIntervalMs = 1000;
   #wake: (() => void) | undefined;
+  /** Set by a wake-up that found the loop busy (claiming), so its next sleep returns at once. */
+  #wakePending = false;
   #nextDueAt = Infinity;
   #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -208,7 +210,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   async stop(): Promise<void> {
     if (this.#state === "started") {
       this.#state = "stopping";
-      this.#wake?.();
+      this.#notify();
       await this.#loop;
     }
     this.#state = "stopping";
@@ -260,7 +262,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     if (!created && run.input !== encoded && !valuesEqual(decodeValue(run.input), validated)) {
       throw new IdempotencyConflictError(name, idempotencyKey as string, run.id);
     }
-    if (created) this.#wake?.();
+    if (created) this.#notify();
     return { runId: run.id, created };
   }
 
@@ -293,7 +295,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       payload: encodeValue(value),
       createdAt: now(),
     });
-    if (delivered) this.#wake?.();
+    if (delivered) this.#notify();
     return delivered;
   }
 
@@ -326,6 +328,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     while (this.#state === "started") {
       const free = this.#options.concurrency - this.#held.size;
       let saturated = free <= 0;
+      // Cleared before the claim: a wake-up arriving while the claim runs must not be lost.
+      this.#wakePending = false;
       if (free > 0) {
         try {
           const claimed = await this.#claim(free);
@@ -347,7 +351,14 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     }
   }
 
+  /** Wakes the worker loop now, or makes its next sleep return at once if it is busy. */
+  #notify(): void {
+    this.#wakePending = true;
+    this.#wake?.();
+  }
+
   #sleep(ms: number): Promise<void> {
+    if (this.#wakePending) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       const wake = () => done();
@@ -383,7 +394,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       if (this.#held.get(claimed.id) === held) this.#held.delete(claimed.id);
       if (this.#held.size === 0) this.#stopHeartbeats();
       this.#executions.delete(execution);
-      this.#wake?.();
+      this.#notify();
     });
     this.#executions.add(execution);
     return execution;
