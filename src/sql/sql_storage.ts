@@ -22,7 +22,9 @@ import type {
   WorkflowRun,
 } from "../storage/adapter.ts";
 import {
+  checkClaimRequest,
   checkError,
+  checkNewRun,
   checkStatus,
   checkStep,
   checkString,
@@ -43,7 +45,7 @@ import type {
   SqlValue,
 } from "./driver.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import { waitStepResult } from "../storage/wait_step.ts";
+import { pendingRun, waitStepResult } from "../storage/records.ts";
 import * as SQL from "./sqlite_statements.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
@@ -203,14 +205,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async createRun(run: NewRun): Promise<CreateRunResult> {
     const op = "createRun";
     this.#open(op);
-    if (!isObject(run)) throw invalid(op, `invalid run ${describe(run)}: expected an object`);
-    const id = checkString(op, "id", run.id);
-    const workflowName = checkString(op, "workflowName", run.workflowName);
-    const input = checkString(op, "input", run.input);
-    const idempotencyKey = run.idempotencyKey == null
-      ? null
-      : checkString(op, "idempotencyKey", run.idempotencyKey);
-    const createdAt = checkTime(op, "createdAt", run.createdAt);
+    const checked = checkNewRun(op, run);
+    const { id, workflowName, input, idempotencyKey, createdAt } = checked;
     const insert = statement(
       SQL.INSERT_RUN,
       id,
@@ -233,25 +229,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       }
       throw error;
     }
-    if (created) {
-      return {
-        run: {
-          id,
-          workflowName,
-          status: "pending",
-          input,
-          output: null,
-          error: null,
-          idempotencyKey,
-          createdAt,
-          updatedAt: createdAt,
-          dueAt: createdAt,
-          leaseId: null,
-          claimCount: 0,
-        },
-        created: true,
-      };
-    }
+    if (created) return { run: pendingRun(checked), created: true };
     // Runs are never deleted, so the holder of the key is still there.
     const rows = await this.#run(
       op,
@@ -290,16 +268,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
     const op = "claimRuns";
     this.#open(op);
-    if (!isObject(request)) throw invalid(op, `invalid request ${describe(request)}: expected an object`);
-    const { limit, leaseDurationMs } = request;
-    if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
-      throw invalid(op, `invalid limit ${describe(limit)}: expected an integer >= 0`);
-    }
-    const now = checkTime(op, "now", request.now);
-    if (checkTime(op, "leaseDurationMs", leaseDurationMs) < 0) {
-      throw invalid(op, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
-    }
-    return await this.#claim(op, request.workflowNames, limit, now, leaseDurationMs);
+    const { workflowNames, limit, now, leaseDurationMs } = checkClaimRequest(op, request);
+    return await this.#claim(op, workflowNames, limit, now, leaseDurationMs);
   }
 
   /**

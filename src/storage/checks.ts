@@ -7,7 +7,7 @@
  */
 
 import { StorageError } from "../errors.ts";
-import type { RunStatus, StepResult, StepStatus, StoredError } from "./adapter.ts";
+import type { ClaimRequest, NewRun, RunStatus, StepResult, StepStatus, StoredError } from "./adapter.ts";
 
 const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
   "pending",
@@ -183,4 +183,46 @@ export function checkStatus(operation: string, value: unknown, allowRunning: boo
     throw invalid(operation, `invalid status ${describe(value)}: expected ${expected}`);
   }
   return value as RunStatus;
+}
+
+/**
+ * Checks the argument of `createRun()` and copies it; a missing idempotency key becomes null.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy.
+ * @throws {StorageError} If it is not a new run.
+ */
+export function checkNewRun(operation: string, value: unknown): NewRun {
+  if (!isObject(value)) throw invalid(operation, `invalid run ${describe(value)}: expected an object`);
+  return {
+    id: checkString(operation, "id", value.id),
+    workflowName: checkString(operation, "workflowName", value.workflowName),
+    input: checkString(operation, "input", value.input),
+    idempotencyKey: value.idempotencyKey == null
+      ? null
+      : checkString(operation, "idempotencyKey", value.idempotencyKey),
+    createdAt: checkTime(operation, "createdAt", value.createdAt),
+  };
+}
+
+/**
+ * Checks the argument of `claimRuns()` (its workflow names are checked where they are used).
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns The request.
+ * @throws {StorageError} If the limit, the time or the lease duration is malformed.
+ */
+export function checkClaimRequest(operation: string, value: unknown): ClaimRequest {
+  if (!isObject(value)) throw invalid(operation, `invalid request ${describe(value)}: expected an object`);
+  const { limit, leaseDurationMs } = value;
+  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
+    throw invalid(operation, `invalid limit ${describe(limit)}: expected an integer >= 0`);
+  }
+  checkTime(operation, "now", value.now);
+  if (checkTime(operation, "leaseDurationMs", leaseDurationMs) < 0) {
+    throw invalid(operation, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
+  }
+  return value as unknown as ClaimRequest;
 }

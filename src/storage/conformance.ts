@@ -107,6 +107,38 @@ async function createAndClaim(storage: StorageAdapter, id: string, now = T0): Pr
   return claimOnly(storage, now, id);
 }
 
+/**
+ * Creates runs "completed", "failed" and "cancelled" and finishes each that way; the cancel goes
+ * through the lease (`fenced`) or around it (`unfenced`, as `engine.cancel()` does).
+ */
+async function finishOneRunEachWay(storage: StorageAdapter, cancel: "fenced" | "unfenced"): Promise<void> {
+  for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
+  const claimed = await claim(storage, T0, 3);
+  const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
+  const error = { code: null, name: "Error", message: "x" };
+  check(
+    await storage.advanceRun("completed", leaseOf("completed"), {
+      now: T0,
+      status: "completed",
+      output: "1",
+    }),
+    "complete",
+  );
+  check(await storage.advanceRun("failed", leaseOf("failed"), { now: T0, status: "failed", error }), "fail");
+  const cancelled = cancel === "fenced"
+    ? await storage.updateClaimedRunStatus("cancelled", leaseOf("cancelled"), "cancelled")
+    : await storage.updateRunStatus("cancelled", "cancelled");
+  check(cancelled, "cancel");
+}
+
+/** Creates and claims run `id`, then parks it in `wait` (checking that it parks). */
+async function parkedInWait(storage: StorageAdapter, id: string, wait: EventWait): Promise<ClaimedRun> {
+  const held = await createAndClaim(storage, id);
+  const { outcome } = await storage.awaitEvent(id, held.leaseId, wait);
+  checkEqual(outcome, "parked", "awaitEvent() with no event");
+  return held;
+}
+
 async function getRun(storage: StorageAdapter, id: string): Promise<WorkflowRun> {
   const run = await storage.getRun(id);
   check(run !== null, `getRun(${show(id)}) should find the run`);
@@ -972,26 +1004,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "finished runs are never claimed",
     async run(storage) {
-      for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
-      const claimed = await claim(storage, T0, 3);
-      const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
-      check(
-        await storage.advanceRun("completed", leaseOf("completed"), {
-          now: T0,
-          status: "completed",
-          output: "1",
-        }),
-        "complete",
-      );
-      check(
-        await storage.advanceRun("failed", leaseOf("failed"), {
-          now: T0,
-          status: "failed",
-          error: { code: null, name: "Error", message: "x" },
-        }),
-        "fail",
-      );
-      check(await storage.updateClaimedRunStatus("cancelled", leaseOf("cancelled"), "cancelled"), "cancel");
+      await finishOneRunEachWay(storage, "fenced");
       checkEqual(await claim(storage, T0 + 100 * 365 * 86_400_000, 10), [], "claim a century later");
       checkEqual(await storage.claimNextRun([WF]), null, "claimNextRun() now");
     },
@@ -1052,26 +1065,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`deliverEvent()` returns false for a finished run and changes nothing",
     async run(storage) {
-      for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
-      const claimed = await claim(storage, T0, 3);
-      const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
-      check(
-        await storage.advanceRun("completed", leaseOf("completed"), {
-          now: T0,
-          status: "completed",
-          output: "1",
-        }),
-        "complete",
-      );
-      check(
-        await storage.advanceRun("failed", leaseOf("failed"), {
-          now: T0,
-          status: "failed",
-          error: { code: null, name: "Error", message: "x" },
-        }),
-        "fail",
-      );
-      check(await storage.updateRunStatus("cancelled", "cancelled"), "cancel");
+      await finishOneRunEachWay(storage, "unfenced");
       for (const id of ["completed", "failed", "cancelled"]) {
         const before = await getRun(storage, id);
         check(
@@ -1126,13 +1120,8 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`awaitEvent()` with no event parks the run as waiting, without a lease, due at timeoutAt",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
       const timeoutAt = T0 + 60_000;
-      checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, timeoutAt)),
-        { outcome: "parked" },
-        "awaitEvent() with no event",
-      );
+      const held = await parkedInWait(storage, "r1", wait("approve", T0 + 10, timeoutAt));
       const run = await getRun(storage, "r1");
       checkEqual(
         [run.status, run.leaseId, run.dueAt, run.updatedAt, run.claimCount],
@@ -1168,12 +1157,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`awaitEvent()` with a null timeout parks a run that no claim takes until its event arrives",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, null)),
-        { outcome: "parked" },
-        "awaitEvent() with no event",
-      );
+      await parkedInWait(storage, "r1", wait("approve", T0 + 10, null));
       const run = await getRun(storage, "r1");
       checkEqual([run.status, run.leaseId, run.dueAt], ["waiting", null, null], "parked run");
       checkEqual(
@@ -1204,12 +1188,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`deliverEvent()` wakes a waiting run only for the name it waits for",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, null)),
-        { outcome: "parked" },
-        "awaitEvent(approve)",
-      );
+      await parkedInWait(storage, "r1", wait("approve", T0 + 10, null));
       const parked = await getRun(storage, "r1");
       check(await storage.deliverEvent("r1", event("reject", '"no"', T0 + 20)), "deliverEvent(reject)");
       await checkUnchanged(storage, parked, "run after an event of another name");
@@ -1233,12 +1212,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`deliverEvent()` makes a waiting run with a timeout due at the event's createdAt",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      check(
-        (await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, T0 + NOT_DUE))).outcome ===
-          "parked",
-        "awaitEvent() should park",
-      );
+      await parkedInWait(storage, "r1", wait("approve", T0 + 10, T0 + NOT_DUE));
       check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 20)), "deliverEvent()");
       checkEqual((await getRun(storage, "r1")).dueAt, T0 + 20, "dueAt after the event");
       const woken = await claimOnly(storage, T0 + 20, "r1");
@@ -1317,12 +1291,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   {
     name: "`awaitEvent()` past timeoutAt receives an event that is there: an event wins over the timeout",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      check(
-        (await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 10, T0 + 100))).outcome ===
-          "parked",
-        "awaitEvent() should park",
-      );
+      await parkedInWait(storage, "r1", wait("approve", T0 + 10, T0 + 100));
       // Sent after the timeout, before the timed-out run was claimed.
       check(await storage.deliverEvent("r1", event("approve", '"late"', T0 + 150)), "deliverEvent()");
       checkEqual((await getRun(storage, "r1")).dueAt, T0 + 100, "dueAt: the earlier timeout stays");

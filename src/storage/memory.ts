@@ -6,7 +6,9 @@
  */
 
 import {
+  checkClaimRequest,
   checkError,
+  checkNewRun,
   checkStatus,
   checkStep,
   checkString,
@@ -17,7 +19,7 @@ import {
   invalid,
   isObject,
 } from "./checks.ts";
-import { waitStepResult } from "./wait_step.ts";
+import { pendingRun, waitStepResult } from "./records.ts";
 import { StorageError } from "../errors.ts";
 import type {
   ClaimedRun,
@@ -266,15 +268,8 @@ export class MemoryStorage implements StorageAdapter {
    */
   createRun(run: NewRun): Promise<CreateRunResult> {
     return this.#run("createRun", (op) => {
-      if (!isObject(run)) throw invalid(op, `invalid run ${describe(run)}: expected an object`);
-      const id = checkString(op, "id", run.id);
-      const workflowName = checkString(op, "workflowName", run.workflowName);
-      const input = checkString(op, "input", run.input);
-      const idempotencyKey = run.idempotencyKey == null
-        ? null
-        : checkString(op, "idempotencyKey", run.idempotencyKey);
-      const createdAt = checkTime(op, "createdAt", run.createdAt);
-
+      const checked = checkNewRun(op, run);
+      const { id, workflowName, idempotencyKey, createdAt } = checked;
       const keys = this.#keys.get(workflowName);
       const holder = idempotencyKey === null ? undefined : keys?.get(idempotencyKey);
       const existing = holder === undefined ? undefined : this.#runs.get(holder);
@@ -284,18 +279,7 @@ export class MemoryStorage implements StorageAdapter {
       }
 
       const record: RunRecord = {
-        id,
-        workflowName,
-        status: "pending",
-        input,
-        output: null,
-        error: null,
-        idempotencyKey,
-        createdAt,
-        updatedAt: createdAt,
-        dueAt: createdAt,
-        leaseId: null,
-        claimCount: 0,
+        ...pendingRun(checked),
         seq: this.#seq++,
         version: 0,
         indexed: false,
@@ -339,16 +323,8 @@ export class MemoryStorage implements StorageAdapter {
    */
   claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
     return this.#run("claimRuns", (op) => {
-      if (!isObject(request)) throw invalid(op, `invalid request ${describe(request)}: expected an object`);
-      const { limit, leaseDurationMs } = request;
-      if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
-        throw invalid(op, `invalid limit ${describe(limit)}: expected an integer >= 0`);
-      }
-      const now = checkTime(op, "now", request.now);
-      if (checkTime(op, "leaseDurationMs", leaseDurationMs) < 0) {
-        throw invalid(op, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
-      }
-      return this.#claim(op, request.workflowNames, limit, now, leaseDurationMs);
+      const { workflowNames, limit, now, leaseDurationMs } = checkClaimRequest(op, request);
+      return this.#claim(op, workflowNames, limit, now, leaseDurationMs);
     });
   }
 

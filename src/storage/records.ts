@@ -1,4 +1,28 @@
-import type { EncodedValue, StepResult } from "./adapter.ts";
+/**
+ * Records that every storage writes the same way, so that their shape is decided once.
+ *
+ * @module
+ */
+
+import type { EncodedValue, NewRun, StepResult, WorkflowRun } from "./adapter.ts";
+
+/** A newly created run: `pending`, due at once, never claimed. */
+export function pendingRun(run: NewRun): WorkflowRun {
+  return {
+    id: run.id,
+    workflowName: run.workflowName,
+    status: "pending",
+    input: run.input,
+    output: null,
+    error: null,
+    idempotencyKey: run.idempotencyKey,
+    createdAt: run.createdAt,
+    updatedAt: run.createdAt,
+    dueAt: run.createdAt,
+    leaseId: null,
+    claimCount: 0,
+  };
+}
 
 /**
  * The step result `awaitEvent()` writes, the same in every storage: `completed` with the consumed
