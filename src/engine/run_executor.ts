@@ -18,7 +18,7 @@ import type {
   StepUnit,
   WaitUnit,
 } from "../workflow/workflow.ts";
-import type { EventBus } from "./events.ts";
+import type { EngineEvent, EventBus } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { runAttempt } from "./step_attempt.ts";
 import { delay, isPromiseLike } from "../async.ts";
@@ -43,6 +43,12 @@ export type RunExit =
 const FINISHED: RunExit = { kind: "finished" };
 const LOST: RunExit = { kind: "lost" };
 const RELEASED: RunExit = { kind: "released" };
+
+/** An event's own fields: the executor adds its type, run id and workflow name. */
+type EventFields<T extends EngineEvent["type"]> = Omit<
+  Extract<EngineEvent, { readonly type: T }>,
+  "type" | "runId" | "workflowName"
+>;
 
 /** A branch that failed for good, and so fails its run. */
 interface BranchFailure {
@@ -103,15 +109,7 @@ class RunExecution {
   }
 
   async run(): Promise<RunExit> {
-    const { events } = this.#deps;
-    if (this.#run.claimCount === 1 && events.wants("run:start")) {
-      events.emit({
-        type: "run:start",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        input: this.#input,
-      });
-    }
+    if (this.#run.claimCount === 1) this.#emit("run:start", { input: this.#input });
     const stored = new Map<string, StepResult>();
     for (const step of this.#run.steps) stored.set(step.stepName, step);
     const units = this.#workflow.units;
@@ -197,7 +195,7 @@ class RunExecution {
     }
     // The event and the step result were committed together; only the run's completion is left.
     const payload = decodeValue(result.payload);
-    this.#emitStepComplete(unit.name, 1, payload, 0);
+    this.#emit("step:complete", { stepName: unit.name, attempt: 1, output: payload, durationMs: 0 });
     if (isLast) return await this.#completeWith(result.payload, { value: payload });
     this.#remember(unit.name, result.payload, { value: payload });
     return undefined;
@@ -267,7 +265,7 @@ class RunExecution {
     previous: StepResult | undefined,
     signal: AbortSignal,
   ): Promise<BranchOutcome> {
-    const { options, events } = this.#deps;
+    const { options } = this.#deps;
     let attempt = previous?.status === "retrying" ? previous.attempts : 0;
     if (previous?.status === "retrying" && previous.dueAt !== null) {
       await delay(previous.dueAt - options.now(), signal);
@@ -275,7 +273,7 @@ class RunExecution {
     for (;;) {
       if (signal.aborted) return ABORTED;
       attempt++;
-      this.#emitStepStart(unit.name, attempt);
+      this.#emit("step:start", { stepName: unit.name, attempt });
       const startedAt = options.now();
       let completed = false;
       const outcome = await runAttempt(unit.name, unit.timeoutMs, signal, (attemptSignal) => {
@@ -298,25 +296,9 @@ class RunExecution {
         if (attempt >= unit.retry.maxAttempts) {
           return { kind: "failed", stepName: unit.name, error: outcome.error, attempts: attempt };
         }
-        const now = options.now();
-        const wait = retryDelayMs(unit.retry, attempt, options.random);
-        const error = toStoredError(outcome.error, unit.name);
-        const step = stepResult(this.#run.id, unit.name, "retrying", null, error, attempt, now + wait, now);
-        if (!await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })) {
-          return BRANCH_LOST;
-        }
-        if (events.wants("step:retry")) {
-          events.emit({
-            type: "step:retry",
-            runId: this.#run.id,
-            workflowName: this.#workflow.name,
-            stepName: unit.name,
-            attempt,
-            error: outcome.error,
-            nextAttemptAt: now + wait,
-          });
-        }
-        await delay(wait, signal);
+        const wait = await this.#recordRetry(unit, attempt, outcome.error, false);
+        if (wait === undefined) return BRANCH_LOST;
+        await delay(wait.delayMs, signal);
         continue;
       }
       let encoded: EncodedValue;
@@ -333,7 +315,12 @@ class RunExecution {
       if (!await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })) {
         return BRANCH_LOST;
       }
-      this.#emitStepComplete(unit.name, attempt, outcome.value, now - startedAt);
+      this.#emit("step:complete", {
+        stepName: unit.name,
+        attempt: attempt,
+        output: outcome.value,
+        durationMs: now - startedAt,
+      });
       return { kind: "done", encoded };
     }
   }
@@ -355,7 +342,12 @@ class RunExecution {
       ? await this.#advance({ now, step, status: "completed", output: runOutput })
       : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
     if (!committed) return LOST;
-    this.#emitStepComplete(step.stepName, step.attempts, undefined, now - startedAt);
+    this.#emit("step:complete", {
+      stepName: step.stepName,
+      attempt: step.attempts,
+      output: undefined,
+      durationMs: now - startedAt,
+    });
     if (isLast) return this.#emitComplete(live === undefined ? decodeValue(runOutput) : live.value);
     return undefined;
   }
@@ -366,9 +358,8 @@ class RunExecution {
     isLast: boolean,
     previous: StepResult | undefined,
   ): Promise<RunExit | undefined> {
-    const { options, events } = this.#deps;
+    const { options } = this.#deps;
     const runId = this.#run.id;
-    const workflowName = this.#workflow.name;
 
     if (unit.when !== null && previous === undefined) {
       const decision = unit.when({
@@ -384,9 +375,7 @@ class RunExecution {
           ? await this.#advance({ now, step, status: "completed", output: NOTHING })
           : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
         if (!committed) return LOST;
-        if (events.wants("step:skipped")) {
-          events.emit({ type: "step:skipped", runId, workflowName, stepName: unit.name });
-        }
+        this.#emit("step:skipped", { stepName: unit.name });
         if (isLast) return this.#emitComplete(undefined);
         this.#remember(unit.name, NOTHING, { value: undefined });
         return undefined;
@@ -396,7 +385,7 @@ class RunExecution {
     let attempt = previous?.status === "retrying" ? previous.attempts : 0;
     for (;;) {
       attempt++;
-      this.#emitStepStart(unit.name, attempt);
+      this.#emit("step:start", { stepName: unit.name, attempt });
       const startedAt = options.now();
       let completion: Completion<unknown> | undefined;
       const outcome = await runAttempt(unit.name, unit.timeoutMs, this.#held.controller.signal, (signal) => {
@@ -445,7 +434,12 @@ class RunExecution {
       ? await this.#advance({ now, step, status: "completed", output: encoded })
       : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
     if (!committed) return LOST;
-    this.#emitStepComplete(stepName, attempt, output, now - startedAt);
+    this.#emit("step:complete", {
+      stepName: stepName,
+      attempt: attempt,
+      output: output,
+      durationMs: now - startedAt,
+    });
     if (ends) return this.#emitComplete(output);
     this.#remember(stepName, encoded, { value: output });
     return undefined;
@@ -453,42 +447,40 @@ class RunExecution {
 
   /** Stores a failed attempt: parks the run for a retry, retries at once, or fails the run. */
   async #attemptFailed(unit: StepUnit, attempt: number, error: Error): Promise<RunExit | undefined> {
-    const { options, events } = this.#deps;
     if (attempt >= unit.retry.maxAttempts) return await this.#fail(unit.name, error, attempt);
+    const retry = await this.#recordRetry(unit, attempt, error, true);
+    if (retry === undefined) return LOST;
+    return retry.delayMs === 0 ? undefined : { kind: "parked", dueAt: retry.dueAt };
+  }
+
+  /**
+   * Commits a failed attempt as `retrying`, with the next attempt's due time. With `mayPark`, a
+   * delay parks the run without a lease until due; otherwise (a zero delay, or a parallel branch,
+   * whose siblings keep running) the worker keeps the lease and waits itself.
+   * Returns undefined when the lease was lost.
+   */
+  async #recordRetry(
+    unit: StepUnit,
+    attempt: number,
+    error: Error,
+    mayPark: boolean,
+  ): Promise<{ readonly delayMs: number; readonly dueAt: number } | undefined> {
+    const { options } = this.#deps;
     const now = options.now();
-    const delay = retryDelayMs(unit.retry, attempt, options.random);
-    const dueAt = now + delay;
-    const step = stepResult(
-      this.#run.id,
-      unit.name,
-      "retrying",
-      null,
-      toStoredError(error, unit.name),
-      attempt,
-      dueAt,
-      now,
-    );
-    // A zero delay retries in this worker; any other parks the run without a lease until due.
-    const committed = delay === 0
-      ? await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })
-      : await this.#advance({ now, step, status: "pending", dueAt });
-    if (!committed) return LOST;
-    if (events.wants("step:retry")) {
-      events.emit({
-        type: "step:retry",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        stepName: unit.name,
-        attempt,
-        error,
-        nextAttemptAt: dueAt,
-      });
-    }
-    return delay === 0 ? undefined : { kind: "parked", dueAt };
+    const delayMs = retryDelayMs(unit.retry, attempt, options.random);
+    const dueAt = now + delayMs;
+    const stored = toStoredError(error, unit.name);
+    const step = stepResult(this.#run.id, unit.name, "retrying", null, stored, attempt, dueAt, now);
+    const committed = mayPark && delayMs > 0
+      ? await this.#advance({ now, step, status: "pending", dueAt })
+      : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
+    if (!committed) return undefined;
+    this.#emit("step:retry", { stepName: unit.name, attempt, error, nextAttemptAt: dueAt });
+    return { delayMs, dueAt };
   }
 
   async #fail(stepName: string | undefined, error: Error, attempts: number): Promise<RunExit> {
-    const { options, events } = this.#deps;
+    const { options } = this.#deps;
     const now = options.now();
     const storedError = toStoredError(error, stepName);
     const change: RunAdvance = stepName === undefined ? { now, status: "failed", error: storedError } : {
@@ -498,15 +490,7 @@ class RunExecution {
       error: storedError,
     };
     if (!await this.#advance(change)) return LOST;
-    if (events.wants("run:failed")) {
-      events.emit({
-        type: "run:failed",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        stepName,
-        error,
-      });
-    }
+    this.#emit("run:failed", { stepName, error });
     await this.#compensate(error, stepName);
     return FINISHED;
   }
@@ -528,39 +512,17 @@ class RunExecution {
     return this.#emitComplete(live === undefined ? decodeValue(output) : live.value);
   }
 
-  #emitStepStart(stepName: string, attempt: number): void {
+  /** Emits an event of this run, building it only when a hook or a stream listens. */
+  #emit<T extends EngineEvent["type"]>(type: T, fields: EventFields<T>): void {
     const { events } = this.#deps;
-    if (events.wants("step:start")) {
-      events.emit({
-        type: "step:start",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        stepName,
-        attempt,
-      });
-    }
-  }
-
-  #emitStepComplete(stepName: string, attempt: number, output: unknown, durationMs: number): void {
-    const { events } = this.#deps;
-    if (events.wants("step:complete")) {
-      events.emit({
-        type: "step:complete",
-        runId: this.#run.id,
-        workflowName: this.#workflow.name,
-        stepName,
-        attempt,
-        output,
-        durationMs,
-      });
-    }
+    if (!events.wants(type)) return;
+    events.emit(
+      { type, runId: this.#run.id, workflowName: this.#workflow.name, ...fields } as unknown as EngineEvent,
+    );
   }
 
   #emitComplete(output: unknown): RunExit {
-    const { events } = this.#deps;
-    if (events.wants("run:complete")) {
-      events.emit({ type: "run:complete", runId: this.#run.id, workflowName: this.#workflow.name, output });
-    }
+    this.#emit("run:complete", { output });
     return FINISHED;
   }
 
