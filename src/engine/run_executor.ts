@@ -164,7 +164,14 @@ class RunExecution {
       return { kind: "parked", dueAt: wakeAt };
     }
     const step = stepResult(this.#run.id, unit.name, "completed", NOTHING, null, 1, null, now);
-    return await this.#commitUnit(step, isLast, this.#prevEncoded, undefined, wakeAt - unit.durationMs);
+    if (!await this.#commitStep(step, isLast ? this.#prevEncoded : undefined)) return LOST;
+    this.#emit("step:complete", {
+      stepName: unit.name,
+      attempt: 1,
+      output: undefined,
+      durationMs: now - (wakeAt - unit.durationMs),
+    });
+    return isLast ? this.#emitComplete(this.#prevValue()) : undefined;
   }
 
   /** Takes the awaited event if one was sent, or parks the run until one is (or the wait times out). */
@@ -312,9 +319,7 @@ class RunExecution {
       }
       const now = options.now();
       const step = stepResult(this.#run.id, unit.name, "completed", encoded, null, attempt, null, now);
-      if (!await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs })) {
-        return BRANCH_LOST;
-      }
+      if (!await this.#commitStep(step)) return BRANCH_LOST;
       this.#emit("step:complete", {
         stepName: unit.name,
         attempt: attempt,
@@ -326,30 +331,14 @@ class RunExecution {
   }
 
   /**
-   * Commits a finished unit: alone (the run goes on, its lease renewed) or, for the last unit,
-   * together with the run's completion with output `runOutput`.
+   * Commits a unit's result. Given `runOutput`, the same transaction completes the run with it
+   * (the last unit, or an early completion); otherwise the run goes on and its lease is renewed.
    */
-  async #commitUnit(
-    step: StepResult,
-    isLast: boolean,
-    runOutput: EncodedValue,
-    live: { readonly value: unknown } | undefined,
-    startedAt: number,
-  ): Promise<RunExit | undefined> {
-    const { options } = this.#deps;
+  #commitStep(step: StepResult, runOutput?: EncodedValue): Promise<boolean> {
     const now = step.updatedAt;
-    const committed = isLast
-      ? await this.#advance({ now, step, status: "completed", output: runOutput })
-      : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
-    if (!committed) return LOST;
-    this.#emit("step:complete", {
-      stepName: step.stepName,
-      attempt: step.attempts,
-      output: undefined,
-      durationMs: now - startedAt,
-    });
-    if (isLast) return this.#emitComplete(live === undefined ? decodeValue(runOutput) : live.value);
-    return undefined;
+    return runOutput === undefined
+      ? this.#advance({ now, step, leaseExpiresAt: now + this.#deps.options.leaseDurationMs })
+      : this.#advance({ now, step, status: "completed", output: runOutput });
   }
 
   /** Runs a step's attempts; returns an exit if the run stops here, or undefined to go on. */
@@ -371,10 +360,7 @@ class RunExecution {
       if (!runIt) {
         const now = options.now();
         const step = stepResult(runId, unit.name, "skipped", NOTHING, null, 0, null, now);
-        const committed = isLast
-          ? await this.#advance({ now, step, status: "completed", output: NOTHING })
-          : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
-        if (!committed) return LOST;
+        if (!await this.#commitStep(step, isLast ? NOTHING : undefined)) return LOST;
         this.#emit("step:skipped", { stepName: unit.name });
         if (isLast) return this.#emitComplete(undefined);
         this.#remember(unit.name, NOTHING, { value: undefined });
@@ -430,16 +416,8 @@ class RunExecution {
     const now = options.now();
     const step = stepResult(this.#run.id, stepName, "completed", encoded, null, attempt, null, now);
     const ends = isLast || completion !== undefined;
-    const committed = ends
-      ? await this.#advance({ now, step, status: "completed", output: encoded })
-      : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
-    if (!committed) return LOST;
-    this.#emit("step:complete", {
-      stepName: stepName,
-      attempt: attempt,
-      output: output,
-      durationMs: now - startedAt,
-    });
+    if (!await this.#commitStep(step, ends ? encoded : undefined)) return LOST;
+    this.#emit("step:complete", { stepName, attempt, output, durationMs: now - startedAt });
     if (ends) return this.#emitComplete(output);
     this.#remember(stepName, encoded, { value: output });
     return undefined;
@@ -473,7 +451,7 @@ class RunExecution {
     const step = stepResult(this.#run.id, unit.name, "retrying", null, stored, attempt, dueAt, now);
     const committed = mayPark && delayMs > 0
       ? await this.#advance({ now, step, status: "pending", dueAt })
-      : await this.#advance({ now, step, leaseExpiresAt: now + options.leaseDurationMs });
+      : await this.#commitStep(step);
     if (!committed) return undefined;
     this.#emit("step:retry", { stepName: unit.name, attempt, error, nextAttemptAt: dueAt });
     return { delayMs, dueAt };
