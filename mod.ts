@@ -75,6 +75,7 @@ export type {
   StepStartEvent,
 } from "./src/engine/events.ts";
 export type { RunDetails, RunInfo, StepInfo } from "./src/engine/run_info.ts";
+export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
 
 export {
   ConfigError,

@@ -29,6 +29,7 @@ import { EventBus } from "./events.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
 import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
+import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
 
 const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
 
@@ -136,6 +137,25 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @returns The run and its steps, or null for an unknown id.
    */
   getRunStatus(runId: string): Promise<RunDetails | null>;
+
+  /**
+   * The engine's events from now on, as an async iterable. Each call is an independent
+   * subscription. It ends when the consumer leaves the loop (`break`, `await using`, `close()`)
+   * or when `stop()` has let in-flight runs finish; a stalled consumer never holds up `stop()`
+   * or a cancellation.
+   *
+   * @example Follow runs as they finish
+   * ```ts ignore
+   * for await (const event of engine.stream({ bufferSize: 100 })) {
+   *   if (event.type === "run:complete") console.log(event.runId, event.output);
+   * }
+   * ```
+   *
+   * @param options `bufferSize`: unread events held before runs on this engine pause for the
+   *   consumer (default `Infinity`: never pause).
+   * @throws {ConfigError} On an invalid `bufferSize`.
+   */
+  stream(options?: StreamOptions): EventStream;
 }
 
 /**
@@ -175,6 +195,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   readonly #events: EventBus;
   readonly #held = new Map<string, HeldRun>();
   readonly #executions = new Set<Promise<void>>();
+  readonly #streams = new Set<BufferedEventStream>();
   #initialized: Promise<void> | undefined;
   #state: LoopState = "idle";
   #loop: Promise<void> | undefined;
@@ -214,10 +235,15 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       await this.#loop;
     }
     this.#state = "stopping";
+    // Runs finishing below must not wait on a consumer that stopped reading.
+    this.#events.setIgnoreCongestion(true);
     try {
       if (this.#executions.size > 0) {
         const allSettled = Promise.allSettled(this.#executions);
-        await Promise.race([allSettled, delay(this.#options.stopTimeoutMs)]);
+        // The grace timer is cleared once runs settle, or it would keep the process alive for its length.
+        const grace = new AbortController();
+        await Promise.race([allSettled, delay(this.#options.stopTimeoutMs, grace.signal)]);
+        grace.abort();
         if (this.#executions.size > 0) {
           for (const held of this.#held.values()) held.controller.abort(new EngineStoppedError());
           await allSettled;
@@ -225,8 +251,20 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       }
     } finally {
       this.#stopHeartbeats();
+      for (const stream of this.#streams) stream.end();
+      this.#events.setIgnoreCongestion(false);
       this.#state = "idle";
     }
+  }
+
+  stream(options?: StreamOptions): EventStream {
+    const stream = new BufferedEventStream(
+      this.#events,
+      resolveBufferSize(options),
+      (ended) => this.#streams.delete(ended),
+    );
+    this.#streams.add(stream);
+    return stream;
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -154,6 +154,10 @@ export type EventListener = (event: EngineEvent) => void;
 export class EventBus {
   readonly #hooks: EngineHooks;
   readonly #listeners = new Set<EventListener>();
+  /** Bounded streams whose buffer is full; runs wait while any is. */
+  readonly #congested = new Set<object>();
+  #flowing: { promise: Promise<void>; resolve: () => void } | undefined;
+  #ignoreCongestion = false;
 
   constructor(hooks: EngineHooks) {
     this.#hooks = hooks;
@@ -168,6 +172,54 @@ export class EventBus {
   subscribe(listener: EventListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** True while a bounded stream's buffer is full: runs should await {@linkcode EventBus.whenFlowing}. */
+  get congested(): boolean {
+    return this.#congested.size > 0 && !this.#ignoreCongestion;
+  }
+
+  /** Marks `stream` full. */
+  congest(stream: object): void {
+    this.#congested.add(stream);
+  }
+
+  /** Marks `stream` no longer full (or gone); wakes the waiting runs once no stream is full. */
+  relieve(stream: object): void {
+    if (!this.#congested.delete(stream) || this.congested) return;
+    this.#flowing?.resolve();
+    this.#flowing = undefined;
+  }
+
+  /**
+   * Lifts backpressure for good (an engine that is stopping must not wait on a stalled consumer),
+   * or restores it.
+   */
+  setIgnoreCongestion(ignore: boolean): void {
+    this.#ignoreCongestion = ignore;
+    if (ignore) {
+      this.#flowing?.resolve();
+      this.#flowing = undefined;
+    }
+  }
+
+  /** Resolves once no stream is full, or when `signal` aborts (a cancel or a stop is never held up). */
+  whenFlowing(signal: AbortSignal): Promise<void> {
+    if (!this.congested || signal.aborted) return Promise.resolve();
+    if (this.#flowing === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      this.#flowing = { promise, resolve };
+    }
+    const flowing = this.#flowing.promise;
+    return new Promise<void>((resolve) => {
+      const onAbort = () => resolve();
+      signal.addEventListener("abort", onAbort, { once: true });
+      void flowing.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
   }
 
   emit(event: EngineEvent): void {

@@ -128,6 +128,10 @@ class RunExecution {
         if (unit.kind !== "sleep") this.#remember(unit.name, previous.output ?? NOTHING, undefined);
         continue;
       }
+      if (this.#deps.events.congested) {
+        const exit = await this.#waitForConsumers();
+        if (exit !== undefined) return exit;
+      }
       if (this.#deps.isStopping()) return await this.#release();
       if (previous?.status === "failed") {
         // A failed unit always fails its run in the same commit; finish what a partial write began.
@@ -278,6 +282,7 @@ class RunExecution {
       await delay(previous.dueAt - options.now(), signal);
     }
     for (;;) {
+      if (this.#deps.events.congested) await this.#deps.events.whenFlowing(signal);
       if (signal.aborted) return ABORTED;
       attempt++;
       this.#emit("step:start", { stepName: unit.name, attempt });
@@ -502,6 +507,13 @@ class RunExecution {
   #emitComplete(output: unknown): RunExit {
     this.#emit("run:complete", { output });
     return FINISHED;
+  }
+
+  /** Backpressure from a full stream: waits at a unit boundary; a cancel, a stop or a lost lease ends the wait. */
+  async #waitForConsumers(): Promise<RunExit | undefined> {
+    const signal = this.#held.controller.signal;
+    await this.#deps.events.whenFlowing(signal);
+    return signal.aborted ? await this.#abandon(signal.reason) : undefined;
   }
 
   /** After an abort: a stopping engine hands the run back; a cancel or a lost lease leaves nothing to write. */
