@@ -94,8 +94,9 @@ export class BufferedEventStream implements EventStream {
     return this;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     this.close();
+    return Promise.resolve();
   }
 
   #push(event: EngineEvent): void {
