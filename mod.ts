@@ -115,12 +115,17 @@ export type {
   FinishedRunStatus,
   NewEvent,
   NewRun,
+  NewSchedule,
+  PurgeRequest,
   RunAdvance,
+  RunQuery,
   RunStatus,
+  ScheduleRecord,
   StepResult,
   StepStatus,
   StorageAdapter,
   StoredError,
+  UpsertScheduleResult,
   WorkflowRun,
 } from "./src/storage/adapter.ts";
 export { decodeValue, encodeValue } from "./src/storage/codec.ts";

@@ -208,6 +208,86 @@ export type EventWaitResult =
   | { readonly outcome: "parked" | "timedOut" | "lost" };
 
 /**
+ * A page request for {@linkcode StorageAdapter.listRuns}. Runs come newest first, by
+ * `(createdAt DESC, id DESC)`; ids compare by Unicode code point (the byte order of their UTF-8
+ * form, as SQLite's `BINARY` collation orders them).
+ */
+export interface RunQuery {
+  /** Only runs in one of these statuses; omitted or empty: any status. */
+  readonly statuses?: readonly RunStatus[];
+  /** Only runs of this workflow; omitted: any workflow. */
+  readonly workflowName?: string;
+  /** At most this many runs: a positive integer. */
+  readonly limit: number;
+  /**
+   * Keyset cursor: only runs strictly before `(before, beforeId)` in the page order. Without
+   * `beforeId`: only runs with `createdAt < before`.
+   */
+  readonly before?: number;
+  /**
+   * With `before`: the id of the last run of the previous page, so that runs sharing its
+   * `createdAt` continue by id, none repeated or skipped. Not allowed without `before`.
+   */
+  readonly beforeId?: string;
+}
+
+/** A stored schedule: a workflow run created at every slot of a recurrence. */
+export interface ScheduleRecord {
+  /** Unique key, chosen by the application. */
+  readonly key: string;
+  /** The workflow each slot runs. */
+  readonly workflowName: string;
+  /** The input each slot's run gets, encoded. */
+  readonly input: EncodedValue;
+  /** The recurrence, encoded by the engine as opaque text (e.g. JSON); storage compares it byte for byte. */
+  readonly recurrence: string;
+  /** The next slot due (ms since the epoch). */
+  readonly nextRunAt: number;
+  /** The slot of the last run created from it, or null. */
+  readonly lastRunAt: number | null;
+  /** The id of the last run created from it (or that held its idempotency key), or null. */
+  readonly lastRunId: string | null;
+  /** When it was first stored. */
+  readonly createdAt: number;
+  /** When it last changed. */
+  readonly updatedAt: number;
+}
+
+/** What {@linkcode StorageAdapter.upsertSchedule} stores. */
+export interface NewSchedule {
+  /** Unique key, chosen by the application. */
+  readonly key: string;
+  /** The workflow each slot runs. */
+  readonly workflowName: string;
+  /** The input each slot's run gets, encoded. */
+  readonly input: EncodedValue;
+  /** The recurrence, as opaque text. */
+  readonly recurrence: string;
+  /** The first slot, used when the schedule is new or its recurrence changed. */
+  readonly nextRunAt: number;
+  /** The current time. */
+  readonly now: number;
+}
+
+/** The answer of {@linkcode StorageAdapter.upsertSchedule}. */
+export interface UpsertScheduleResult {
+  /** The schedule as stored. */
+  readonly schedule: ScheduleRecord;
+  /** True when the key was new. */
+  readonly created: boolean;
+}
+
+/** What {@linkcode StorageAdapter.purgeRuns} deletes. */
+export interface PurgeRequest {
+  /** Only finished runs whose `updatedAt` (the time they finished) is < this. */
+  readonly finishedBefore: number;
+  /** Only these finished statuses (not empty); omitted: completed, failed and cancelled. */
+  readonly statuses?: readonly FinishedRunStatus[];
+  /** At most this many runs in this call (one bounded transaction): an integer >= 0. */
+  readonly limit: number;
+}
+
+/**
  * The storage contract. The engine calls nothing else, so any database that implements
  * these methods with the atomicity written on each can back Reflow; `./conformance`
  * holds one test case per rule.
@@ -306,6 +386,73 @@ export interface StorageAdapter {
    * `dueAt = timeoutAt` and no lease.
    */
   awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult>;
+
+  /**
+   * Reads one page of runs, newest first by `(createdAt DESC, id DESC)`, filtered by status and
+   * workflow and continued from a keyset cursor (see {@linkcode RunQuery}): paging with the last
+   * run of each page as the next cursor returns every matching run exactly once, even when many
+   * share one `createdAt`. Reads only. Must use an index for the order when filtering by nothing,
+   * by status or by workflow: cost grows with the page, not with the number of runs.
+   */
+  listRuns(query: RunQuery): Promise<WorkflowRun[]>;
+
+  /**
+   * Re-queues a failed or cancelled run, atomically: only if its status is `failed` or
+   * `cancelled`, it becomes `pending` and due at `now`, with no output, error or lease and
+   * `updatedAt = now`; its `failed` step results are deleted (so those steps run again with
+   * fresh attempts) and every other step result is kept; `claimCount` is kept. Events delivered
+   * before it finished are not kept. Returns false, changing nothing, for an unknown run or any
+   * other status.
+   */
+  requeueRun(runId: string, now: number): Promise<boolean>;
+
+  /**
+   * Creates or replaces a schedule, atomically. A new key is inserted with `createdAt =
+   * updatedAt = now` and no last run. For an existing key with the same `recurrence` text, the
+   * cadence is kept (`nextRunAt`, `lastRunAt`, `lastRunId`, `createdAt`) and `workflowName`,
+   * `input` and `updatedAt` are replaced; with a different `recurrence`, `recurrence` and
+   * `nextRunAt` are replaced too.
+   */
+  upsertSchedule(schedule: NewSchedule): Promise<UpsertScheduleResult>;
+
+  /** Deletes a schedule; runs created from it are kept. Returns whether it existed. */
+  deleteSchedule(key: string): Promise<boolean>;
+
+  /** Reads every schedule, ordered by key (by code point, as run ids in {@linkcode RunQuery}). */
+  listSchedules(): Promise<ScheduleRecord[]>;
+
+  /**
+   * Reads up to `limit` schedules of the given workflows whose `nextRunAt <= now`, earliest
+   * `nextRunAt` first, ties by key. Reads only; a slot is taken with
+   * {@linkcode StorageAdapter.claimScheduleSlot}. Must use an index on `nextRunAt`.
+   */
+  dueSchedules(workflowNames: readonly string[], now: number, limit: number): Promise<ScheduleRecord[]>;
+
+  /**
+   * Claims one due slot, in one transaction: if schedule `key` exists and its `nextRunAt` still
+   * equals `slot`, sets `nextRunAt` to the given `nextRunAt` (which must be later than `slot`),
+   * `lastRunAt = slot`, `lastRunId` to the run's id (the existing run's, when its idempotency
+   * key was held) and `updatedAt = run.createdAt`, and creates `run` exactly as
+   * {@linkcode StorageAdapter.createRun} does. Otherwise (the slot was claimed already, the
+   * schedule is gone or was changed) changes nothing and returns null. This compare-and-set is
+   * what makes engines sharing one database create exactly one run per slot. A run id that is
+   * taken fails the whole call, changing nothing.
+   */
+  claimScheduleSlot(
+    key: string,
+    slot: number,
+    nextRunAt: number,
+    run: NewRun,
+  ): Promise<CreateRunResult | null>;
+
+  /**
+   * Deletes up to `limit` finished runs whose `updatedAt < finishedBefore`, oldest `updatedAt`
+   * first (ties in creation order), with their step results and unconsumed events, in one
+   * transaction. Never touches a run that has not finished. Returns how many runs were deleted.
+   * The idempotency keys they held are free again. Must use an index: cost does not grow with
+   * the number of unfinished runs.
+   */
+  purgeRuns(request: PurgeRequest): Promise<number>;
 
   /** Releases resources. Later calls fail with a `StorageError`. */
   close(): void | Promise<void>;

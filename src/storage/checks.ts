@@ -7,7 +7,18 @@
  */
 
 import { StorageError } from "../errors.ts";
-import type { ClaimRequest, NewRun, RunStatus, StepResult, StepStatus, StoredError } from "./adapter.ts";
+import type {
+  ClaimRequest,
+  FinishedRunStatus,
+  NewRun,
+  NewSchedule,
+  PurgeRequest,
+  RunQuery,
+  RunStatus,
+  StepResult,
+  StepStatus,
+  StoredError,
+} from "./adapter.ts";
 
 const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
   "pending",
@@ -30,6 +41,9 @@ const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
 
 /** The statuses of a finished run. */
 export const FINISHED: ReadonlySet<string> = new Set<RunStatus>(["completed", "failed", "cancelled"]);
+
+/** The statuses `requeueRun()` re-queues from. */
+export const REQUEUEABLE: ReadonlySet<string> = new Set<RunStatus>(["failed", "cancelled"]);
 
 /**
  * A `StorageError` of kind `"other"` for a malformed argument.
@@ -216,13 +230,169 @@ export function checkNewRun(operation: string, value: unknown): NewRun {
  */
 export function checkClaimRequest(operation: string, value: unknown): ClaimRequest {
   if (!isObject(value)) throw invalid(operation, `invalid request ${describe(value)}: expected an object`);
-  const { limit, leaseDurationMs } = value;
-  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0) {
-    throw invalid(operation, `invalid limit ${describe(limit)}: expected an integer >= 0`);
-  }
+  const { leaseDurationMs } = value;
+  checkLimit(operation, value.limit, 0);
   checkTime(operation, "now", value.now);
   if (checkTime(operation, "leaseDurationMs", leaseDurationMs) < 0) {
     throw invalid(operation, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
   }
   return value as unknown as ClaimRequest;
+}
+
+/**
+ * Checks a `limit`: a safe integer no smaller than `min`.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @param min The smallest limit allowed (0 or 1).
+ * @returns The limit.
+ * @throws {StorageError} If it is not such an integer.
+ */
+export function checkLimit(operation: string, value: unknown, min: 0 | 1): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw invalid(operation, `invalid limit ${describe(value)}: expected an integer >= ${min}`);
+  }
+  return value;
+}
+
+/**
+ * Checks a list of workflow names.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns The names, without repeats.
+ * @throws {StorageError} If it is not an array of strings.
+ */
+export function checkNames(operation: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((name) => typeof name === "string")) {
+    throw invalid(operation, `invalid workflowNames ${describe(value)}: expected an array of names`);
+  }
+  return [...new Set<string>(value)];
+}
+
+/**
+ * Checks an optional list of run statuses, each one of `allowed`.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @param allowed The statuses accepted.
+ * @param expected What `allowed` is, for the message.
+ * @returns The statuses without repeats, or undefined when the value is undefined.
+ * @throws {StorageError} If it is not an array of allowed statuses.
+ */
+function checkStatuses(
+  operation: string,
+  value: unknown,
+  allowed: ReadonlySet<string>,
+  expected: string,
+): RunStatus[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    throw invalid(operation, `invalid statuses ${describe(value)}: expected an array of ${expected}`);
+  }
+  for (const status of value) {
+    if (typeof status !== "string" || !allowed.has(status)) {
+      throw invalid(operation, `invalid status ${describe(status)}: expected ${expected}`);
+    }
+  }
+  return [...new Set<RunStatus>(value)];
+}
+
+/**
+ * Checks the argument of `listRuns()` and copies it; an empty `statuses` becomes undefined.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy, with `statuses` free of repeats.
+ * @throws {StorageError} If it is malformed, or `beforeId` is given without `before`.
+ */
+export function checkRunQuery(operation: string, value: unknown): RunQuery {
+  if (!isObject(value)) throw invalid(operation, `invalid query ${describe(value)}: expected an object`);
+  const statuses = checkStatuses(operation, value.statuses, RUN_STATUSES, "run statuses");
+  const { workflowName, before, beforeId } = value;
+  if (beforeId !== undefined && before === undefined) {
+    throw invalid(operation, `invalid beforeId ${describe(beforeId)}: it needs a before`);
+  }
+  return {
+    limit: checkLimit(operation, value.limit, 1),
+    ...(statuses === undefined || statuses.length === 0 ? {} : { statuses }),
+    ...(workflowName === undefined
+      ? {}
+      : { workflowName: checkString(operation, "workflowName", workflowName) }),
+    ...(before === undefined ? {} : { before: checkTime(operation, "before", before) }),
+    ...(beforeId === undefined ? {} : { beforeId: checkString(operation, "beforeId", beforeId) }),
+  };
+}
+
+/**
+ * Checks the argument of `upsertSchedule()` and copies it.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy.
+ * @throws {StorageError} If it is not a new schedule.
+ */
+export function checkNewSchedule(operation: string, value: unknown): NewSchedule {
+  if (!isObject(value)) throw invalid(operation, `invalid schedule ${describe(value)}: expected an object`);
+  return {
+    key: checkString(operation, "key", value.key),
+    workflowName: checkString(operation, "workflowName", value.workflowName),
+    input: checkString(operation, "input", value.input),
+    recurrence: checkString(operation, "recurrence", value.recurrence),
+    nextRunAt: checkTime(operation, "nextRunAt", value.nextRunAt),
+    now: checkTime(operation, "now", value.now),
+  };
+}
+
+/**
+ * Checks the arguments of `claimScheduleSlot()`: the key, two times with `nextRunAt` after
+ * `slot`, and the run to create.
+ *
+ * @param operation The storage method.
+ * @param key The schedule's key.
+ * @param slot The slot being claimed.
+ * @param nextRunAt The slot after it.
+ * @param run The run to create.
+ * @returns A copy of the run.
+ * @throws {StorageError} If any is malformed, or `nextRunAt <= slot`.
+ */
+export function checkSlotClaim(
+  operation: string,
+  key: unknown,
+  slot: unknown,
+  nextRunAt: unknown,
+  run: unknown,
+): NewRun {
+  checkString(operation, "key", key);
+  const from = checkTime(operation, "slot", slot);
+  if (checkTime(operation, "nextRunAt", nextRunAt) <= from) {
+    throw invalid(operation, `invalid nextRunAt ${nextRunAt}: expected a time after the slot ${from}`);
+  }
+  return checkNewRun(operation, run);
+}
+
+/**
+ * Checks the argument of `purgeRuns()` and copies it, filling in the default statuses.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy whose `statuses` is always set, without repeats.
+ * @throws {StorageError} If it is malformed, or `statuses` is empty or names an unfinished status.
+ */
+export function checkPurgeRequest(
+  operation: string,
+  value: unknown,
+): PurgeRequest & { readonly statuses: readonly FinishedRunStatus[] } {
+  if (!isObject(value)) throw invalid(operation, `invalid request ${describe(value)}: expected an object`);
+  const statuses = checkStatuses(operation, value.statuses, FINISHED, "finished statuses") ??
+    [...FINISHED];
+  // An empty list would delete nothing, or everything: neither is a safe guess for a delete.
+  if (statuses.length === 0) {
+    throw invalid(operation, "invalid statuses []: expected at least one finished status (omit it for all)");
+  }
+  return {
+    finishedBefore: checkTime(operation, "finishedBefore", value.finishedBefore),
+    statuses: statuses as FinishedRunStatus[],
+    limit: checkLimit(operation, value.limit, 0),
+  };
 }

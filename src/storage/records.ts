@@ -4,7 +4,15 @@
  * @module
  */
 
-import type { EncodedValue, NewRun, StepResult, WorkflowRun } from "./adapter.ts";
+import type {
+  EncodedValue,
+  NewRun,
+  NewSchedule,
+  ScheduleRecord,
+  StepResult,
+  UpsertScheduleResult,
+  WorkflowRun,
+} from "./adapter.ts";
 
 /** A newly created run: `pending`, due at once, never claimed. */
 export function pendingRun(run: NewRun): WorkflowRun {
@@ -45,4 +53,47 @@ export function waitStepResult(
     dueAt: received ? null : outcome.timeoutAt,
     updatedAt: now,
   };
+}
+
+/**
+ * The schedule `upsertSchedule()` stores, the same in every storage: a new key starts with no
+ * last run; an existing key keeps its cadence (next slot, last run, creation time) while its
+ * recurrence text is unchanged, and starts again from `nextRunAt` when it changed.
+ *
+ * @param existing The stored schedule with that key, or null.
+ * @param schedule The checked argument.
+ * @returns The record to store and whether the key is new.
+ */
+export function upsertedSchedule(
+  existing: ScheduleRecord | null,
+  schedule: NewSchedule,
+): UpsertScheduleResult {
+  const { key, workflowName, input, recurrence, nextRunAt, now } = schedule;
+  if (existing === null) {
+    const created = { lastRunAt: null, lastRunId: null, createdAt: now };
+    return {
+      schedule: { key, workflowName, input, recurrence, nextRunAt, ...created, updatedAt: now },
+      created: true,
+    };
+  }
+  const kept = existing.recurrence === recurrence ? existing : { ...existing, recurrence, nextRunAt };
+  return { schedule: { ...kept, workflowName, input, updatedAt: now }, created: false };
+}
+
+/**
+ * A schedule after `claimScheduleSlot()` took its slot for `runId`, the same in every storage.
+ *
+ * @param existing The stored schedule, whose `nextRunAt` was the slot.
+ * @param nextRunAt The slot after it.
+ * @param runId The id of the run created for the slot (or of the run that held its key).
+ * @param now The run's `createdAt`.
+ * @returns The record to store.
+ */
+export function claimedSchedule(
+  existing: ScheduleRecord,
+  nextRunAt: number,
+  runId: string,
+  now: number,
+): ScheduleRecord {
+  return { ...existing, nextRunAt, lastRunAt: existing.nextRunAt, lastRunId: runId, updatedAt: now };
 }
