@@ -8,7 +8,13 @@
 import {
   checkClaimRequest,
   checkError,
+  checkLimit,
+  checkNames,
   checkNewRun,
+  checkNewSchedule,
+  checkPurgeRequest,
+  checkRunQuery,
+  checkSlotClaim,
   checkStatus,
   checkStep,
   checkString,
@@ -18,8 +24,9 @@ import {
   FINISHED,
   invalid,
   isObject,
+  REQUEUEABLE,
 } from "./checks.ts";
-import { pendingRun, waitStepResult } from "./records.ts";
+import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "./records.ts";
 import { StorageError } from "../errors.ts";
 import type {
   ClaimedRun,
@@ -29,11 +36,16 @@ import type {
   EventWaitResult,
   NewEvent,
   NewRun,
+  NewSchedule,
+  PurgeRequest,
   RunAdvance,
+  RunQuery,
   RunStatus,
+  ScheduleRecord,
   StepResult,
   StorageAdapter,
   StoredError,
+  UpsertScheduleResult,
   WorkflowRun,
 } from "./adapter.ts";
 
@@ -179,6 +191,10 @@ function copyStep(step: StepResult): StepResult {
   return { ...step, error: copyError(step.error) };
 }
 
+function copySchedule(schedule: ScheduleRecord): ScheduleRecord {
+  return { ...schedule };
+}
+
 function copyRun(record: RunRecord): WorkflowRun {
   return {
     id: record.id,
@@ -194,6 +210,32 @@ function copyRun(record: RunRecord): WorkflowRun {
     leaseId: record.leaseId,
     claimCount: record.claimCount,
   };
+}
+
+/**
+ * Orders strings by Unicode code point, which is the byte order of their UTF-8 form and so the
+ * order of SQLite's BINARY collation. `<` compares UTF-16 code units instead, which puts
+ * characters above U+FFFF (surrogate pairs) before U+E000..U+FFFF.
+ */
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+/** Moves surrogates (U+D800..U+DFFF) above U+E000..U+FFFF, keeping every other unit's order. */
+function codePointRank(unit: number): number {
+  if (unit < 0xd800) return unit;
+  return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
+}
+
+/** Compares runs in `listRuns()` order: newest first, then by id descending. */
+function newerFirst(a: { createdAt: number; id: string }, b: { createdAt: number; id: string }): number {
+  return b.createdAt - a.createdAt || compareCodePoints(b.id, a.id);
 }
 
 /**
@@ -237,6 +279,8 @@ export class MemoryStorage implements StorageAdapter {
   #queues = new Map<string, DueQueue>();
   /** Unconsumed events by run, then by name, each name's in delivery order. */
   #events = new Map<string, Map<string, EventQueue>>();
+  /** Schedules by key. */
+  #schedules = new Map<string, ScheduleRecord>();
 
   /**
    * Creates an empty storage.
@@ -267,33 +311,7 @@ export class MemoryStorage implements StorageAdapter {
    *   a run with that id already exists.
    */
   createRun(run: NewRun): Promise<CreateRunResult> {
-    return this.#run("createRun", (op) => {
-      const checked = checkNewRun(op, run);
-      const { id, workflowName, idempotencyKey, createdAt } = checked;
-      const keys = this.#keys.get(workflowName);
-      const holder = idempotencyKey === null ? undefined : keys?.get(idempotencyKey);
-      const existing = holder === undefined ? undefined : this.#runs.get(holder);
-      if (existing !== undefined) return { run: copyRun(existing), created: false };
-      if (this.#runs.has(id)) {
-        throw new StorageError(op, `a run with id ${JSON.stringify(id)} already exists`, { kind: "unique" });
-      }
-
-      const record: RunRecord = {
-        ...pendingRun(checked),
-        seq: this.#seq++,
-        version: 0,
-        indexed: false,
-        indexKey: createdAt,
-        leaseDurationMs: 0,
-      };
-      this.#runs.set(id, record);
-      if (idempotencyKey !== null) {
-        if (keys === undefined) this.#keys.set(workflowName, new Map([[idempotencyKey, id]]));
-        else keys.set(idempotencyKey, id);
-      }
-      this.#index(record, createdAt);
-      return { run: copyRun(record), created: true };
-    });
+    return this.#run("createRun", (op) => this.#insertRun(op, checkNewRun(op, run)));
   }
 
   /**
@@ -567,6 +585,177 @@ export class MemoryStorage implements StorageAdapter {
   }
 
   /**
+   * Reads one page of runs, newest first. Scans every run (O(n log n) in the matches): this
+   * storage is for tests and small ephemeral workloads.
+   *
+   * @param query The filters, the page size and the cursor.
+   * @returns Copies of the runs of the page.
+   * @throws {StorageError} If the storage is closed or the query is malformed.
+   */
+  listRuns(query: RunQuery): Promise<WorkflowRun[]> {
+    return this.#run("listRuns", (op) => {
+      const { statuses, workflowName, limit, before, beforeId } = checkRunQuery(op, query);
+      const wanted = statuses === undefined ? undefined : new Set<string>(statuses);
+      const cursor = before === undefined ? undefined : { createdAt: before, id: beforeId };
+      const page: RunRecord[] = [];
+      for (const record of this.#runs.values()) {
+        if (wanted !== undefined && !wanted.has(record.status)) continue;
+        if (workflowName !== undefined && record.workflowName !== workflowName) continue;
+        if (cursor !== undefined) {
+          const older = record.createdAt < cursor.createdAt ||
+            (record.createdAt === cursor.createdAt && cursor.id !== undefined &&
+              compareCodePoints(record.id, cursor.id) < 0);
+          if (!older) continue;
+        }
+        page.push(record);
+      }
+      return page.sort(newerFirst).slice(0, limit).map(copyRun);
+    });
+  }
+
+  /**
+   * Re-queues a `failed` or `cancelled` run: `pending`, due at `now`, its `failed` step results
+   * deleted and the others kept.
+   *
+   * @param runId The run.
+   * @param now The current time.
+   * @returns False, changing nothing, for an unknown run or any other status.
+   * @throws {StorageError} If the storage is closed or `now` is not a finite time.
+   */
+  requeueRun(runId: string, now: number): Promise<boolean> {
+    return this.#run("requeueRun", (op) => {
+      checkTime(op, "now", now);
+      const record = this.#runs.get(runId);
+      if (record === undefined || !REQUEUEABLE.has(record.status)) return false;
+      const steps = this.#steps.get(runId);
+      for (const [name, step] of steps ?? []) if (step.status === "failed") steps!.delete(name);
+      record.output = null;
+      record.error = null;
+      this.#park(record, "pending", now, now);
+      return true;
+    });
+  }
+
+  /**
+   * Creates or replaces a schedule, keeping its cadence while the recurrence text is unchanged.
+   *
+   * @param schedule The schedule; copied.
+   * @returns A copy of the stored schedule and whether the key was new.
+   * @throws {StorageError} If the storage is closed or the schedule is malformed.
+   */
+  upsertSchedule(schedule: NewSchedule): Promise<UpsertScheduleResult> {
+    return this.#run("upsertSchedule", (op) => {
+      const checked = checkNewSchedule(op, schedule);
+      const result = upsertedSchedule(this.#schedules.get(checked.key) ?? null, checked);
+      this.#schedules.set(checked.key, result.schedule);
+      return { schedule: { ...result.schedule }, created: result.created };
+    });
+  }
+
+  /**
+   * Deletes a schedule.
+   *
+   * @param key The schedule's key.
+   * @returns Whether it existed.
+   * @throws {StorageError} If the storage is closed or `key` is not a string.
+   */
+  deleteSchedule(key: string): Promise<boolean> {
+    return this.#run("deleteSchedule", (op) => this.#schedules.delete(checkString(op, "key", key)));
+  }
+
+  /**
+   * Reads every schedule.
+   *
+   * @returns Copies, ordered by key.
+   * @throws {StorageError} If the storage is closed.
+   */
+  listSchedules(): Promise<ScheduleRecord[]> {
+    return this.#run("listSchedules", () => {
+      return [...this.#schedules.values()].sort((a, b) => compareCodePoints(a.key, b.key)).map(copySchedule);
+    });
+  }
+
+  /**
+   * Reads the due schedules of the given workflows, earliest `nextRunAt` first, ties by key.
+   * Scans every schedule.
+   *
+   * @param workflowNames The workflows.
+   * @param now The current time.
+   * @param limit At most this many (an integer >= 0).
+   * @returns Copies of the due schedules.
+   * @throws {StorageError} If the storage is closed or an argument is malformed.
+   */
+  dueSchedules(workflowNames: readonly string[], now: number, limit: number): Promise<ScheduleRecord[]> {
+    return this.#run("dueSchedules", (op) => {
+      const names = new Set(checkNames(op, workflowNames));
+      checkTime(op, "now", now);
+      checkLimit(op, limit, 0);
+      return [...this.#schedules.values()]
+        .filter((schedule) => schedule.nextRunAt <= now && names.has(schedule.workflowName))
+        .sort((a, b) => a.nextRunAt - b.nextRunAt || compareCodePoints(a.key, b.key))
+        .slice(0, limit)
+        .map(copySchedule);
+    });
+  }
+
+  /**
+   * Claims a schedule's slot and creates its run, or changes nothing if `nextRunAt` is no longer `slot`.
+   *
+   * @param key The schedule's key.
+   * @param slot The slot, as read from `nextRunAt`.
+   * @param nextRunAt The slot after it (> `slot`).
+   * @param run The run to create, as for {@linkcode MemoryStorage.createRun}.
+   * @returns The run's creation result, or null when the slot was not there to claim.
+   * @throws {StorageError} If the storage is closed, an argument is malformed, or (kind
+   *   `"unique"`, changing nothing) the run id is taken.
+   */
+  claimScheduleSlot(
+    key: string,
+    slot: number,
+    nextRunAt: number,
+    run: NewRun,
+  ): Promise<CreateRunResult | null> {
+    return this.#run("claimScheduleSlot", (op) => {
+      const checked = checkSlotClaim(op, key, slot, nextRunAt, run);
+      const schedule = this.#schedules.get(key);
+      if (schedule === undefined || schedule.nextRunAt !== slot) return null;
+      // Throws before the schedule moves when the run id is taken, so nothing changes.
+      const result = this.#insertRun(op, checked);
+      this.#schedules.set(key, claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt));
+      return result;
+    });
+  }
+
+  /**
+   * Deletes up to `limit` finished runs that finished before `finishedBefore`, oldest first, with
+   * their step results and events. Scans every run.
+   *
+   * @param request The cutoff, the statuses and the limit.
+   * @returns How many runs were deleted.
+   * @throws {StorageError} If the storage is closed or the request is malformed.
+   */
+  purgeRuns(request: PurgeRequest): Promise<number> {
+    return this.#run("purgeRuns", (op) => {
+      const { finishedBefore, statuses, limit } = checkPurgeRequest(op, request);
+      const wanted = new Set<string>(statuses);
+      const doomed = [...this.#runs.values()]
+        .filter((record) => wanted.has(record.status) && record.updatedAt < finishedBefore)
+        .sort((a, b) => a.updatedAt - b.updatedAt || a.seq - b.seq)
+        .slice(0, limit);
+      for (const record of doomed) {
+        this.#runs.delete(record.id);
+        this.#steps.delete(record.id);
+        this.#events.delete(record.id);
+        const keys = this.#keys.get(record.workflowName);
+        if (record.idempotencyKey !== null && keys?.get(record.idempotencyKey) === record.id) {
+          keys.delete(record.idempotencyKey);
+        }
+      }
+      return doomed.length;
+    });
+  }
+
+  /**
    * Drops all data. Later calls reject with a {@linkcode StorageError} of kind `"closed"`;
    * closing again does nothing, so a harness may close a storage a test already closed.
    *
@@ -579,6 +768,7 @@ export class MemoryStorage implements StorageAdapter {
     this.#keys.clear();
     this.#queues.clear();
     this.#events.clear();
+    this.#schedules.clear();
     return Promise.resolve();
   }
 
@@ -598,6 +788,34 @@ export class MemoryStorage implements StorageAdapter {
     return record !== undefined && record.status === "running" && record.leaseId === leaseId
       ? record
       : undefined;
+  }
+
+  /** Stores a checked new run, or returns the run of its workflow that holds its idempotency key. */
+  #insertRun(op: string, checked: NewRun): CreateRunResult {
+    const { id, workflowName, idempotencyKey, createdAt } = checked;
+    const keys = this.#keys.get(workflowName);
+    const holder = idempotencyKey === null ? undefined : keys?.get(idempotencyKey);
+    const existing = holder === undefined ? undefined : this.#runs.get(holder);
+    if (existing !== undefined) return { run: copyRun(existing), created: false };
+    if (this.#runs.has(id)) {
+      throw new StorageError(op, `a run with id ${JSON.stringify(id)} already exists`, { kind: "unique" });
+    }
+
+    const record: RunRecord = {
+      ...pendingRun(checked),
+      seq: this.#seq++,
+      version: 0,
+      indexed: false,
+      indexKey: createdAt,
+      leaseDurationMs: 0,
+    };
+    this.#runs.set(id, record);
+    if (idempotencyKey !== null) {
+      if (keys === undefined) this.#keys.set(workflowName, new Map([[idempotencyKey, id]]));
+      else keys.set(idempotencyKey, id);
+    }
+    this.#index(record, createdAt);
+    return { run: copyRun(record), created: true };
   }
 
   #stepsOf(runId: string): StepResult[] {
