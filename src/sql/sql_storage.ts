@@ -14,17 +14,28 @@ import type {
   EventWaitResult,
   NewEvent,
   NewRun,
+  NewSchedule,
+  PurgeRequest,
   RunAdvance,
+  RunQuery,
   RunStatus,
+  ScheduleRecord,
   StepResult,
   StorageAdapter,
   StoredError,
+  UpsertScheduleResult,
   WorkflowRun,
 } from "../storage/adapter.ts";
 import {
   checkClaimRequest,
   checkError,
+  checkLimit,
+  checkNames,
   checkNewRun,
+  checkNewSchedule,
+  checkPurgeRequest,
+  checkRunQuery,
+  checkSlotClaim,
   checkStatus,
   checkStep,
   checkString,
@@ -45,7 +56,7 @@ import type {
   SqlValue,
 } from "./driver.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import { pendingRun, waitStepResult } from "../storage/records.ts";
+import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
 import * as SQL from "./sqlite_statements.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
@@ -206,38 +217,13 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "createRun";
     this.#open(op);
     const checked = checkNewRun(op, run);
-    const { id, workflowName, input, idempotencyKey, createdAt } = checked;
-    const insert = statement(
-      SQL.INSERT_RUN,
-      id,
-      workflowName,
-      input,
-      idempotencyKey,
-      createdAt,
-      createdAt,
-      createdAt,
-    );
-    let created: boolean;
-    try {
-      created = (await this.#run(op, "statements", (c) => c.execute(insert))).changes === 1;
-    } catch (error) {
-      if (error instanceof StorageError && error.kind === "unique") {
-        throw new StorageError(op, `a run with id ${JSON.stringify(id)} already exists`, {
-          kind: "unique",
-          cause: error.cause,
-        });
-      }
-      throw error;
-    }
-    if (created) return { run: pendingRun(checked), created: true };
-    // Runs are never deleted, so the holder of the key is still there.
-    const rows = await this.#run(
-      op,
-      "statements",
-      (c) => c.query(statement(SQL.SELECT_RUN_BY_KEY, workflowName, idempotencyKey)),
-    );
-    if (rows[0] === undefined) throw invalid(op, `run ${JSON.stringify(id)} was neither created nor found`);
-    return { run: toRun(rows[0]), created: false };
+    // Two statements without a transaction, the common case's cheapest form. A purge may delete
+    // the key's holder between them; then again in one transaction, where nothing can.
+    return await takenRunId(op, checked.id, async () => {
+      return await this.#run(op, "statements", (c) => insertRun(c, checked)) ??
+        await this.#run(op, "transaction", (c) => insertRun(c, checked)) ??
+        notFound(op, checked.id);
+    });
   }
 
   /**
@@ -517,6 +503,190 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   }
 
   /**
+   * Reads one page of runs in one query that walks an index in page order: `(created_at, id)`,
+   * `(status, created_at, id)` (one arm per status, merged) or `(workflow_name, created_at, id)`.
+   *
+   * @param query The filters, the page size and the cursor.
+   * @returns The runs of the page.
+   * @throws {StorageError} On a driver failure or a malformed query.
+   */
+  async listRuns(query: RunQuery): Promise<WorkflowRun[]> {
+    const op = "listRuns";
+    this.#open(op);
+    const { statuses = [], workflowName, limit, before, beforeId } = checkRunQuery(op, query);
+    const cursor = before === undefined ? "none" : beforeId === undefined ? "before" : "beforeId";
+    const sql = SQL.selectRunsPage(statuses.length, workflowName !== undefined, cursor);
+    const params: SqlParameter[] = [];
+    for (const status of statuses.length === 0 ? [undefined] : statuses) {
+      if (status !== undefined) params.push(status);
+      if (workflowName !== undefined) params.push(workflowName);
+      if (before !== undefined) params.push(before);
+      if (beforeId !== undefined) params.push(beforeId);
+    }
+    const rows = await this.#run(op, "statements", (c) => c.query(statement(sql, ...params, limit)));
+    return rows.map(toRun);
+  }
+
+  /**
+   * Re-queues a `failed` or `cancelled` run in one `BEGIN IMMEDIATE` transaction: the update,
+   * then (if it matched) the deletion of its `failed` step results and leftover events.
+   *
+   * @param runId The run.
+   * @param now The current time.
+   * @returns False, changing nothing, for an unknown run or any other status.
+   * @throws {StorageError} On a driver failure or a non-finite `now`.
+   */
+  async requeueRun(runId: string, now: number): Promise<boolean> {
+    const op = "requeueRun";
+    this.#open(op);
+    checkTime(op, "now", now);
+    if (typeof runId !== "string") return false;
+    return await this.#run(op, "transaction", async (c) => {
+      if ((await c.execute(statement(SQL.REQUEUE_RUN, now, now, runId))).changes !== 1) return false;
+      await c.execute(statement(SQL.DELETE_FAILED_STEPS, runId));
+      // MemoryStorage drops a run's events when it finishes; the SQL storage leaves them until now.
+      await c.execute(statement(SQL.DELETE_EVENTS_OF_RUN, runId));
+      return true;
+    });
+  }
+
+  /**
+   * Creates or replaces a schedule in one `BEGIN IMMEDIATE` transaction: it reads the stored
+   * schedule, then writes the merged record.
+   *
+   * @param schedule The schedule.
+   * @returns The stored schedule and whether the key was new.
+   * @throws {StorageError} On a driver failure or a malformed schedule.
+   */
+  async upsertSchedule(schedule: NewSchedule): Promise<UpsertScheduleResult> {
+    const op = "upsertSchedule";
+    this.#open(op);
+    const checked = checkNewSchedule(op, schedule);
+    return await this.#run(op, "transaction", async (c) => {
+      const [row] = await c.query(statement(SQL.SELECT_SCHEDULE, checked.key));
+      const result = upsertedSchedule(row === undefined ? null : toSchedule(row), checked);
+      await c.execute(scheduleStatement(result.schedule));
+      return result;
+    });
+  }
+
+  /**
+   * Deletes a schedule in one statement.
+   *
+   * @param key The schedule's key.
+   * @returns Whether it existed.
+   * @throws {StorageError} On a driver failure or a key that is not a string.
+   */
+  async deleteSchedule(key: string): Promise<boolean> {
+    const op = "deleteSchedule";
+    this.#open(op);
+    const remove = statement(SQL.DELETE_SCHEDULE, checkString(op, "key", key));
+    return (await this.#run(op, "statements", (c) => c.execute(remove))).changes === 1;
+  }
+
+  /**
+   * Reads every schedule.
+   *
+   * @returns The schedules, ordered by key.
+   * @throws {StorageError} On a driver failure.
+   */
+  async listSchedules(): Promise<ScheduleRecord[]> {
+    const op = "listSchedules";
+    this.#open(op);
+    return (await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_SCHEDULES)))).map(
+      toSchedule,
+    );
+  }
+
+  /**
+   * Reads the due schedules of the given workflows in one query on the `(next_run_at, key)` index.
+   *
+   * @param workflowNames The workflows.
+   * @param now The current time.
+   * @param limit At most this many (an integer >= 0).
+   * @returns The due schedules, earliest first, ties by key.
+   * @throws {StorageError} On a driver failure or a malformed argument.
+   */
+  async dueSchedules(
+    workflowNames: readonly string[],
+    now: number,
+    limit: number,
+  ): Promise<ScheduleRecord[]> {
+    const op = "dueSchedules";
+    this.#open(op);
+    const names = checkNames(op, workflowNames);
+    const select = statement(
+      SQL.SELECT_DUE_SCHEDULES,
+      checkTime(op, "now", now),
+      JSON.stringify(names),
+      checkLimit(op, limit, 0),
+    );
+    if (limit === 0 || names.length === 0) return [];
+    return (await this.#run(op, "statements", (c) => c.query(select))).map(toSchedule);
+  }
+
+  /**
+   * Claims a schedule's slot in one `BEGIN IMMEDIATE` transaction: reads the schedule under the
+   * write lock, and only if its `nextRunAt` is still `slot` creates the run (as
+   * {@linkcode SqlStorage.createRun}) and moves the schedule to `nextRunAt`.
+   *
+   * @param key The schedule's key.
+   * @param slot The slot, as read from `nextRunAt`.
+   * @param nextRunAt The slot after it (> `slot`).
+   * @param run The run to create.
+   * @returns The run's creation result, or null when the slot was not there to claim.
+   * @throws {StorageError} Kind `"unique"`, changing nothing, if the run id is taken; kind
+   *   `"other"` for malformed input.
+   */
+  async claimScheduleSlot(
+    key: string,
+    slot: number,
+    nextRunAt: number,
+    run: NewRun,
+  ): Promise<CreateRunResult | null> {
+    const op = "claimScheduleSlot";
+    this.#open(op);
+    const checked = checkSlotClaim(op, key, slot, nextRunAt, run);
+    return await takenRunId(op, checked.id, () =>
+      this.#run(op, "transaction", async (c) => {
+        const [row] = await c.query(statement(SQL.SELECT_SCHEDULE, key));
+        const schedule = row === undefined ? null : toSchedule(row);
+        if (schedule === null || schedule.nextRunAt !== slot) return null;
+        const result = await insertRun(c, checked) ?? notFound(op, checked.id);
+        await c.execute(
+          scheduleStatement(claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt)),
+        );
+        return result;
+      }));
+  }
+
+  /**
+   * Deletes up to `limit` finished runs in one `BEGIN IMMEDIATE` transaction: one query walks
+   * the `reflow_runs_finished` index from the oldest finish, then their steps, events and rows
+   * are deleted.
+   *
+   * @param request The cutoff, the statuses and the limit.
+   * @returns How many runs were deleted.
+   * @throws {StorageError} On a driver failure or a malformed request.
+   */
+  async purgeRuns(request: PurgeRequest): Promise<number> {
+    const op = "purgeRuns";
+    this.#open(op);
+    const { finishedBefore, statuses, limit } = checkPurgeRequest(op, request);
+    if (limit === 0) return 0;
+    const select = statement(SQL.SELECT_PURGEABLE, finishedBefore, JSON.stringify(statuses), limit);
+    return await this.#run(op, "transaction", async (c) => {
+      const rows = await c.query(select);
+      if (rows.length === 0) return 0;
+      const runIds = JSON.stringify(rows.map((row) => row.id));
+      await c.execute(statement(SQL.DELETE_STEPS_OF_RUNS, runIds));
+      await c.execute(statement(SQL.DELETE_EVENTS_OF_RUNS, runIds));
+      await c.execute(statement(SQL.DELETE_RUNS, JSON.stringify(rows.map((row) => row.seq))));
+      return rows.length;
+    });
+  }
+
+  /**
    * Closes the driver after the operations in progress. Later calls reject with a
    * {@linkcode StorageError} of kind `"closed"`; closing again does nothing.
    *
@@ -679,6 +849,62 @@ function checkSchemaVersion(operation: string, version: number): void {
   }
 }
 
+/**
+ * Stores a checked new run, or reads the run of its workflow that holds its idempotency key;
+ * null when neither happened (the holder was deleted between the two statements).
+ */
+async function insertRun(connection: SqlConnection, run: NewRun): Promise<CreateRunResult | null> {
+  const { id, workflowName, input, idempotencyKey, createdAt } = run;
+  const insert = statement(
+    SQL.INSERT_RUN,
+    id,
+    workflowName,
+    input,
+    idempotencyKey,
+    createdAt,
+    createdAt,
+    createdAt,
+  );
+  if ((await connection.execute(insert)).changes === 1) return { run: pendingRun(run), created: true };
+  const [row] = await connection.query(statement(SQL.SELECT_RUN_BY_KEY, workflowName, idempotencyKey));
+  return row === undefined ? null : { run: toRun(row), created: false };
+}
+
+/** Names the run id in the message of a unique violation that `call` rejects with. */
+async function takenRunId<T>(operation: string, id: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof StorageError && error.kind === "unique") {
+      throw new StorageError(operation, `a run with id ${JSON.stringify(id)} already exists`, {
+        kind: "unique",
+        cause: error.cause,
+      });
+    }
+    throw error;
+  }
+}
+
+/** A run that a transaction neither inserted nor found: only a broken database gets here. */
+function notFound(operation: string, id: string): never {
+  throw invalid(operation, `run ${JSON.stringify(id)} was neither created nor found`);
+}
+
+function scheduleStatement(schedule: ScheduleRecord): SqlStatement {
+  return statement(
+    SQL.UPSERT_SCHEDULE,
+    schedule.key,
+    schedule.workflowName,
+    schedule.input,
+    schedule.recurrence,
+    schedule.nextRunAt,
+    schedule.lastRunAt,
+    schedule.lastRunId,
+    schedule.createdAt,
+    schedule.updatedAt,
+  );
+}
+
 async function withSteps(connection: SqlConnection, runs: ClaimedRun[]): Promise<ClaimedRun[]> {
   const reclaimed = runs.filter((run) => run.claimCount > 1).map((run) => run.id);
   if (reclaimed.length === 0) return runs;
@@ -787,6 +1013,20 @@ function toStep(row: SqlRow): StepResult {
     error: toError(row),
     attempts: row.attempts as number,
     dueAt: row.due_at as number | null,
+    updatedAt: row.updated_at as number,
+  };
+}
+
+function toSchedule(row: SqlRow): ScheduleRecord {
+  return {
+    key: row.key as string,
+    workflowName: row.workflow_name as string,
+    input: text(row.input) as string,
+    recurrence: text(row.recurrence) as string,
+    nextRunAt: row.next_run_at as number,
+    lastRunAt: row.last_run_at as number | null,
+    lastRunId: row.last_run_id as string | null,
+    createdAt: row.created_at as number,
     updatedAt: row.updated_at as number,
   };
 }

@@ -85,6 +85,33 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX reflow_events_wait ON reflow_events (run_id, name, seq)",
     ],
   },
+  {
+    version: 3,
+    statements: [
+      // Run listing, newest first by (created_at, id), walked backwards: one index per common
+      // filter (none, one status, one workflow), so a page never sorts the matching runs.
+      "CREATE INDEX reflow_runs_created ON reflow_runs (created_at, id)",
+      "CREATE INDEX reflow_runs_status_created ON reflow_runs (status, created_at, id)",
+      "CREATE INDEX reflow_runs_workflow_created ON reflow_runs (workflow_name, created_at, id)",
+      // Retention: only finished runs, oldest finish first (the rowid, seq, breaks ties), so a
+      // purge never reads an unfinished run.
+      `CREATE INDEX reflow_runs_finished ON reflow_runs (updated_at)
+        WHERE status IN ('completed', 'failed', 'cancelled')`,
+      `CREATE TABLE reflow_schedules (
+        key TEXT PRIMARY KEY NOT NULL,
+        workflow_name TEXT NOT NULL,
+        input TEXT NOT NULL,
+        recurrence TEXT NOT NULL,
+        next_run_at INTEGER NOT NULL,
+        last_run_at INTEGER,
+        last_run_id TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      )`,
+      // The due schedules in (next_run_at, key) order straight off the index, stopping at the first not due.
+      "CREATE INDEX reflow_schedules_due ON reflow_schedules (next_run_at, key)",
+    ],
+  },
 ];
 
 /** The schema version this code writes and reads. */

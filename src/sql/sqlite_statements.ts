@@ -190,3 +190,107 @@ export const SELECT_WAIT = "SELECT e.seq AS seq, CAST(e.payload AS BLOB) AS payl
 
 /** Consumes an event. Parameters: seq. */
 export const DELETE_EVENT = "DELETE FROM reflow_events WHERE seq = ?";
+
+/** Must match `FINISHED` of the checks and the WHERE clause of the `reflow_runs_finished` index. */
+const FINISHED_RUN = "status IN ('completed', 'failed', 'cancelled')";
+
+/**
+ * The text of one `listRuns()` page. One SELECT per status (one in all without a status filter),
+ * merged by UNION ALL under the page's ORDER BY: each arm walks an index in page order, so SQLite
+ * merges them instead of sorting the matching runs (as `status IN (…)` would). Parameters, per
+ * arm: the status (when filtered), the workflow (when filtered), the cursor's createdAt and (with
+ * `beforeId`) its id; then the limit.
+ *
+ * @param arms How many statuses are filtered for (0: any status).
+ * @param byWorkflow Whether a workflow is filtered for.
+ * @param cursor Which cursor the page continues from.
+ * @returns The SQL text; the same for the same shape, so the driver's statement cache hits.
+ */
+export function selectRunsPage(
+  arms: number,
+  byWorkflow: boolean,
+  cursor: "none" | "before" | "beforeId",
+): string {
+  const terms = [
+    ...(arms > 0 ? ["status = ?"] : []),
+    ...(byWorkflow ? ["workflow_name = ?"] : []),
+    ...(cursor === "before"
+      ? ["created_at < ?"]
+      : cursor === "beforeId"
+      ? ["(created_at, id) < (?, ?)"]
+      : []),
+  ];
+  const where = terms.length === 0 ? "" : ` WHERE ${terms.join(" AND ")}`;
+  const arm = `SELECT ${RUN_COLUMNS} FROM reflow_runs${where}`;
+  return `${
+    Array(Math.max(arms, 1)).fill(arm).join(" UNION ALL ")
+  } ORDER BY created_at DESC, id DESC LIMIT ?`;
+}
+
+/**
+ * Re-queues a failed or cancelled run: pending, due now, no output, error or lease.
+ * Parameters: now (due at), now (updated at), run id.
+ */
+export const REQUEUE_RUN = "UPDATE reflow_runs SET status = 'pending', due_at = ?, updated_at = ?, " +
+  "output = NULL, error_code = NULL, error_name = NULL, error_message = NULL, error_step = NULL, " +
+  "lease_id = NULL WHERE id = ? AND status IN ('failed', 'cancelled')";
+
+/** Deletes a run's failed step results, so that those steps run again. Parameters: run id. */
+export const DELETE_FAILED_STEPS = "DELETE FROM reflow_steps WHERE run_id = ? AND status = 'failed'";
+
+/** Deletes a run's unconsumed events. Parameters: run id. */
+export const DELETE_EVENTS_OF_RUN = "DELETE FROM reflow_events WHERE run_id = ?";
+
+/**
+ * Up to a limit of finished runs that finished before a time, oldest first, ties by creation.
+ * INDEXED BY holds the plan to the partial index: without statistics SQLite prefers the status
+ * index for the `IN` and then sorts every finished run. Parameters: cutoff, JSON array of
+ * statuses, limit.
+ */
+export const SELECT_PURGEABLE = "SELECT seq, id FROM reflow_runs INDEXED BY reflow_runs_finished " +
+  `WHERE ${FINISHED_RUN} AND updated_at < ? AND +status IN (SELECT value FROM json_each(?)) ` +
+  "ORDER BY updated_at, seq LIMIT ?";
+
+/** Deletes the steps of several runs. Parameters: JSON array of run ids. */
+export const DELETE_STEPS_OF_RUNS =
+  "DELETE FROM reflow_steps WHERE run_id IN (SELECT value FROM json_each(?))";
+
+/** Deletes the events of several runs. Parameters: JSON array of run ids. */
+export const DELETE_EVENTS_OF_RUNS =
+  "DELETE FROM reflow_events WHERE run_id IN (SELECT value FROM json_each(?))";
+
+/** Deletes runs. Parameters: JSON array of seqs. */
+export const DELETE_RUNS = "DELETE FROM reflow_runs WHERE seq IN (SELECT value FROM json_each(?))";
+
+// The input and the recurrence are read as blobs, as encoded values are (see RUN_COLUMNS).
+const SCHEDULE_COLUMNS = "key, workflow_name, CAST(input AS BLOB) AS input, " +
+  "CAST(recurrence AS BLOB) AS recurrence, next_run_at, last_run_at, last_run_id, created_at, updated_at";
+
+/** Reads a schedule. Parameters: key. */
+export const SELECT_SCHEDULE = `SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules WHERE key = ?`;
+
+/** Reads every schedule by key. */
+export const SELECT_SCHEDULES = `SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules ORDER BY key`;
+
+/**
+ * Up to a limit of due schedules of some workflows, earliest first, ties by key. The `+` keeps
+ * the `reflow_schedules_due` index in charge of the order. Parameters: now, JSON array of
+ * workflow names, limit.
+ */
+export const SELECT_DUE_SCHEDULES = `SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules ` +
+  "WHERE next_run_at <= ? AND +workflow_name IN (SELECT value FROM json_each(?)) " +
+  "ORDER BY next_run_at, key LIMIT ?";
+
+/**
+ * Writes a whole schedule, inserting or replacing it. Parameters: key, workflow, input,
+ * recurrence, next run at, last run at, last run id, created at, updated at.
+ */
+export const UPSERT_SCHEDULE = "INSERT INTO reflow_schedules (key, workflow_name, input, recurrence, " +
+  "next_run_at, last_run_at, last_run_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) " +
+  "ON CONFLICT (key) DO UPDATE SET workflow_name = excluded.workflow_name, input = excluded.input, " +
+  "recurrence = excluded.recurrence, next_run_at = excluded.next_run_at, " +
+  "last_run_at = excluded.last_run_at, last_run_id = excluded.last_run_id, " +
+  "created_at = excluded.created_at, updated_at = excluded.updated_at";
+
+/** Deletes a schedule. Parameters: key. */
+export const DELETE_SCHEDULE = "DELETE FROM reflow_schedules WHERE key = ?";
