@@ -11,223 +11,42 @@
  * @module
  */
 
-import { StorageError } from "../errors.ts";
-import type {
-  ClaimedRun,
-  EventWait,
-  NewEvent,
-  NewRun,
-  StepResult,
-  StorageAdapter,
-  StoredError,
-  WorkflowRun,
-} from "./adapter.ts";
+import type { StepResult, StorageAdapter, StoredError, WorkflowRun } from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
+import { listingCases } from "./conformance_listing.ts";
+import { requeueCases } from "./conformance_requeue.ts";
+import { retentionCases } from "./conformance_retention.ts";
+import { scheduleCases } from "./conformance_schedules.ts";
+import {
+  asRun,
+  between,
+  check,
+  checkEqual,
+  checkUnchanged,
+  claim,
+  claimOnly,
+  create,
+  createAndClaim,
+  ENCODED_VALUES,
+  event,
+  expectClosed,
+  finishOneRunEachWay,
+  getRun,
+  ids,
+  LEASE,
+  newRun,
+  NOT_DUE,
+  parkedInWait,
+  scribble,
+  show,
+  step,
+  T0,
+  wait,
+  WF,
+} from "./conformance_support.ts";
 
-/** The fixed "now" most cases run at: 2023-11-14T22:13:20Z. */
-const T0 = 1_700_000_000_000;
-const LEASE = 30_000;
-const WF = "wf";
-/** Far enough after T0 that no case claims at that time. */
-const NOT_DUE = 1_000_000_000;
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-// Undefined-valued keys count as absent and prototypes are ignored, so drivers returning
-// null-prototype rows or `stepName: undefined` still compare equal.
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (Object.is(a, b)) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    return a.length === b.length && a.every((item, i) => deepEqual(item, b[i]));
-  }
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  const keys = new Set([...Object.keys(x), ...Object.keys(y)]);
-  for (const key of keys) if (!deepEqual(x[key], y[key])) return false;
-  return true;
-}
-
-function show(value: unknown): string {
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  return text.length > 300 ? `${text.slice(0, 300)}… (${text.length} chars)` : text;
-}
-
-function checkEqual(actual: unknown, expected: unknown, what: string): void {
-  check(deepEqual(actual, expected), `${what}: expected ${show(expected)}, got ${show(actual)}`);
-}
-
-function newRun(id: string, overrides: Partial<NewRun> = {}): NewRun {
-  return {
-    id,
-    workflowName: WF,
-    input: `{"id":${JSON.stringify(id)}}`,
-    idempotencyKey: null,
-    createdAt: T0,
-    ...overrides,
-  };
-}
-
-async function create(
-  storage: StorageAdapter,
-  id: string,
-  overrides: Partial<NewRun> = {},
-): Promise<WorkflowRun> {
-  const result = await storage.createRun(newRun(id, overrides));
-  check(result.created, `createRun(${show(id)}) should create a run`);
-  return result.run;
-}
-
-function claim(
-  storage: StorageAdapter,
-  now: number,
-  limit = 1,
-  workflowNames: readonly string[] = [WF],
-  leaseDurationMs = LEASE,
-): Promise<ClaimedRun[]> {
-  return storage.claimRuns({ workflowNames, limit, now, leaseDurationMs });
-}
-
-async function claimOnly(storage: StorageAdapter, now: number, id: string): Promise<ClaimedRun> {
-  const claimed = await claim(storage, now);
-  checkEqual(claimed.map((run) => run.id), [id], `claimRuns at ${now - T0} ms`);
-  return claimed[0]!;
-}
-
-async function createAndClaim(storage: StorageAdapter, id: string, now = T0): Promise<ClaimedRun> {
-  await create(storage, id, { createdAt: now });
-  return claimOnly(storage, now, id);
-}
-
-/**
- * Creates runs "completed", "failed" and "cancelled" and finishes each that way; the cancel goes
- * through the lease (`fenced`) or around it (`unfenced`, as `engine.cancel()` does).
- */
-async function finishOneRunEachWay(storage: StorageAdapter, cancel: "fenced" | "unfenced"): Promise<void> {
-  for (const id of ["completed", "failed", "cancelled"]) await create(storage, id);
-  const claimed = await claim(storage, T0, 3);
-  const leaseOf = (id: string): string => claimed.find((run) => run.id === id)!.leaseId;
-  const error = { code: null, name: "Error", message: "x" };
-  check(
-    await storage.advanceRun("completed", leaseOf("completed"), {
-      now: T0,
-      status: "completed",
-      output: "1",
-    }),
-    "complete",
-  );
-  check(await storage.advanceRun("failed", leaseOf("failed"), { now: T0, status: "failed", error }), "fail");
-  const cancelled = cancel === "fenced"
-    ? await storage.updateClaimedRunStatus("cancelled", leaseOf("cancelled"), "cancelled")
-    : await storage.updateRunStatus("cancelled", "cancelled");
-  check(cancelled, "cancel");
-}
-
-/** Creates and claims run `id`, then parks it in `wait` (checking that it parks). */
-async function parkedInWait(storage: StorageAdapter, id: string, wait: EventWait): Promise<ClaimedRun> {
-  const held = await createAndClaim(storage, id);
-  const { outcome } = await storage.awaitEvent(id, held.leaseId, wait);
-  checkEqual(outcome, "parked", "awaitEvent() with no event");
-  return held;
-}
-
-async function getRun(storage: StorageAdapter, id: string): Promise<WorkflowRun> {
-  const run = await storage.getRun(id);
-  check(run !== null, `getRun(${show(id)}) should find the run`);
-  return run;
-}
-
-function ids(runs: readonly { readonly id: string }[]): string[] {
-  return runs.map((run) => run.id);
-}
-
-function step(runId: string, stepName: string, overrides: Partial<StepResult> = {}): StepResult {
-  return {
-    runId,
-    stepName,
-    status: "completed",
-    output: `{"step":${JSON.stringify(stepName)}}`,
-    error: null,
-    attempts: 1,
-    dueAt: null,
-    updatedAt: T0 + 1,
-    ...overrides,
-  };
-}
-
-function event(name: string, payload: string, createdAt: number): NewEvent {
-  return { name, payload, createdAt };
-}
-
-function wait(stepName: string, now: number, timeoutAt: number | null): EventWait {
-  return { now, stepName, timeoutAt };
-}
-
-/** Strips what a claim adds to a run, to compare it with `getRun()`. */
-function asRun(run: ClaimedRun): WorkflowRun {
-  const { steps: _steps, ...rest } = run;
-  return rest;
-}
-
-async function checkUnchanged(storage: StorageAdapter, before: WorkflowRun, what: string): Promise<void> {
-  checkEqual(await storage.getRun(before.id), before, what);
-}
-
-function between(value: number | null, low: number, high: number, what: string): void {
-  check(value !== null && value >= low && value <= high, `${what}: expected ${low}..${high}, got ${value}`);
-}
-
-const ENCODED_VALUES: readonly string[] = [
-  "",
-  '{"$date":"2024-01-01T00:00:00.000Z","x":{"$undefined":1}}',
-  '"héllo wörld — 日本語 🎉 \u{1F600}"',
-  `{"q":"\\"double\\" 'single' \`back\` \\\\ slash"}`,
-  "nul\u0000in the middle\u0000",
-  "line\nbreaks\r\nand\ttabs",
-  "  padded  ",
-  "123",
-  "-0",
-  "1e3",
-  "null",
-  "x".repeat(100_000) + "é",
-];
-
-// Overwrites every leaf and appends to every array, ignoring frozen objects (immutable is fine too).
-function scribble(value: object): void {
-  for (const key of Object.keys(value)) {
-    const inner: unknown = Reflect.get(value, key);
-    if (typeof inner === "object" && inner !== null) scribble(inner);
-    else Reflect.set(value, key, "scribbled");
-  }
-  if (Array.isArray(value) && !Object.isFrozen(value)) value.push("scribbled");
-}
-
-async function expectClosed(name: string, call: () => unknown): Promise<void> {
-  let failure: unknown;
-  try {
-    await call();
-  } catch (error) {
-    failure = error;
-  }
-  check(failure !== undefined, `${name}() after close() should reject`);
-  check(
-    failure instanceof StorageError,
-    `${name}() after close() should reject with a StorageError, got ${show(String(failure))}`,
-  );
-  checkEqual(failure.operation, name, `${name}() after close(): StorageError.operation`);
-  checkEqual(failure.kind, "closed", `${name}() after close(): StorageError.kind`);
-}
-
-/** Every rule of the storage contract, one case each; see {@linkcode ConformanceCase}. */
-export const conformanceCases: readonly ConformanceCase[] = [
+/** The cases of the methods a run's life goes through: creation, claims, steps, status changes, events. */
+const lifecycleCases: readonly ConformanceCase[] = [
   {
     name: "`initialize()` may be called again and keeps what is stored",
     async run(storage) {
@@ -1533,6 +1352,31 @@ export const conformanceCases: readonly ConformanceCase[] = [
       await expectClosed("advanceRun", () => storage.advanceRun("r1", lease, { now: T0 + 1 }));
       await expectClosed("deliverEvent", () => storage.deliverEvent("r1", event("e", "1", T0 + 1)));
       await expectClosed("awaitEvent", () => storage.awaitEvent("r1", lease, wait("e", T0 + 1, null)));
+      await expectClosed("listRuns", () => storage.listRuns({ limit: 1 }));
+      await expectClosed("requeueRun", () => storage.requeueRun("r1", T0 + 1));
+      await expectClosed("upsertSchedule", () =>
+        storage.upsertSchedule({
+          key: "k",
+          workflowName: WF,
+          input: "1",
+          recurrence: "r",
+          nextRunAt: T0 + 1,
+          now: T0,
+        }));
+      await expectClosed("deleteSchedule", () => storage.deleteSchedule("k"));
+      await expectClosed("listSchedules", () => storage.listSchedules());
+      await expectClosed("dueSchedules", () => storage.dueSchedules([WF], T0, 1));
+      await expectClosed("claimScheduleSlot", () => storage.claimScheduleSlot("k", T0, T0 + 1, newRun("r2")));
+      await expectClosed("purgeRuns", () => storage.purgeRuns({ finishedBefore: T0, limit: 1 }));
     },
   },
+];
+
+/** Every rule of the storage contract, one case each; see {@linkcode ConformanceCase}. */
+export const conformanceCases: readonly ConformanceCase[] = [
+  ...lifecycleCases,
+  ...listingCases,
+  ...requeueCases,
+  ...scheduleCases,
+  ...retentionCases,
 ];
