@@ -338,6 +338,172 @@ for (const subject of sqliteSubjects) {
       );
     });
 
+    test(`${label}: listing, purge and due-schedule queries walk their indexes, with no temp b-tree, even after ANALYZE`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path);
+      await storage.initialize();
+      for (let i = 0; i < 300; i++) {
+        await storage.createRun(newRun(`r${i}`, { createdAt: T0 + (i >> 2), workflowName: `wf${i % 3}` }));
+        await storage.upsertSchedule({
+          key: `k${i}`,
+          workflowName: `wf${i % 3}`,
+          input: "{}",
+          recurrence: "r",
+          nextRunAt: T0 + i,
+          now: T0,
+        });
+      }
+      const claimed = await storage.claimRuns({
+        workflowNames: ["wf0", "wf1", "wf2"],
+        limit: 200,
+        now: T0 + 100,
+        leaseDurationMs: 1_000,
+      });
+      for (const [i, run] of claimed.entries()) {
+        if (i % 2 === 0) {
+          await storage.advanceRun(run.id, run.leaseId, {
+            now: T0 + 200 + i,
+            status: "completed",
+            output: "1",
+          });
+        }
+      }
+      const handle = await raw(path);
+      // Each query with its parameters, and the index its plan must name.
+      const queries: [string, unknown[], RegExp][] = [
+        [SQL.selectRunsPage(0, false, "none"), [25], /SCAN reflow_runs USING INDEX reflow_runs_created\b/],
+        [
+          SQL.selectRunsPage(0, false, "beforeId"),
+          [T0 + 50, "r9", 25],
+          /SEARCH reflow_runs USING INDEX reflow_runs_created \(\(created_at,id\)<\(\?,\?\)\)/,
+        ],
+        [
+          SQL.selectRunsPage(0, false, "before"),
+          [T0 + 50, 25],
+          /USING INDEX reflow_runs_created \(created_at<\?\)/,
+        ],
+        [
+          SQL.selectRunsPage(1, false, "beforeId"),
+          ["completed", T0 + 50, "r9", 25],
+          /USING INDEX reflow_runs_status_created \(status=\? AND \(created_at,id\)<\(\?,\?\)\)/,
+        ],
+        [
+          SQL.selectRunsPage(3, false, "none"),
+          ["completed", "pending", "running", 25],
+          /MERGE \(UNION ALL\)[^]*USING INDEX reflow_runs_status_created \(status=\?\)/,
+        ],
+        [
+          SQL.selectRunsPage(0, true, "beforeId"),
+          ["wf1", T0 + 50, "r9", 25],
+          /USING INDEX reflow_runs_workflow_created \(workflow_name=\? AND \(created_at,id\)<\(\?,\?\)\)/,
+        ],
+        [
+          SQL.selectRunsPage(2, true, "before"),
+          ["completed", "wf1", T0 + 50, "pending", "wf1", T0 + 50, 25],
+          /MERGE \(UNION ALL\)/,
+        ],
+        [
+          SQL.SELECT_PURGEABLE,
+          [T0 + 1_000, '["completed","failed"]', 25],
+          /SEARCH reflow_runs USING INDEX reflow_runs_finished \(updated_at<\?\)/,
+        ],
+        [
+          SQL.SELECT_DUE_SCHEDULES,
+          [T0 + 100, '["wf1"]', 25],
+          /SEARCH reflow_schedules USING INDEX reflow_schedules_due \(next_run_at<\?\)/,
+        ],
+      ];
+      const plan = (sql: string, params: unknown[]): string =>
+        rows(handle, `EXPLAIN QUERY PLAN ${sql}`, ...params).map((row) => String(row.detail)).join("\n");
+      for (const analyzed of [false, true]) {
+        if (analyzed) handle.prepare("ANALYZE").run();
+        for (const [sql, params, expected] of queries) {
+          const text = plan(sql, params);
+          assert.match(text, expected, `${sql}\n${text}`);
+          assert.doesNotMatch(
+            text,
+            /TEMP B-TREE|SCAN reflow_runs$|SCAN reflow_schedules$/m,
+            `${sql}\n${text}`,
+          );
+        }
+      }
+      // The statements the plans were read for answer as the storage's own calls do.
+      const page = await storage.listRuns({ limit: 25, statuses: ["completed", "pending", "running"] });
+      assert.equal(page.length, 25);
+    });
+
+    test(`${label}: a version-2 database migrates to version 3 and keeps its runs, steps and events`, async () => {
+      const path = subject.tempPath();
+      const handle = await raw(path);
+      for (const migration of MIGRATIONS.filter((migration) => migration.version <= 2)) {
+        for (const sql of migration.statements) handle.prepare(sql).run();
+      }
+      handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(2);
+      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", '{"v":2}', "key", T0, T0, T0);
+      handle.prepare(SQL.INSERT_RUN).run("r2", "other", "{}", null, T0 + 1, T0 + 1, T0 + 1);
+      handle.prepare(SQL.UPSERT_STEP).run(
+        "r1",
+        "a",
+        "completed",
+        '"ok"',
+        null,
+        null,
+        null,
+        null,
+        1,
+        null,
+        T0,
+      );
+      handle.prepare(SQL.INSERT_EVENT).run("r1", "e", '"p"', T0, "r1");
+      handles.splice(handles.indexOf(handle), 1);
+      handle.close();
+
+      const storage = await open(path);
+      await storage.initialize();
+      const migrated = await raw(path);
+      assert.deepEqual(rows(migrated, "SELECT value FROM reflow_meta"), [{ value: 3 }]);
+      assert.deepEqual(
+        rows(
+          migrated,
+          "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('reflow_runs_created', " +
+            "'reflow_runs_status_created', 'reflow_runs_workflow_created', 'reflow_runs_finished', " +
+            "'reflow_schedules_due') ORDER BY name",
+        ),
+        [
+          { name: "reflow_runs_created" },
+          { name: "reflow_runs_finished" },
+          { name: "reflow_runs_status_created" },
+          { name: "reflow_runs_workflow_created" },
+          { name: "reflow_schedules_due" },
+        ],
+      );
+      assert.deepEqual((await storage.listRuns({ limit: 10 })).map((run) => run.id), ["r2", "r1"]);
+      assert.deepEqual((await storage.listRuns({ limit: 10, workflowName: "wf" }))[0]?.input, '{"v":2}');
+      assert.deepEqual(await storage.getStepResults("r1"), [step("r1", "a")]);
+      assert.equal((await storage.createRun(newRun("r3", { idempotencyKey: "key" }))).run.id, "r1");
+      const [held] = await storage.claimRuns({
+        workflowNames: ["wf"],
+        limit: 1,
+        now: T0,
+        leaseDurationMs: 1_000,
+      });
+      assert.equal(held?.id, "r1");
+      assert.deepEqual(
+        await storage.awaitEvent("r1", held.leaseId, { now: T0 + 1, stepName: "e", timeoutAt: null }),
+        { outcome: "received", payload: '"p"' },
+      );
+      const { created } = await storage.upsertSchedule({
+        key: "k",
+        workflowName: "wf",
+        input: "{}",
+        recurrence: "r",
+        nextRunAt: T0,
+        now: T0,
+      });
+      assert.equal(created, true);
+      assert.deepEqual((await storage.dueSchedules(["wf"], T0, 5)).map((schedule) => schedule.key), ["k"]);
+    });
+
     test(`${label}: events and waits survive closing and reopening the database`, async () => {
       const path = subject.tempPath();
       const first = await open(path);

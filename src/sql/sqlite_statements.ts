@@ -75,13 +75,15 @@ export const SELECT_STEPS_OF_RUNS = `SELECT ${STEP_RESULT_COLUMNS} FROM reflow_s
  * array of workflow names, limit.
  *
  * The `+` on `workflow_name` keeps SQLite from choosing the idempotency index to match the names
- * (and then sorting): the claim index serves the ORDER BY and bounds the scan at `now`.
+ * (and then sorting): the claim index serves the ORDER BY and bounds the scan at `now`. INDEXED BY
+ * keeps it from choosing the listing index on `(status, created_at, id)` for the `IN` (four
+ * lookups, then a sort of every unfinished run), as it does without statistics.
  *
  * Claiming is this SELECT plus one {@linkcode CLAIM_RUN} per row inside `BEGIN IMMEDIATE`.
  * Measured against a single `UPDATE … FROM (window) … RETURNING` that hands out lease ids by row
  * number: the single statement cost 68 µs for one run and 185 µs for 25, these 45 µs and 163 µs.
  */
-export const SELECT_CLAIMABLE = `SELECT seq, ${RUN_COLUMNS} FROM reflow_runs ` +
+export const SELECT_CLAIMABLE = `SELECT seq, ${RUN_COLUMNS} FROM reflow_runs INDEXED BY reflow_runs_claim ` +
   `WHERE ${CLAIMABLE} AND due_at <= ? AND +workflow_name IN (SELECT value FROM json_each(?)) ` +
   "ORDER BY due_at, seq LIMIT ?";
 
