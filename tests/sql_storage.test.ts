@@ -185,6 +185,28 @@ for (const subject of sqliteSubjects) {
       handles.push(handle);
       return handle;
     };
+    /**
+     * A closed database file at an older schema version, made by that version's migrations, with
+     * runs r1 (input `{"v":N}`, key "key") and r2, a step of r1, and (from version 2) an event for r1.
+     */
+    const legacyDatabase = async (version: number): Promise<string> => {
+      const path = subject.tempPath();
+      const handle = await raw(path);
+      for (const migration of MIGRATIONS.filter((migration) => migration.version <= version)) {
+        for (const sql of migration.statements) handle.prepare(sql).run();
+      }
+      handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(version);
+      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", `{"v":${version}}`, "key", T0, T0, T0);
+      handle.prepare(SQL.INSERT_RUN).run("r2", "wf", "{}", null, T0 + 1, T0 + 1, T0 + 1);
+      const { runId, stepName, status, output, attempts, dueAt, updatedAt } = step("r1", "a");
+      handle.prepare(SQL.UPSERT_STEP).run(
+        ...[runId, stepName, status, output, null, null, null, null, attempts, dueAt, updatedAt],
+      );
+      if (version >= 2) handle.prepare(SQL.INSERT_EVENT).run("r1", "e", '"p"', T0, "r1");
+      handles.splice(handles.indexOf(handle), 1);
+      handle.close();
+      return path;
+    };
     afterEach(async () => {
       for (const storage of storages.splice(0)) await storage.close();
       for (const handle of handles.splice(0)) handle.close();
@@ -276,29 +298,7 @@ for (const subject of sqliteSubjects) {
     });
 
     test(`${label}: a version-1 database migrates to the current version and keeps its runs and steps`, async () => {
-      const path = subject.tempPath();
-      const handle = await raw(path);
-      for (const sql of MIGRATIONS.find((migration) => migration.version === 1)!.statements) {
-        handle.prepare(sql).run();
-      }
-      handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(1);
-      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", '{"v":1}', "key", T0, T0, T0);
-      handle.prepare(SQL.INSERT_RUN).run("r2", "wf", "{}", null, T0 + 1, T0 + 1, T0 + 1);
-      handle.prepare(SQL.UPSERT_STEP).run(
-        "r1",
-        "a",
-        "completed",
-        '"ok"',
-        null,
-        null,
-        null,
-        null,
-        1,
-        null,
-        T0,
-      );
-      handles.splice(handles.indexOf(handle), 1);
-      handle.close();
+      const path = await legacyDatabase(1);
 
       const storage = await open(path);
       await storage.initialize();
@@ -433,30 +433,7 @@ for (const subject of sqliteSubjects) {
     });
 
     test(`${label}: a version-2 database migrates to version 3 and keeps its runs, steps and events`, async () => {
-      const path = subject.tempPath();
-      const handle = await raw(path);
-      for (const migration of MIGRATIONS.filter((migration) => migration.version <= 2)) {
-        for (const sql of migration.statements) handle.prepare(sql).run();
-      }
-      handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(2);
-      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", '{"v":2}', "key", T0, T0, T0);
-      handle.prepare(SQL.INSERT_RUN).run("r2", "other", "{}", null, T0 + 1, T0 + 1, T0 + 1);
-      handle.prepare(SQL.UPSERT_STEP).run(
-        "r1",
-        "a",
-        "completed",
-        '"ok"',
-        null,
-        null,
-        null,
-        null,
-        1,
-        null,
-        T0,
-      );
-      handle.prepare(SQL.INSERT_EVENT).run("r1", "e", '"p"', T0, "r1");
-      handles.splice(handles.indexOf(handle), 1);
-      handle.close();
+      const path = await legacyDatabase(2);
 
       const storage = await open(path);
       await storage.initialize();
@@ -478,7 +455,7 @@ for (const subject of sqliteSubjects) {
         ],
       );
       assert.deepEqual((await storage.listRuns({ limit: 10 })).map((run) => run.id), ["r2", "r1"]);
-      assert.deepEqual((await storage.listRuns({ limit: 10, workflowName: "wf" }))[0]?.input, '{"v":2}');
+      assert.deepEqual((await storage.listRuns({ limit: 1, before: T0 + 1 }))[0]?.input, '{"v":2}');
       assert.deepEqual(await storage.getStepResults("r1"), [step("r1", "a")]);
       assert.equal((await storage.createRun(newRun("r3", { idempotencyKey: "key" }))).run.id, "r1");
       const [held] = await storage.claimRuns({

@@ -12,6 +12,7 @@ import {
   checkEqual,
   checkUnchanged,
   claim,
+  claimAndAwait,
   claimOnly,
   create,
   createAndClaim,
@@ -116,13 +117,9 @@ export const requeueCases: readonly ConformanceCase[] = [
         "requeued run: status, dueAt, updatedAt, leaseId, claimCount",
       );
       checkEqual(await storage.getStepResults("r1"), waiting, "steps after the requeue");
-      const again = await claimOnly(storage, T0 + 500, "r1");
-      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 501)), "deliverEvent()");
-      checkEqual(
-        await storage.awaitEvent("r1", again.leaseId, wait("approve", T0 + 502, null)),
-        { outcome: "received", payload: '"yes"' },
-        "awaitEvent() after the requeue",
-      );
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 500)), "deliverEvent()");
+      const received = { outcome: "received", payload: '"yes"' } as const;
+      await claimAndAwait(storage, "r1", T0 + 500, "approve", received, "awaitEvent() after the requeue");
     },
   },
   {
@@ -132,9 +129,11 @@ export const requeueCases: readonly ConformanceCase[] = [
       check(await storage.deliverEvent("r1", event("approve", '"early"', T0 + 20)), "deliverEvent()");
       check(await storage.updateRunStatus("r1", "cancelled"), "cancel");
       check(await storage.requeueRun("r1", T0 + 30), "requeueRun()");
-      const again = await claimOnly(storage, T0 + 30, "r1");
-      checkEqual(
-        await storage.awaitEvent("r1", again.leaseId, wait("approve", T0 + 31, null)),
+      await claimAndAwait(
+        storage,
+        "r1",
+        T0 + 30,
+        "approve",
         { outcome: "parked" },
         "awaitEvent() after the requeue",
       );

@@ -10,6 +10,7 @@ import type { ConformanceCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
+  claimAndAwait,
   claimOnly,
   create,
   createAndClaim,
@@ -126,10 +127,13 @@ export const retentionCases: readonly ConformanceCase[] = [
       );
       checkEqual(await snapshot(), before, "unfinished runs and their steps after the purge");
       check(await storage.deliverEvent("waiting", event("approve", '"go"', T0 + 3)), "wake the waiting run");
-      const woken = await claimOnly(storage, T0 + 3, "waiting");
-      checkEqual(
-        await storage.awaitEvent("waiting", woken.leaseId, wait("other", T0 + 4, null)),
-        { outcome: "received", payload: '"kept"' },
+      const kept = { outcome: "received", payload: '"kept"' } as const;
+      await claimAndAwait(
+        storage,
+        "waiting",
+        T0 + 3,
+        "other",
+        kept,
         "the waiting run's event survived the purge",
       );
     },

@@ -7,7 +7,7 @@
  */
 
 import { StorageError } from "../errors.ts";
-import type { NewSchedule, ScheduleRecord, StorageAdapter } from "./adapter.ts";
+import type { NewSchedule, ScheduleRecord, StorageAdapter, UpsertScheduleResult } from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
 import {
   check,
@@ -62,6 +62,21 @@ async function claimFirstSlot(storage: StorageAdapter, key: string, runId: strin
   check(result?.created === true, `claimScheduleSlot(${show(key)}) should create run ${show(runId)}`);
 }
 
+/**
+ * Stores schedule "k" with `first`, claims its first slot for run "run-1", then upserts "k" again
+ * with `second` at T0 + 90 s; returns the schedule as claimed and the second upsert's answer.
+ */
+async function upsertAgainAfterAClaim(
+  storage: StorageAdapter,
+  first: Partial<NewSchedule>,
+  second: Partial<NewSchedule>,
+): Promise<{ claimed: ScheduleRecord; again: UpsertScheduleResult }> {
+  await upsert(storage, "k", first);
+  await claimFirstSlot(storage, "k", "run-1");
+  const claimed = await getSchedule(storage, "k");
+  return { claimed, again: await upsert(storage, "k", { ...second, now: T0 + 90_000 }) };
+}
+
 /** The conformance cases of schedules. */
 export const scheduleCases: readonly ConformanceCase[] = [
   {
@@ -85,14 +100,10 @@ export const scheduleCases: readonly ConformanceCase[] = [
   {
     name: "`upsertSchedule()` with the same recurrence keeps the cadence and replaces workflow and input",
     async run(storage) {
-      await upsert(storage, "k");
-      await claimFirstSlot(storage, "k", "run-1");
-      const claimed = await getSchedule(storage, "k");
-      const again = await upsert(storage, "k", {
+      const { claimed, again } = await upsertAgainAfterAClaim(storage, {}, {
         workflowName: "other",
         input: '"new input"',
         nextRunAt: T0 + 99 * MINUTE,
-        now: T0 + 90_000,
       });
       const expected: ScheduleRecord = {
         ...claimed,
@@ -112,14 +123,10 @@ export const scheduleCases: readonly ConformanceCase[] = [
   {
     name: "`upsertSchedule()` with a changed recurrence (compared byte for byte) restarts from nextRunAt",
     async run(storage) {
-      await upsert(storage, "k", { recurrence: "caf\u00e9" });
-      await claimFirstSlot(storage, "k", "run-1");
-      const claimed = await getSchedule(storage, "k");
       // The same text once Unicode-normalised, but other bytes: a different recurrence.
-      const changed = await upsert(storage, "k", {
+      const { claimed, again } = await upsertAgainAfterAClaim(storage, { recurrence: "caf\u00e9" }, {
         recurrence: "cafe\u0301",
         nextRunAt: T0 + 10 * MINUTE,
-        now: T0 + 90_000,
       });
       const expected: ScheduleRecord = {
         ...claimed,
@@ -127,7 +134,7 @@ export const scheduleCases: readonly ConformanceCase[] = [
         nextRunAt: T0 + 10 * MINUTE,
         updatedAt: T0 + 90_000,
       };
-      checkEqual(changed, { schedule: expected, created: false }, "upsertSchedule() with a new recurrence");
+      checkEqual(again, { schedule: expected, created: false }, "upsertSchedule() with a new recurrence");
       checkEqual(await storage.listSchedules(), [expected], "listSchedules()");
     },
   },

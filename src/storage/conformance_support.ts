@@ -9,6 +9,7 @@ import { StorageError } from "../errors.ts";
 import type {
   ClaimedRun,
   EventWait,
+  EventWaitResult,
   NewEvent,
   NewRun,
   StepResult,
@@ -230,14 +231,19 @@ export function scribble(value: object): void {
   if (Array.isArray(value) && !Object.isFrozen(value)) value.push("scribbled");
 }
 
-/** Checks that `call` rejects with a StorageError of kind `"closed"` for operation `name`. */
-export async function expectClosed(name: string, call: () => unknown): Promise<void> {
-  let failure: unknown;
+/** What `call` rejected with, or undefined if it resolved. */
+async function rejection(call: () => unknown): Promise<unknown> {
   try {
     await call();
   } catch (error) {
-    failure = error;
+    return error;
   }
+  return undefined;
+}
+
+/** Checks that `call` rejects with a StorageError of kind `"closed"` for operation `name`. */
+export async function expectClosed(name: string, call: () => unknown): Promise<void> {
+  const failure = await rejection(call);
   check(failure !== undefined, `${name}() after close() should reject`);
   check(
     failure instanceof StorageError,
@@ -274,15 +280,26 @@ export async function finishRuns(storage: StorageAdapter, finishes: readonly Fin
  * malformed argument).
  */
 export async function expectInvalid(name: string, what: string, call: () => unknown): Promise<void> {
-  let failure: unknown;
-  try {
-    await call();
-  } catch (error) {
-    failure = error;
-  }
+  const failure = await rejection(call);
   check(
     failure instanceof StorageError,
     `${name}() with ${what} should reject with a StorageError, got ${show(String(failure))}`,
   );
   checkEqual([failure.operation, failure.kind], [name, "other"], `${name}() with ${what}: operation, kind`);
+}
+
+/**
+ * Claims run `id` at `at` (it must be the only run due), then checks what its wait for `name`
+ * without a timeout answers at `at + 1`.
+ */
+export async function claimAndAwait(
+  storage: StorageAdapter,
+  id: string,
+  at: number,
+  name: string,
+  expected: EventWaitResult,
+  what: string,
+): Promise<void> {
+  const held = await claimOnly(storage, at, id);
+  checkEqual(await storage.awaitEvent(id, held.leaseId, wait(name, at + 1, null)), expected, what);
 }
