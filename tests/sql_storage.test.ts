@@ -2,8 +2,10 @@
 // retries, statement budgets, and each driver's evening-out of its library.
 import { after, afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ConfigError, StorageError, type StorageErrorKind } from "../src/errors.ts";
 import type { SqlConnectionLease, SqlDriver, SqlStatement } from "../src/sql/driver.ts";
 import { FifoMutex } from "../src/sql/mutex.ts";
@@ -12,10 +14,12 @@ import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
 import * as SQL from "../src/sql/sqlite_statements.ts";
 import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite_support.ts";
 import type { NewRun, StepResult } from "../src/storage/adapter.ts";
-import { runtimeName } from "./support/runtime.ts";
+import { runtimeName, spawnArgs } from "./support/runtime.ts";
 import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
 
 const T0 = 1_700_000_000_000;
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SLOT_WORKER = fileURLToPath(new URL("./support/slot_worker.ts", import.meta.url));
 
 function newRun(id: string, overrides: Partial<NewRun> = {}): NewRun {
   return { id, workflowName: "wf", input: "{}", idempotencyKey: null, createdAt: T0, ...overrides };
@@ -479,6 +483,70 @@ for (const subject of sqliteSubjects) {
       });
       assert.equal(created, true);
       assert.deepEqual((await storage.dueSchedules(["wf"], T0, 5)).map((schedule) => schedule.key), ["k"]);
+    });
+
+    test(`${label}: processes racing claimScheduleSlot() for the same slots create exactly one run per slot`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path);
+      await storage.initialize();
+      const keys = ["k0", "k1", "k2", "k3"];
+      const config = { driver: subject.name, db: path, keys, slots: 100, first: T0, every: 60_000 };
+      for (const key of keys) {
+        await storage.upsertSchedule({
+          key,
+          workflowName: "wf",
+          input: "{}",
+          recurrence: "r",
+          nextRunAt: T0,
+          now: T0,
+        });
+      }
+      const workers = ["a", "b", "c"].map((tag, offset) => {
+        const { command, args } = spawnArgs(SLOT_WORKER, [JSON.stringify({ ...config, tag, offset })]);
+        const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+        child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+        const exited = new Promise<number | null>((resolve, reject) => {
+          child.on("error", reject);
+          child.on("close", resolve);
+        });
+        const ready = new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", () => stdout.includes("ready\n") && resolve());
+          exited.then(() =>
+            reject(new Error(`worker ${tag} exited before it was ready:\n${stdout}\n${stderr}`))
+          );
+        });
+        return { child, exited, ready, output: () => ({ stdout, stderr }) };
+      });
+      const guard = setTimeout(() => workers.forEach((worker) => worker.child.kill("SIGKILL")), 60_000);
+      try {
+        await Promise.all(workers.map((worker) => worker.ready));
+        for (const worker of workers) worker.child.stdin.end("go\n");
+        const won: string[] = [];
+        for (const worker of workers) {
+          const code = await worker.exited;
+          const { stdout, stderr } = worker.output();
+          assert.equal(code, 0, `a worker failed:\n${stdout}\n${stderr}`);
+          won.push(...JSON.parse(/^done (.*)$/m.exec(stdout)![1]!) as string[]);
+        }
+        const slots = keys.flatMap((key) => Array.from({ length: config.slots }, (_, n) => `${key}@${n}`));
+        assert.deepEqual(won.sort(), slots.sort(), "slots won, over every worker");
+        const runs = await storage.listRuns({ limit: 1_000 });
+        assert.deepEqual(runs.map((run) => run.id.split("/")[0]).sort(), slots.sort(), "one run per slot");
+        for (const schedule of await storage.listSchedules()) {
+          const last = T0 + (config.slots - 1) * config.every;
+          assert.deepEqual(
+            [schedule.nextRunAt, schedule.lastRunAt],
+            [last + config.every, last],
+            schedule.key,
+          );
+        }
+      } finally {
+        clearTimeout(guard);
+        for (const worker of workers) worker.child.kill("SIGKILL");
+      }
     });
 
     test(`${label}: events and waits survive closing and reopening the database`, async () => {

@@ -246,7 +246,8 @@ function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): St
 const UNFINISHED_SQL =
   "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')";
 
-function readLine(): Promise<void> {
+/** Resolves once a line, or the end of input, arrives on stdin: the start barrier. */
+export function readLine(): Promise<void> {
   return new Promise((resolve) => {
     let text = "";
     const onData = (chunk: string) => {
