@@ -1,5 +1,6 @@
 // Static checks, stopping at the first failure. The entry points are read from deno.json "exports",
-// so a new subpath is checked and doc-linted without touching this file.
+// so a new subpath is checked and doc-linted without touching this file. Ends by building the npm
+// package into dist/npm and linting it as published (publint, arethetypeswrong).
 // REFLOW_USE_PATH_RUNTIMES=1 uses deno/tsc from PATH instead of node_modules (as in test_matrix.ts).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -9,8 +10,13 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 process.chdir(root);
+// "node" is the Node running this script, so the build needs no node on PATH.
 const bin = (name: string) =>
-  process.env.REFLOW_USE_PATH_RUNTIMES === "1" ? name : join(root, "node_modules/.bin", name);
+  name === "node"
+    ? process.execPath
+    : process.env.REFLOW_USE_PATH_RUNTIMES === "1"
+    ? name
+    : join(root, "node_modules/.bin", name);
 
 const exports: string | Record<string, string> = JSON.parse(readFileSync("deno.json", "utf8")).exports ?? {};
 const entries = typeof exports === "string" ? [exports] : Object.values(exports);
@@ -23,6 +29,11 @@ const steps: string[][] = [
   // Together in one call: linted alone, an entry point fails with private-type-ref to shared types.
   ["deno", "doc", "-q", "--lint", ...entries],
   ["tsc", "-p", "tsconfig.json"],
+  ["deno", "publish", "--dry-run", "--allow-dirty"],
+  ["node", "scripts/build_npm.ts", "--out", "dist/npm"],
+  ["publint", "--strict", "dist/npm"],
+  // ESM only: CommonJS callers use import(), or require() on Node >= 22.12 (the smoke test does).
+  ["attw", "--pack", "dist/npm", "--ignore-rules", "cjs-resolves-to-esm"],
 ];
 
 for (const [cmd, ...args] of steps) {
