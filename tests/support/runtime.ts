@@ -10,9 +10,16 @@ const g = globalThis as unknown as { Deno?: { execPath(): string }; Bun?: unknow
 /** The runtime running this code. */
 export const runtimeName: RuntimeName = g.Deno ? "deno" : g.Bun ? "bun" : "node";
 
-/** The command line that runs `scriptPath` (a TS file) with `args` in the current runtime. */
-export function spawnArgs(scriptPath: string, args: string[]): { command: string; args: string[] } {
-  if (g.Deno) return { command: g.Deno.execPath(), args: ["run", "-A", scriptPath, ...args] };
+/**
+ * The command line that runs `scriptPath` (a TS or JS file) with `args` in the current runtime;
+ * `denoFlags` go to `deno run` (e.g. how to resolve npm packages) and are ignored elsewhere.
+ */
+export function spawnArgs(
+  scriptPath: string,
+  args: string[],
+  denoFlags: string[] = [],
+): { command: string; args: string[] } {
+  if (g.Deno) return { command: g.Deno.execPath(), args: ["run", "-A", ...denoFlags, scriptPath, ...args] };
   if (g.Bun) return { command: process.execPath, args: ["run", scriptPath, ...args] };
   // Node >= 22.18 strips types by default; the flag silences node:sqlite's warning in children.
   return {

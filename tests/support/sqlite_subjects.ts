@@ -50,8 +50,10 @@ export interface SqliteSubject {
 
 type Loader = () => Promise<DriverModule>;
 
-const napi = Number(process.versions.napi ?? 0);
-const hasNodeSqlite = process.getBuiltinModule?.("node:sqlite") !== undefined;
+/** The Node-API version this runtime implements (better-sqlite3 13 needs 10). */
+export const napi: number = Number(process.versions.napi ?? 0);
+/** Whether `node:sqlite` loads here without a flag. */
+export const hasNodeSqlite: boolean = process.getBuiltinModule?.("node:sqlite") !== undefined;
 const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
 
 // deno-lint-ignore no-explicit-any
