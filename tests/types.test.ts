@@ -16,12 +16,7 @@ import {
 } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
 import { schema, thrownBy } from "./support/fixtures.ts";
-
-/** True when A and B are the same type (not merely assignable either way). */
-type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
-/** True when A and B accept the same values (a union may keep structurally equal members apart). */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-function expectType<_T extends true>(): void {}
+import { type Equal, expectType, type Same } from "./support/type_assertions.ts";
 
 const order = createWorkflow({
   name: "order",
