@@ -2,13 +2,14 @@
 // prints a table and, as the very last line, "N passed, N failed[, N skipped]" (read by CI).
 //
 //   node scripts/test_matrix.ts [--runtime deno,node22,node24,bun]   (or REFLOW_RUNTIMES=deno,bun)
-//   REFLOW_USE_PATH_RUNTIMES=1   use deno/node/bun from PATH instead of node_modules (CI images)
+//   REFLOW_USE_PATH_RUNTIMES=1   use deno/node/bun from PATH instead of node_modules (CI images; one
+//                                "node" runtime then, whichever version is on PATH)
 //   REFLOW_RUNTIME_TIMEOUT=900   seconds before one runtime's whole run is killed
 //
 // Started by any Node >= 22.18 (type stripping); never assumes which Node that is.
 import { execFileSync, spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync } from "node:fs";
+import { delimiter, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs, stripVTControlCharacters } from "node:util";
@@ -21,7 +22,15 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 process.chdir(root);
 const env = process.env;
 const usePath = env.REFLOW_USE_PATH_RUNTIMES === "1";
-const bin = (local: string, name: string) => (usePath ? name : join(root, local));
+// `npm test` puts node_modules/.bin first on PATH, where the pinned deno, bun and (on Linux) Node 22
+// are; PATH mode is for the runtime set up outside the project, so the lookup skips node_modules.
+const norm = (dir: string) => process.platform === "win32" ? resolve(dir).toLowerCase() : resolve(dir);
+const localBins = norm(join(root, "node_modules"));
+const onPath = (name: string): string =>
+  (env.PATH ?? "").split(delimiter).filter((dir) => dir && !norm(dir).startsWith(localBins))
+    .map((dir) => join(dir, process.platform === "win32" ? `${name}.exe` : name))
+    .find((file) => existsSync(file)) ?? name;
+const bin = (local: string, name: string) => (usePath ? onPath(name) : join(root, local));
 const timeoutMs = Number(env.REFLOW_RUNTIME_TIMEOUT ?? 900) * 1000;
 
 // The last "<label> N" in the output (test output may contain earlier look-alikes).
@@ -76,7 +85,7 @@ const all: Runtime[] = [
     parse: parseDeno,
   },
   ...(usePath
-    ? [node("node", "node")]
+    ? [node("node", onPath("node"))]
     : [node("node22", "node_modules/node22/bin/node"), node("node24", "node_modules/node24/bin/node")]),
   {
     id: "bun",
