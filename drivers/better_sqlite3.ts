@@ -2,6 +2,16 @@
  * {@linkcode SQLiteStorage} on [better-sqlite3](https://github.com/WiseLibs/better-sqlite3) 13
  * (Node.js >= 22.14; also loads on Bun, and on Deno with `--allow-ffi --allow-sys`).
  *
+ * @example An engine on a SQLite file (npm: `reflow-ts/sqlite-node`, with `better-sqlite3` installed)
+ * ```ts ignore
+ * import { createEngine } from "@reflow/core";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-node";
+ *
+ * const storage = new SQLiteStorage("app.db");
+ * const engine = createEngine({ storage, workflows: [] });
+ * await engine.start();
+ * ```
+ *
  * @module
  */
 

@@ -1,6 +1,16 @@
 /**
  * {@linkcode SQLiteStorage} on `bun:sqlite` (Bun only).
  *
+ * @example An engine on a SQLite file (npm: `reflow-ts/sqlite-bun`)
+ * ```ts ignore
+ * import { createEngine } from "@reflow/core";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-bun";
+ *
+ * const storage = new SQLiteStorage("app.db");
+ * const engine = createEngine({ storage, workflows: [] });
+ * await engine.start();
+ * ```
+ *
  * @module
  */
 

@@ -2,6 +2,16 @@
  * {@linkcode SQLiteStorage} on `node:sqlite` (Node.js >= 22.13 without a flag; also Bun and
  * Deno, whose built-in SQLite it is).
  *
+ * @example An engine on a SQLite file (npm: `reflow-ts/sqlite-node-builtin`)
+ * ```ts ignore
+ * import { createEngine } from "@reflow/core";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-node-builtin";
+ *
+ * const storage = new SQLiteStorage("app.db");
+ * const engine = createEngine({ storage, workflows: [] });
+ * await engine.start();
+ * ```
+ *
  * @module
  */
 
