@@ -76,6 +76,8 @@ export type {
 } from "./src/engine/events.ts";
 export type { RunDetails, RunInfo, StepInfo } from "./src/engine/run_info.ts";
 export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
+export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listing.ts";
+export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
 
 export {
   ConfigError,

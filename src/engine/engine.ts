@@ -29,6 +29,8 @@ import { EventBus } from "./events.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
 import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
+import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } from "./retention.ts";
+import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
 import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
 
 const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
@@ -156,6 +158,52 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @throws {ConfigError} On an invalid `bufferSize`.
    */
   stream(options?: StreamOptions): EventStream;
+
+  /**
+   * Lists runs newest first, one page at a time, with an exact keyset cursor: runs created at the
+   * same millisecond are neither repeated nor skipped across pages.
+   *
+   * @example Page through failed runs
+   * ```ts ignore
+   * let page = await engine.listRuns({ status: "failed", limit: 100 });
+   * for (;;) {
+   *   for (const run of page.runs) console.log(run.id, run.error?.message);
+   *   if (page.next === null) break;
+   *   page = await engine.listRuns({ status: "failed", limit: 100, ...page.next });
+   * }
+   * ```
+   *
+   * @param options Filters (`status`, `workflow`), page size (`limit`, default 50, at most 1000)
+   *   and the cursor (`before`, `beforeId`) from the previous page's `next`.
+   * @returns The page and the next page's cursor (null on the last page).
+   * @throws {ConfigError} On an invalid filter, limit or cursor (field names it).
+   */
+  listRuns(options?: ListRunsOptions): Promise<RunPage>;
+
+  /**
+   * Puts a failed or cancelled run back in the queue. Its completed and skipped steps are kept
+   * and not run again; the step that failed starts over with fresh attempts.
+   *
+   * @param runId The run.
+   * @returns True if it was re-queued; false if it does not exist or is not failed or cancelled.
+   */
+  resume(runId: string): Promise<boolean>;
+
+  /**
+   * Deletes finished runs (with their steps and events) that finished at least `olderThan` ago,
+   * in batches of `batchSize` per transaction. Runs that are not finished are never touched.
+   *
+   * @example Keep failed runs for a month, the rest for a week
+   * ```ts ignore
+   * await engine.purge({ olderThan: "7d", status: ["completed", "cancelled"] });
+   * await engine.purge({ olderThan: "30d", status: "failed" });
+   * ```
+   *
+   * @param options The age, the statuses (default all finished ones) and the batch size.
+   * @returns How many runs were deleted.
+   * @throws {ConfigError} On an invalid age, status or batch size.
+   */
+  purge(options: PurgeOptions): Promise<number>;
 }
 
 /**
@@ -205,6 +253,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #wakePending = false;
   #nextDueAt = Infinity;
   #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  #retention: RetentionSweeper | undefined;
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
@@ -226,6 +275,16 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     this.#pollIntervalMs = pollIntervalMs;
     this.#state = "started";
     this.#loop = this.#runLoop();
+    const { retention, storage, now } = this.#options;
+    if (retention !== undefined) {
+      this.#retention = new RetentionSweeper(
+        storage,
+        retention,
+        now,
+        (error) => this.#events.reportError(asReflowError(error, "purgeRuns")),
+      );
+      this.#retention.start();
+    }
   }
 
   async stop(): Promise<void> {
@@ -235,6 +294,9 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       await this.#loop;
     }
     this.#state = "stopping";
+    const retention = this.#retention;
+    this.#retention = undefined;
+    await retention?.stop();
     // Runs finishing below must not wait on a consumer that stopped reading.
     this.#events.setIgnoreCongestion(true);
     try {
@@ -255,6 +317,25 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       this.#events.setIgnoreCongestion(false);
       this.#state = "idle";
     }
+  }
+
+  async listRuns(options?: ListRunsOptions): Promise<RunPage> {
+    const query = toRunQuery(options);
+    await this.#initialize();
+    return await listRunPage(this.#options.storage, query);
+  }
+
+  async resume(runId: string): Promise<boolean> {
+    await this.#initialize();
+    const resumed = await this.#options.storage.requeueRun(runId, this.#options.now());
+    if (resumed) this.#notify();
+    return resumed;
+  }
+
+  async purge(options: PurgeOptions): Promise<number> {
+    const plan = resolvePurge(options);
+    await this.#initialize();
+    return await purgeFinishedRuns(this.#options.storage, plan, this.#options.now());
   }
 
   stream(options?: StreamOptions): EventStream {

@@ -2,6 +2,7 @@ import { ConfigError, DuplicateWorkflowError } from "../errors.ts";
 import type { StorageAdapter } from "../storage/adapter.ts";
 import type { AnyWorkflow } from "../workflow/workflow.ts";
 import type { EngineHooks } from "./events.ts";
+import { resolveRetention, type RetentionOptions, type RetentionPlan } from "./retention.ts";
 
 /** Options of `createEngine`. */
 export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
@@ -23,6 +24,11 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   readonly now?: () => number;
   /** A uniform random source in [0, 1) for retry jitter. Default `Math.random`. */
   readonly random?: () => number;
+  /**
+   * Purge finished runs (with their steps and events) older than `olderThan` while started, e.g.
+   * `{ olderThan: "30d" }`. Default: keep every run.
+   */
+  readonly retention?: RetentionOptions;
 }
 
 /** Engine options with defaults applied and every value checked. */
@@ -37,6 +43,7 @@ export interface ResolvedEngineOptions {
   readonly hooks: EngineHooks;
   readonly now: () => number;
   readonly random: () => number;
+  readonly retention: RetentionPlan | undefined;
 }
 
 /** Checks every engine option, so a typo fails at construction rather than in production traffic. */
@@ -96,6 +103,7 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     hooks,
     now: functionOption(options.now, Date.now, "now"),
     random: functionOption(options.random, Math.random, "random"),
+    retention: resolveRetention(options.retention),
   };
 }
 

@@ -23,6 +23,8 @@ export interface StreamOptions {
  * stops (after the events of the runs `stop()` let finish).
  */
 export interface EventStream extends AsyncIterableIterator<EngineEvent>, AsyncDisposable {
+  /** Ends the stream, as leaving a `for await` loop does; resolves as done. */
+  return(): Promise<IteratorResult<EngineEvent>>;
   /** Ends the stream now; unread events are dropped and a pending `next()` resolves as done. */
   close(): void;
 }
