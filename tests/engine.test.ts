@@ -1,4 +1,6 @@
 import { describe, test } from "node:test";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import {
   ConfigError,
@@ -18,6 +20,7 @@ import {
 } from "../mod.ts";
 import { MemoryStorage, testEngine } from "../testing.ts";
 import { crashable, eventually, gate, schema, thrownBy } from "./support/fixtures.ts";
+import { spawnArgs } from "./support/runtime.ts";
 
 const numberInput = schema<{ n: number }>((value) =>
   typeof (value as { n?: unknown })?.n === "number" ? undefined : "Expected { n: number }"
@@ -566,6 +569,14 @@ describe("cancel, start and stop", () => {
     } finally {
       await engine.stop();
     }
+  });
+
+  test("after stop() nothing is left on the event loop: the process exits without waiting out stopTimeoutMs", () => {
+    const script = fileURLToPath(new URL("./support/exit_after_stop.ts", import.meta.url));
+    const { command, args } = spawnArgs(script, []);
+    // A generous bound that only a leaked 10-minute grace timer would exceed.
+    const out = execFileSync(command, args, { encoding: "utf8", timeout: 60_000 });
+    assert.match(out, /stopped/);
   });
 
   test("stop() hands held runs back so another engine continues at once", async () => {
