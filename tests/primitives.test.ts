@@ -2,13 +2,7 @@
 // on every SQLite driver that loads in this runtime.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  ConfigError,
-  createEngine,
-  createWorkflow,
-  DuplicateStepError,
-  ValidationError,
-} from "../mod.ts";
+import { ConfigError, createEngine, createWorkflow, DuplicateStepError, ValidationError } from "../mod.ts";
 import { testEngine } from "../testing.ts";
 import { describeEachStorage } from "./support/engine_subjects.ts";
 import { crashable, eventually, gate, schema, thrownBy } from "./support/fixtures.ts";
