@@ -46,6 +46,11 @@ export interface WorkerConfig {
   readonly pollMs: number;
   /** Whether to wait for a line on stdin after "ready" before starting the engine. */
   readonly barrier: boolean;
+  /**
+   * When the worker stops: `"drained"` (default) once no run in the file is unfinished;
+   * `"stdin-end"` once its stdin is closed, for a parent that keeps enqueuing (scripts/chaos.ts).
+   */
+  readonly until?: "drained" | "stdin-end";
 }
 
 /** One side effect of a handler, as one JSON line of the ledger file. */
@@ -62,6 +67,11 @@ export interface LedgerEntry {
 
 /** The duration of the sleep of the `sleeper` workflow, in ms. */
 export const NAP_MS = 1_500;
+
+/** Attempts of the `flaky` workflow's `charge` step. */
+export const FLAKY_ATTEMPTS = 3;
+/** The error message of a `flaky` run whose `charge` step never succeeds (a negative `n`). */
+export const FLAKY_DOOMED = "charge declined for good";
 
 /** The payload of the `approve` event of the `approval` workflow. */
 const approvalPayload = schema<{ by: string }>((value) =>
@@ -92,6 +102,9 @@ function hang(): Promise<void> {
  * - `approval`: `{ by, result: (n + 1) * 10 }`, step 2 after the `approve` event `{ by }`;
  * - `fanout`: `[n + 2, n + 3, n + 4]`, from branches `fast`, `slow`, `slower` after step 1; in crash
  *   mode `slow` and `slower` hang.
+ * - `flaky`: `{ result: (n + 1) * 3 }`; step `charge` (recorded as `charge#<attempt>`) fails its first
+ *   attempt and succeeds on the retry, or, for a negative `n`, fails all `FLAKY_ATTEMPTS` attempts and
+ *   so the run, with the message `FLAKY_DOOMED`.
  */
 function buildWorkflows(cx: HandlerContext) {
   const input = schema<{ n: number }>();
@@ -173,7 +186,26 @@ function buildWorkflows(cx: HandlerContext) {
       cx.record(runId, "join");
       return [prev.fast, prev.slow, prev.slower];
     });
-  return { drain, crashy, sleeper, approval, fanout };
+  const flaky = createWorkflow({ name: "flaky", input })
+    .step("step1", ({ runId, input }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    })
+    .step("charge", {
+      // A short fixed delay parks the run as pending between attempts, as a real retry does.
+      retry: { maxAttempts: FLAKY_ATTEMPTS, backoff: "linear", initialDelayMs: 20, maxDelayMs: 20 },
+      handler: ({ runId, stepName, attempt, input, prev }) => {
+        cx.record(runId, `${stepName}#${attempt}`);
+        if (input.n < 0) throw new Error(FLAKY_DOOMED);
+        if (attempt === 1) throw new Error("charge failed, try again");
+        return prev * 3;
+      },
+    })
+    .step("step3", ({ runId, prev }) => {
+      cx.record(runId, "step3");
+      return { result: prev };
+    });
+  return { drain, crashy, sleeper, approval, fanout, flaky };
 }
 
 /** The workflows of the processes, by name. */
@@ -266,6 +298,14 @@ export function readLine(): Promise<void> {
   });
 }
 
+function stdinEnd(): Promise<void> {
+  return new Promise((resolve) => {
+    process.stdin.on("data", () => {});
+    process.stdin.on("end", resolve);
+    process.stdin.on("close", resolve);
+  });
+}
+
 async function main(config: WorkerConfig): Promise<void> {
   const subject = sqliteSubjects.find((s) => s.name === config.driver);
   if (subject === undefined || !subject.available) {
@@ -316,9 +356,13 @@ async function main(config: WorkerConfig): Promise<void> {
       await readLine();
     }
     await engine.start(config.pollMs);
+    if (config.until === "stdin-end") {
+      process.stdout.write("started\n");
+      await stdinEnd();
+    }
     // Done when no run is left unfinished by anyone (not when this engine finds nothing to claim:
     // another process may still hold runs it could lose). Polling here is only how we notice.
-    for (;;) {
+    while (config.until !== "stdin-end") {
       const [row] = unfinished.all() as { n: number | bigint }[];
       if (Number(row!.n) === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 20));

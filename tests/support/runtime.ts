@@ -27,3 +27,34 @@ export function spawnArgs(
     args: ["--disable-warning=ExperimentalWarning", scriptPath, ...args],
   };
 }
+
+/** A runtime of the test matrix (scripts/test_matrix.ts), by its id. */
+export type MatrixRuntime = "node22" | "node24" | "bun" | "deno";
+
+/** The matrix runtimes, in the order the test matrix runs them. */
+export const MATRIX_RUNTIMES: readonly MatrixRuntime[] = ["deno", "node22", "node24", "bun"];
+
+/**
+ * The command line that runs `scriptPath` with `args` in a matrix runtime, with the pinned binaries
+ * under `root`/node_modules (or those on `PATH` when REFLOW_USE_PATH_RUNTIMES=1, as in the matrix).
+ */
+export function spawnArgsFor(
+  runtime: MatrixRuntime,
+  root: string,
+  scriptPath: string,
+  args: string[],
+): { command: string; args: string[] } {
+  const usePath = process.env.REFLOW_USE_PATH_RUNTIMES === "1";
+  const bin = (local: string, name: string) => (usePath ? name : `${root}/${local}`);
+  switch (runtime) {
+    case "deno":
+      return { command: bin("node_modules/.bin/deno", "deno"), args: ["run", "-A", scriptPath, ...args] };
+    case "bun":
+      return { command: bin("node_modules/.bin/bun", "bun"), args: ["run", scriptPath, ...args] };
+    default:
+      return {
+        command: bin(`node_modules/${runtime}/bin/node`, "node"),
+        args: ["--disable-warning=ExperimentalWarning", scriptPath, ...args],
+      };
+  }
+}

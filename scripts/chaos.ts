@@ -1,0 +1,339 @@
+// Chaos test: worker processes (tests/support/process_worker.ts, engines with start()) share one
+// SQLite file and run a mixed workload that producer processes (scripts/chaos_producer.ts) enqueue
+// with idempotency keys, send events to and cancel; meanwhile this controller SIGKILLs random
+// workers at random moments and restarts them. At the end it waits for every run to finish and
+// checks: no run lost or stuck, every outcome and output as the plan computes it, every step's
+// result committed once and its side effect recorded, duplicate side effects only from killed
+// processes (the at-least-once window between a side effect and its commit), and
+// `PRAGMA integrity_check`. Prints one summary line; exits 1 on any violation.
+//
+//   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
+//                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--keep]
+//
+// The controller itself runs on Node; --runtime picks what the workers and producers run on
+// (default: this Node), --driver their SQLite driver (a subject of tests/support/sqlite_subjects.ts).
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual, parseArgs } from "node:util";
+import { createEngine, type RunDetails } from "../mod.ts";
+import { type LedgerEntry, processWorkflows, type WorkerConfig } from "../tests/support/process_worker.ts";
+import { MATRIX_RUNTIMES, type MatrixRuntime, spawnArgs, spawnArgsFor } from "../tests/support/runtime.ts";
+import { sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
+import { keyOf, planRun, type ProducerConfig, type ProducerReport, seededRandom } from "./chaos_producer.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const WORKER = fileURLToPath(new URL("../tests/support/process_worker.ts", import.meta.url));
+const PRODUCER = fileURLToPath(new URL("./chaos_producer.ts", import.meta.url));
+const PRODUCERS = 2;
+/** Runs in flight per worker; with a parallel group of 3 branches, a kill can cut at most this × 3 steps. */
+const WORKER_CONCURRENCY = 4;
+const MAX_BRANCHES = 3;
+
+const { values: opts } = parseArgs({
+  options: {
+    short: { type: "boolean", default: false },
+    runtime: { type: "string" },
+    driver: { type: "string" },
+    workers: { type: "string" },
+    runs: { type: "string" },
+    kills: { type: "string" },
+    seed: { type: "string" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const runtime = opts.runtime as MatrixRuntime | undefined;
+if (runtime !== undefined && !MATRIX_RUNTIMES.includes(runtime)) {
+  console.error(`unknown --runtime ${runtime}; known: ${MATRIX_RUNTIMES.join(", ")}`);
+  process.exit(2);
+}
+const short = opts.short;
+const workers = Number(opts.workers ?? (short ? 3 : 4));
+const runs = Number(opts.runs ?? (short ? 300 : 5000));
+const kills = Number(opts.kills ?? (short ? 10 : 220));
+const seed = Number(opts.seed ?? Date.now() % 100_000);
+const driver = opts.driver ??
+  (runtime === "deno" ? "deno-sqlite" : runtime === "bun" ? "bun:sqlite" : "better-sqlite3");
+// A worker lives a few hundred ms between kills; the lease bounds how long a killed worker's runs wait.
+const killEveryMs: [number, number] = short ? [100, 300] : [100, 400];
+const leaseMs = 3000;
+const random = seededRandom(seed);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const dir = mkdtempSync(join(tmpdir(), "reflow-chaos-"));
+const db = join(dir, "chaos.db");
+const ledger = join(dir, "ledger.jsonl");
+const commandFor = (script: string, args: string[]) =>
+  runtime === undefined ? spawnArgs(script, args) : spawnArgsFor(runtime, ROOT, script, args);
+
+/** A child process with its output kept, for reports. */
+class Child {
+  readonly process: ChildProcess;
+  output = "";
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+
+  constructor(script: string, config: unknown, stdin: "pipe" | "ignore") {
+    const { command, args } = commandFor(script, [JSON.stringify(config)]);
+    this.process = spawn(command, args, { cwd: ROOT, stdio: [stdin, "pipe", "pipe"] });
+    this.process.stdout!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
+    this.process.stderr!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
+    this.exited = new Promise((resolve) =>
+      this.process.on("close", (code, signal) => resolve({ code, signal }))
+    );
+  }
+
+  get started(): boolean {
+    return this.output.includes("started\n");
+  }
+}
+
+const workerConfig: WorkerConfig = {
+  workflow: "drain",
+  crash: false,
+  driver,
+  db,
+  ledger,
+  concurrency: WORKER_CONCURRENCY,
+  leaseMs,
+  pollMs: 100,
+  barrier: false,
+  until: "stdin-end",
+};
+const spawnWorker = () => new Child(WORKER, workerConfig, "pipe");
+
+async function main(): Promise<number> {
+  const began = performance.now();
+  // The controller reads the file with the first driver that loads in this Node.
+  const own = sqliteSubjects.find((s) => s.available);
+  if (own === undefined) throw new Error("no SQLite driver loads in the controller's runtime");
+  const module = await own.load();
+  const storage = module.open(db);
+  await storage.initialize();
+  const reader = await module.openHandle(db);
+  reader.prepare("PRAGMA busy_timeout = 5000").all();
+
+  const pool = Array.from({ length: workers }, spawnWorker);
+  const killedPids = new Set<number>();
+  const meanKillMs = (killEveryMs[0] + killEveryMs[1]) / 2;
+  // Enqueues are spread over most of the killing, so kills strike runs at every stage.
+  const durationMs = Math.round(kills * meanKillMs * 0.8);
+  const producers = Array.from({ length: PRODUCERS }, (_, index) => {
+    const config: ProducerConfig = {
+      index,
+      producers: PRODUCERS,
+      runs,
+      durationMs,
+      db,
+      driver,
+      out: join(dir, `producer-${index}.json`),
+      seed: seed + index + 1,
+    };
+    return { config, child: new Child(PRODUCER, config, "ignore") };
+  });
+
+  let killCount = 0;
+  while (killCount < kills) {
+    await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
+    // Only a worker whose engine runs: killing one still starting up would test little.
+    const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
+    if (live.length === 0) continue;
+    const { child, slot } = live[Math.floor(random() * live.length)]!;
+    child.process.kill("SIGKILL");
+    await child.exited;
+    killedPids.add(child.process.pid!);
+    killCount++;
+    pool[slot] = spawnWorker();
+  }
+
+  const problems: string[] = [];
+  for (const { child } of producers) {
+    const { code } = await child.exited;
+    if (code !== 0) problems.push(`a producer exited with ${code}:\n${child.output}`);
+  }
+  const reports = producers.map(({ config }) =>
+    existsSync(config.out) ? JSON.parse(readFileSync(config.out, "utf8")) as ProducerReport : undefined
+  );
+
+  // Every run must finish; the deadline only stops a hung chaos run.
+  const deadline = Date.now() + (short ? 30_000 : 180_000);
+  const unfinished = reader.prepare(
+    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
+  );
+  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) await sleep(100);
+
+  for (const child of pool) child.process.stdin!.end();
+  for (const child of pool) {
+    const { code } = await child.exited;
+    if (code !== 0) problems.push(`a surviving worker exited with ${code}:\n${child.output}`);
+  }
+
+  const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
+  const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedPids, reader);
+  await storage.close();
+  reader.close();
+  problems.push(...verdict.problems);
+
+  const seconds = ((performance.now() - began) / 1000).toFixed(0);
+  const dupBound = verdict.duplicates <= killCount
+    ? "≤ kills"
+    : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per kill`;
+  console.log(
+    `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
+      `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
+      `integrity ${verdict.integrity}` +
+      ` [${
+        runtime ?? `node ${process.versions.node}`
+      }, ${driver}, ${workers} workers, seed ${seed}, ${seconds} s]`,
+  );
+  for (const problem of problems.slice(0, 20)) console.error(`violation: ${problem}`);
+  if (problems.length > 20) console.error(`... and ${problems.length - 20} more`);
+  if (opts.keep || problems.length > 0) console.error(`files kept in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
+  return problems.length === 0 ? 0 : 1;
+}
+
+interface Verdict {
+  lost: number;
+  stuck: number;
+  wrong: number;
+  duplicates: number;
+  integrity: string;
+  problems: string[];
+}
+
+type Reader = Awaited<ReturnType<Awaited<ReturnType<(typeof sqliteSubjects)[number]["load"]>>["openHandle"]>>;
+
+async function verify(
+  getRunStatus: (runId: string) => Promise<RunDetails | null>,
+  reports: (ProducerReport | undefined)[],
+  killedPids: ReadonlySet<number>,
+  reader: Reader,
+): Promise<Verdict> {
+  const v: Verdict = { lost: 0, stuck: 0, wrong: 0, duplicates: 0, integrity: "?", problems: [] };
+  const wrong = (i: number, what: string) => {
+    v.wrong++;
+    v.problems.push(`run ${keyOf(i)}: ${what}`);
+  };
+
+  // Side effects by run and what, in the order they were appended.
+  const effects = new Map<string, LedgerEntry[]>();
+  const lines = existsSync(ledger) ? readFileSync(ledger, "utf8").split("\n").filter(Boolean) : [];
+  for (const line of lines) {
+    let entry: LedgerEntry;
+    try {
+      entry = JSON.parse(line) as LedgerEntry;
+    } catch {
+      v.problems.push(`torn ledger line ${JSON.stringify(line)}`);
+      continue;
+    }
+    const key = `${entry.run} ${entry.what}`;
+    const list = effects.get(key);
+    if (list === undefined) effects.set(key, [entry]);
+    else list.push(entry);
+  }
+  // A repeated side effect is legitimate only when the process that did it first was killed before
+  // committing; a live process repeating one would mean a lost commit or a stolen lease.
+  const duplicatesByPid = new Map<number, number>();
+  for (const [key, list] of effects) {
+    for (const early of list.slice(0, -1)) {
+      v.duplicates++;
+      if (!killedPids.has(early.pid)) {
+        v.problems.push(`side effect "${key}" repeated after live process ${early.pid}`);
+      }
+      duplicatesByPid.set(early.pid, (duplicatesByPid.get(early.pid) ?? 0) + 1);
+    }
+  }
+  for (const [pid, count] of duplicatesByPid) {
+    if (count > WORKER_CONCURRENCY * MAX_BRANCHES) {
+      v.problems.push(
+        `killed process ${pid} left ${count} duplicate side effects, more than it had in flight`,
+      );
+    }
+  }
+
+  if (reports.some((r) => r === undefined)) v.problems.push("a producer wrote no report");
+  const [first, ...others] = reports.filter((r): r is ProducerReport => r !== undefined);
+  const cancelled: Record<number, boolean> = Object.assign({}, ...reports.map((r) => r?.cancelled ?? {}));
+  /** The planned side effects of each stored run. */
+  const planned = new Map<string, readonly string[]>();
+  for (let i = 0; i < runs; i++) {
+    const runId = first?.runIds[i];
+    if (runId === undefined) {
+      v.lost++;
+      v.problems.push(`run ${keyOf(i)} was never enqueued`);
+      continue;
+    }
+    planned.set(runId, planRun(i).sideEffects);
+    // The same key from every producer names one run, created by exactly one of them.
+    const all = [first!, ...others];
+    if (all.some((r) => r.runIds[i] !== runId) || all.filter((r) => r.created[i]).length !== 1) {
+      wrong(
+        i,
+        `idempotent enqueues disagree: ${JSON.stringify(all.map((r) => [r.runIds[i], r.created[i]]))}`,
+      );
+    }
+    const details = await getRunStatus(runId);
+    if (details === null) {
+      v.lost++;
+      v.problems.push(`run ${keyOf(i)} (${runId}) is not stored`);
+      continue;
+    }
+    const { run, steps } = details;
+    if (!["completed", "failed", "cancelled"].includes(run.status)) {
+      v.stuck++;
+      v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
+      continue;
+    }
+    const plan = planRun(i);
+    const outcome = plan.outcome;
+    const expected = outcome.kind === "raced" ? (cancelled[i] ? "cancelled" : "completed") : outcome.kind;
+    if (plan.cancel !== undefined && cancelled[i] === undefined) wrong(i, "its owner never cancelled it");
+    if (outcome.kind === "cancelled" && cancelled[i] === false) {
+      wrong(i, "cancel() of a waiting run returned false");
+    }
+    if (run.status !== expected) {
+      wrong(i, `status ${run.status}, expected ${expected}`);
+      continue;
+    }
+    if ((outcome.kind === "completed" || outcome.kind === "raced") && expected === "completed") {
+      if (!isDeepStrictEqual(run.output, outcome.output)) {
+        wrong(i, `output ${JSON.stringify(run.output)}, expected ${JSON.stringify(outcome.output)}`);
+      }
+    }
+    if (
+      outcome.kind === "failed" &&
+      (run.error?.message !== outcome.message || run.error?.stepName !== outcome.stepName)
+    ) {
+      wrong(i, `error ${JSON.stringify(run.error)}, expected ${outcome.message} in ${outcome.stepName}`);
+    }
+    // Every unit committed once with the planned attempts, and every side effect there exactly as planned.
+    const recorded = plan.sideEffects.filter((what) => effects.has(`${runId} ${what}`));
+    if (run.status === "cancelled") continue;
+    const units = steps.map((s) => [s.name, s.attempts] as const);
+    if (!isDeepStrictEqual(units, plan.units)) {
+      wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
+    }
+    if (recorded.length !== plan.sideEffects.length) {
+      wrong(i, `side effects ${JSON.stringify(recorded)}, expected ${JSON.stringify(plan.sideEffects)}`);
+    }
+  }
+  // Side effects of runs that do not exist, or that no plan has (a cancelled run's are checked here).
+  for (const [key, [entry]] of effects) {
+    if (!planned.get(entry!.run)?.includes(entry!.what)) v.problems.push(`unplanned side effect "${key}"`);
+  }
+  const [{ n: total }] = reader.prepare("SELECT count(*) AS n FROM reflow_runs").all() as [{ n: number }];
+  if (Number(total) !== runs) v.problems.push(`${total} runs stored, ${runs} planned`);
+  const twice = reader.prepare(
+    "SELECT run_id, step_name, count(*) AS n FROM reflow_steps GROUP BY run_id, step_name HAVING n > 1",
+  ).all();
+  if (twice.length > 0) v.problems.push(`step results stored twice: ${JSON.stringify(twice.slice(0, 5))}`);
+  const integrity = reader.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
+  v.integrity = integrity.length === 1 && integrity[0]!.integrity_check === "ok" ? "ok" : "FAILED";
+  if (v.integrity !== "ok") v.problems.push(`integrity_check: ${JSON.stringify(integrity)}`);
+  return v;
+}
+
+process.exitCode = await main();
