@@ -1,0 +1,239 @@
+// Storage faults under a running engine, on every SQLite driver that loads in this runtime, through
+// tests/support/faulty_driver.ts: busy and I/O errors on a fraction of statements, and a disk that
+// turns full or read-only mid-run and is then fixed. Runs must end exactly as they would without
+// faults (no run failed or lost, every output right), what reaches onError must be a typed
+// StorageError with its kind, and the file must stay intact.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  createEngine,
+  createWorkflow,
+  type Engine,
+  type ReflowError,
+  SqlStorage,
+  StorageError,
+  type StorageErrorKind,
+} from "../mod.ts";
+import { eventually, gate, schema } from "./support/fixtures.ts";
+import { type FaultyDriver, faultyDriver } from "./support/faulty_driver.ts";
+import { seededRandom } from "../scripts/chaos_producer.ts";
+import { type SqliteSubject, sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { runtimeName } from "./support/runtime.ts";
+
+const input = schema<{ n: number }>();
+/** Short leases, so that a run whose commit failed is reclaimed soon after the fault clears. */
+const LEASE_MS = 300;
+
+/**
+ * Sequential steps, a step that fails once and succeeds on the retry, and a parallel group. Step "a"
+ * awaits `inA()` if given, so that a test can hold runs in it.
+ */
+function mixed(inA?: () => Promise<void>) {
+  return createWorkflow({ name: "mixed", input })
+    .step("a", async ({ input }) => {
+      await inA?.();
+      return input.n + 1;
+    })
+    .step("retried", {
+      retry: { maxAttempts: 5, backoff: "linear", initialDelayMs: 5, maxDelayMs: 5 },
+      handler: ({ prev, attempt }) => {
+        if (attempt === 1) throw new Error("first attempt fails");
+        return prev * 2;
+      },
+    })
+    .parallel({ x: ({ prev }) => prev + 1, y: ({ prev }) => prev + 2 })
+    .step("sum", ({ prev, input }) => ({ n: input.n, total: prev.x + prev.y }));
+}
+type Mixed = ReturnType<typeof mixed>;
+/** What `mixed` computes for `n`. */
+const expected = (n: number) => ({ n, total: (n + 1) * 4 + 3 });
+
+interface Setup {
+  readonly faults: FaultyDriver;
+  readonly engine: Engine<Mixed>;
+  /** A storage on the same file without faults, to read what is really stored. */
+  readonly clean: SqlStorage;
+  readonly errors: ReflowError[];
+  readonly db: string;
+}
+
+async function setUp(subject: SqliteSubject, seed: number, inA?: () => Promise<void>): Promise<Setup> {
+  const module = await subject.load();
+  const db = subject.tempPath();
+  const faults = faultyDriver(module.driver(db), {}, seededRandom(seed));
+  const storage = new SqlStorage(faults.driver);
+  const clean = new SqlStorage(module.driver(db));
+  await storage.initialize();
+  const errors: ReflowError[] = [];
+  const engine = createEngine({
+    storage,
+    workflows: [mixed(inA)],
+    concurrency: 4,
+    runLeaseDurationMs: LEASE_MS,
+    hooks: { onError: (error) => void errors.push(error) },
+  });
+  return { faults, engine, clean, errors, db };
+}
+
+async function tearDown(subject: SqliteSubject, setup: Setup): Promise<void> {
+  await setup.engine.stop();
+  const module = await subject.load();
+  const handle = await module.openHandle(setup.db);
+  try {
+    assert.deepEqual(
+      (handle.prepare("PRAGMA integrity_check").all() as object[]).map((row) => ({ ...row })),
+      [{ integrity_check: "ok" }],
+    );
+  } finally {
+    handle.close();
+    await setup.clean.close();
+    await subject.cleanup();
+  }
+}
+
+/** Waits until every run is finished, reading through the fault-free storage. */
+async function allFinished(clean: SqlStorage, runIds: readonly string[], timeoutMs = 20_000): Promise<void> {
+  await eventually(async () => {
+    for (const id of runIds) {
+      const run = await clean.getRun(id);
+      if (!["completed", "failed", "cancelled"].includes(run!.status)) return undefined;
+    }
+    return true;
+  }, timeoutMs);
+}
+
+/** Asserts that each run completed with the output `mixed` computes, every unit with the planned attempts. */
+async function assertCompleted(
+  engine: Engine,
+  runIds: readonly string[],
+  inputs: readonly number[],
+): Promise<void> {
+  for (const [index, runId] of runIds.entries()) {
+    const details = await engine.getRunStatus(runId);
+    assert.equal(details?.run.status, "completed", JSON.stringify(details?.run));
+    assert.deepEqual(details.run.output, expected(inputs[index]!));
+    assert.deepEqual(
+      // Sorted: parallel branches are written in whichever order they finish.
+      details.steps.map((step) => `${step.name} ${step.status} ${step.attempts}`).sort(),
+      ["a completed 1", "retried completed 2", "sum completed 1", "x completed 1", "y completed 1"],
+    );
+  }
+}
+
+function assertTyped(errors: readonly ReflowError[], kinds: readonly StorageErrorKind[]): void {
+  for (const error of errors) {
+    assert.ok(error instanceof StorageError, `not a StorageError: ${error}`);
+    assert.equal(error.code, "STORAGE");
+    assert.ok(kinds.includes(error.kind), `kind ${error.kind} of ${error.message}`);
+    assert.equal(typeof error.operation, "string");
+  }
+}
+
+async function enqueueAll(engine: Engine<Mixed>, inputs: readonly number[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const n of inputs) ids.push((await engine.enqueue("mixed", { n })).runId);
+  return ids;
+}
+
+const RUNS = Array.from({ length: 24 }, (_, i) => i);
+
+for (const subject of sqliteSubjects) {
+  const cell = `${subject.name} on ${runtimeName}`;
+  describe(`storage faults: ${cell}`, { skip: subject.skipReason }, () => {
+    test(`${cell}: with 5% of statements busy, storage retries them and every run completes right`, async () => {
+      const setup = await setUp(subject, 11);
+      try {
+        const runIds = await enqueueAll(setup.engine, RUNS);
+        setup.faults.set({ busyRate: 0.05 });
+        await setup.engine.start(10);
+        await allFinished(setup.clean, runIds);
+        setup.faults.set({ busyRate: 0 });
+        await assertCompleted(setup.engine, runIds, RUNS);
+        assert.ok(
+          setup.faults.injected.busy > 20,
+          `only ${setup.faults.injected.busy} busy failures injected`,
+        );
+        // Busy is retried inside the storage: one reaches the engine only if every retry fails too.
+        assertTyped(setup.errors, ["busy"]);
+        assert.ok(
+          setup.errors.length < setup.faults.injected.busy / 10,
+          `${setup.errors.length} busy errors escaped`,
+        );
+      } finally {
+        await tearDown(subject, setup);
+      }
+    });
+
+    test(
+      `${cell}: with 3% of statements failing with I/O errors, each is reported as a StorageError ` +
+        'of kind "io", no run fails, and every run completes right once its lease is reclaimed',
+      async () => {
+        const setup = await setUp(subject, 12);
+        try {
+          const runIds = await enqueueAll(setup.engine, RUNS);
+          setup.faults.set({ ioRate: 0.03 });
+          await setup.engine.start(10);
+          await allFinished(setup.clean, runIds);
+          setup.faults.set({ ioRate: 0 });
+          await assertCompleted(setup.engine, runIds, RUNS);
+          assert.ok(setup.faults.injected.io > 0);
+          assert.ok(setup.errors.length > 0, "no I/O error was reported");
+          assertTyped(setup.errors, ["io"]);
+        } finally {
+          await tearDown(subject, setup);
+        }
+      },
+    );
+
+    for (const disk of ["full", "readonly"] as const) {
+      test(
+        `${cell}: a disk that turns ${disk} mid-run stops progress with StorageErrors of kind ` +
+          `"${disk}" to onError and rejected enqueues; once fixed, every run completes right`,
+        async () => {
+          // Runs hold in step "a" until the disk has failed, so that their next commits meet the fault.
+          let entered = 0;
+          const open = gate();
+          const setup = await setUp(subject, 13, () => (entered++, open.promise));
+          const inputs = RUNS.slice(0, 8);
+          try {
+            const runIds = await enqueueAll(setup.engine, inputs);
+            await setup.engine.start(10);
+            await eventually(() => entered >= 4 ? true : undefined);
+            setup.faults.set({ disk });
+            open.open();
+
+            // Progress stops: every write fails with a typed error, reported, and nothing changes.
+            await eventually(() =>
+              setup.errors.some((e) => e instanceof StorageError && e.operation === "advanceRun")
+                ? true
+                : undefined
+            );
+            const before = await Promise.all(runIds.map((id) => setup.clean.getRun(id)));
+            await assert.rejects(
+              setup.engine.enqueue("mixed", { n: 99 }),
+              (error: unknown) => error instanceof StorageError && error.kind === disk,
+            );
+            await new Promise((resolve) => setTimeout(resolve, LEASE_MS * 2));
+            const during = await Promise.all(runIds.map((id) => setup.clean.getRun(id)));
+            assert.deepEqual(
+              during.map((r) => [r!.status, r!.updatedAt]),
+              before.map((r) => [r!.status, r!.updatedAt]),
+            );
+            assert.ok(during.every((r) => r!.status !== "completed"));
+            assertTyped(setup.errors, [disk]);
+            const [reported] = setup.errors as StorageError[];
+            assert.match(reported!.message, disk === "readonly" ? /read-?only/i : /full/i);
+
+            // Fixed: the engine carries on by itself; runs whose commits failed are reclaimed.
+            setup.faults.set({ disk: "ok" });
+            await allFinished(setup.clean, runIds);
+            await assertCompleted(setup.engine, runIds, inputs);
+          } finally {
+            open.open();
+            await tearDown(subject, setup);
+          }
+        },
+      );
+    }
+  });
+}

@@ -1,0 +1,107 @@
+// A SqlDriver wrapper that injects SQLite failures in front of a real driver: a fraction of
+// statements fail as busy (SQLITE_BUSY) or with an I/O error (SQLITE_IOERR), and the database can
+// be switched to "disk full" (SQLITE_FULL) or "read-only" (SQLITE_READONLY) for writes, and back.
+//
+// A failure is injected before the statement reaches the real connection, so the statement has no
+// effect, which is what SQLite guarantees for these errors. The injected errors carry the result-code
+// names the real libraries use, so the real driver's classifyError sees them as it would the real
+// ones. ROLLBACK is never failed: SQLite only fails it when no transaction is open (it rolled back
+// by itself), so failing it here would invent a state SQLite never produces (a connection stuck in a
+// transaction).
+import type {
+  SqlConnection,
+  SqlConnectionLease,
+  SqlDriver,
+  SqlErrorKind,
+  SqlStatement,
+} from "../../src/sql/driver.ts";
+
+/** What the wrapper does to statements; change it at any time with {@linkcode FaultyDriver.set}. */
+export interface Faults {
+  /** The fraction (0..1) of statements that fail as busy. */
+  readonly busyRate: number;
+  /** The fraction (0..1) of statements that fail with an I/O error. */
+  readonly ioRate: number;
+  /** `"full"` or `"readonly"`: every write (and COMMIT) fails so; `"ok"`: none does. */
+  readonly disk: "ok" | "full" | "readonly";
+}
+
+/** A driver with injected faults, and the switches and counters of the injection. */
+export interface FaultyDriver {
+  /** The driver to give `new SqlStorage(...)`. */
+  readonly driver: SqlDriver;
+  /** Changes the faults from the next statement on. */
+  set(faults: Partial<Faults>): void;
+  /** How many failures of each kind were injected so far. */
+  readonly injected: Readonly<Record<"busy" | "io" | "full" | "readonly", number>>;
+}
+
+const WRITE = /^\s*(INSERT|UPDATE|DELETE|REPLACE|COMMIT|END)\b/i;
+const ROLLBACK = /^\s*ROLLBACK\b/i;
+
+/** A SQLite-shaped error: `code` is the result-code name better-sqlite3 and bun:sqlite expose. */
+function sqliteError(code: string, message: string): Error {
+  return Object.assign(new Error(`${message} (injected)`), { code });
+}
+
+/**
+ * Wraps `real` so that statements fail as `faults` says.
+ *
+ * @param real The driver that runs the statements that do not fail.
+ * @param faults The initial faults (default none).
+ * @param random The source of the failure draws, [0, 1); seed it for a reproducible run.
+ */
+export function faultyDriver(
+  real: SqlDriver,
+  faults: Partial<Faults> = {},
+  random: () => number = Math.random,
+): FaultyDriver {
+  let current: Faults = { busyRate: 0, ioRate: 0, disk: "ok", ...faults };
+  const injected = { busy: 0, io: 0, full: 0, readonly: 0 };
+
+  const fault = (statement: SqlStatement): Error | undefined => {
+    if (ROLLBACK.test(statement.sql)) return undefined;
+    if (current.disk !== "ok" && WRITE.test(statement.sql)) {
+      injected[current.disk]++;
+      return current.disk === "full"
+        ? sqliteError("SQLITE_FULL", "database or disk is full")
+        : sqliteError("SQLITE_READONLY", "attempt to write a readonly database");
+    }
+    const draw = random();
+    if (draw < current.busyRate) {
+      injected.busy++;
+      return sqliteError("SQLITE_BUSY", "database is locked");
+    }
+    if (draw < current.busyRate + current.ioRate) {
+      injected.io++;
+      return sqliteError("SQLITE_IOERR_WRITE", "disk I/O error");
+    }
+    return undefined;
+  };
+  const guarded = <T>(statement: SqlStatement, run: (s: SqlStatement) => Promise<T>): Promise<T> => {
+    const error = fault(statement);
+    return error === undefined ? run(statement) : Promise.reject(error);
+  };
+
+  const driver: SqlDriver = {
+    dialect: real.dialect,
+    async acquire(): Promise<SqlConnectionLease> {
+      const lease = await real.acquire();
+      const connection: SqlConnection = lease;
+      return {
+        query: (statement) => guarded(statement, (s) => connection.query(s)),
+        execute: (statement) => guarded(statement, (s) => connection.execute(s)),
+        release: () => lease.release(),
+      };
+    },
+    classifyError: (error: unknown): SqlErrorKind => real.classifyError(error),
+    close: () => real.close(),
+  };
+  return {
+    driver,
+    set(faults) {
+      current = { ...current, ...faults };
+    },
+    injected,
+  };
+}
