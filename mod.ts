@@ -130,7 +130,7 @@ export type {
   UpsertScheduleResult,
   WorkflowRun,
 } from "./src/storage/adapter.ts";
-export { decodeValue, encodeValue } from "./src/storage/codec.ts";
+export { decodeValue, encodeValue, MAX_VALUE_BYTES } from "./src/storage/codec.ts";
 
 export type {
   InferSchemaInput,

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { decodeValue, deepFreeze, encodeValue, valuesEqual } from "../src/storage/codec.ts";
+import { decodeValue, deepFreeze, encodeValue, MAX_VALUE_BYTES, valuesEqual } from "../src/storage/codec.ts";
 import { SerializationError } from "../src/errors.ts";
 
 function roundTrip(value: unknown): unknown {
@@ -313,6 +313,27 @@ describe("encodeValue rejections", () => {
 
   test("the path names the user's key, not its escaped form", () => {
     assertRejects({ $date: NaN }, "Cannot store NaN", "$.$date");
+  });
+
+  test("an encoding of up to MAX_VALUE_BYTES (4 MiB) UTF-8 bytes is accepted, one byte more is rejected at $", () => {
+    assert.equal(MAX_VALUE_BYTES, 4 * 1024 * 1024);
+    // Two bytes of the limit are the string's quotes.
+    assert.equal(encodeValue("x".repeat(MAX_VALUE_BYTES - 2)).length, MAX_VALUE_BYTES);
+    const over = MAX_VALUE_BYTES + 1;
+    assertRejects(
+      "x".repeat(MAX_VALUE_BYTES - 1),
+      `Cannot store a value of ${over} bytes encoded: the limit is ${MAX_VALUE_BYTES} bytes`,
+      "$",
+    );
+  });
+
+  test("the size limit counts UTF-8 bytes, not UTF-16 units", () => {
+    // "é" is 2 bytes, "😀" 4 (a surrogate pair); the quotes add 2.
+    assert.equal(encodeValue("é", 4), '"é"');
+    assert.throws(() => encodeValue("é", 3), SerializationError);
+    assert.equal(encodeValue("😀", 6), '"😀"');
+    assert.throws(() => encodeValue("😀", 5), SerializationError);
+    assert.equal(encodeValue(["é".repeat(10)], Infinity), '["éééééééééé"]');
   });
 });
 

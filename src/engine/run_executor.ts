@@ -263,8 +263,9 @@ class RunExecution {
       this.#outputs.set(branch.name, encoded);
       value[branch.name] = decodeValue(encoded);
     }
-    // Re-encoding decoded outputs cannot fail.
-    const encoded = encodeValue(value);
+    // Re-encoding decoded outputs cannot fail: each was accepted, and their sum may pass the size
+    // limit (which bounds what one handler produces), so it is not applied to the group's value.
+    const encoded = encodeValue(value, Infinity);
     if (isLast) return await this.#completeWith(encoded, { value });
     this.#setPrev(encoded, { value });
     return undefined;

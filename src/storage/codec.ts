@@ -18,7 +18,8 @@
  * (`$`, `$.a[2].b`, `$["my key"]`): NaN, ±Infinity, bigints, functions, symbols (values or
  * keys), class instances, `Map`, `Set`, `RegExp`, typed arrays, boxed primitives, Invalid
  * Dates, cycles, and nesting deeper than 1,000 containers. A shared reference that is not a
- * cycle is fine; it is written twice.
+ * cycle is fine; it is written twice. A value whose encoding exceeds
+ * {@linkcode MAX_VALUE_BYTES} (4 MiB of UTF-8) is rejected at path `$`.
  *
  * ## Stored format
  *
@@ -64,6 +65,14 @@ const UNDEFINED_TAG: Readonly<{ $undefined: 1 }> = Object.freeze({ $undefined: 1
  */
 const MAX_DEPTH = 1000;
 
+/**
+ * The largest encoded value Reflow stores, in UTF-8 bytes: 4 MiB. SQLite itself accepts up to 1e9
+ * bytes per value, but every stored value is read back whole (a run's input on each claim, its
+ * step outputs on each reclaim) inside a single-writer database, so a value this large is almost
+ * always a bug or a blob that belongs elsewhere (store a reference to it instead).
+ */
+export const MAX_VALUE_BYTES = 4 * 1024 * 1024;
+
 const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u;
 
 /**
@@ -82,14 +91,48 @@ const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u;
  * ```
  *
  * @param value The value to store.
+ * @param maxBytes The largest encoding accepted, in UTF-8 bytes; default {@linkcode MAX_VALUE_BYTES}.
  * @returns The JSON text to persist.
- * @throws {SerializationError} If the value, or anything inside it, cannot be stored; `path` says where.
+ * @throws {SerializationError} If the value, or anything inside it, cannot be stored; `path` says
+ *   where (`$` for a value whose encoding exceeds `maxBytes`).
  */
-export function encodeValue(value: unknown): EncodedValue {
+export function encodeValue(value: unknown, maxBytes: number = MAX_VALUE_BYTES): EncodedValue {
   const state: EncodeState = { ancestors: [], keys: [] };
   const encoded = encodeAny(value, state, undefined);
   // When nothing needed rewriting, `encoded` is the caller's value itself: no copy was made.
-  return JSON.stringify(encoded);
+  const text = JSON.stringify(encoded);
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes, so short texts need no measuring.
+  if (text.length * 3 > maxBytes) {
+    const bytes = utf8Length(text);
+    if (bytes > maxBytes) {
+      throw new SerializationError(
+        `Cannot store a value of ${bytes} bytes encoded: the limit is ${maxBytes} bytes`,
+        "$",
+      );
+    }
+  }
+  return text;
+}
+
+/**
+ * The UTF-8 length of a string, without allocating its encoding. JSON.stringify escapes lone
+ * surrogates, so they are counted as 3 bytes (U+FFFD) only for safety.
+ */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else bytes += 3;
+    } else bytes += 3;
+  }
+  return bytes;
 }
 
 function encodeAny(value: unknown, state: EncodeState, key: PathKey | undefined): unknown {
