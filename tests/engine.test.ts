@@ -16,7 +16,6 @@ import {
   RunCancelledError,
   StepTimeoutError,
   ValidationError,
-  WorkflowNotFoundError,
 } from "../mod.ts";
 import { MemoryStorage, testEngine } from "../testing.ts";
 import { crashable, eventually, gate, schema, thrownBy } from "./support/fixtures.ts";
@@ -172,24 +171,6 @@ describe("running workflows", () => {
     assert.deepEqual(result.output, { prev: null });
     assert.equal(result.details.steps[0].status, "skipped");
     assert.equal(whenCalls, 1);
-  });
-
-  test("unknown workflows and invalid inputs are typed errors and store nothing", async () => {
-    const workflow = createWorkflow({ name: "w", input: numberInput }).step("a", () => 1);
-    const storage = new MemoryStorage();
-    const engine = createEngine({ storage, workflows: [workflow] });
-    const { runId } = await engine.enqueue("w", { n: 1 });
-    // deno-lint-ignore no-explicit-any
-    await assert.rejects(engine.enqueue("nope" as any, { n: 1 }), WorkflowNotFoundError);
-    // deno-lint-ignore no-explicit-any
-    const invalid = await assert.rejects(engine.enqueue("w", { n: "x" } as any), (error: unknown) => {
-      assert.ok(error instanceof ValidationError);
-      assert.equal(error.issues[0].message, "Expected { n: number }");
-      return true;
-    });
-    void invalid;
-    assert.equal(await storage.claimNextRun(["w", "nope"]).then((run) => run?.id), runId);
-    assert.equal(await storage.claimNextRun(["w", "nope"]), null);
   });
 
   test("an async schema's transformed output is what handlers receive", async () => {
