@@ -10,10 +10,12 @@ import {
   createWorkflow,
   type Engine,
   type ReflowError,
+  type RunAdvance,
   SqlStorage,
   StorageError,
   type StorageErrorKind,
 } from "../mod.ts";
+import { MemoryStorage } from "../testing.ts";
 import { eventually, gate, schema } from "./support/fixtures.ts";
 import { type FaultyDriver, faultyDriver } from "./support/faulty_driver.ts";
 import { seededRandom } from "../scripts/chaos_producer.ts";
@@ -237,3 +239,48 @@ for (const subject of sqliteSubjects) {
     }
   });
 }
+
+describe("storage faults in a parallel group", () => {
+  test("a branch whose commit fails with a StorageError aborts its running siblings' signals", async () => {
+    const storage = new MemoryStorage();
+    const failing = new Proxy(storage, {
+      get(target, property) {
+        if (property !== "advanceRun") {
+          const value = Reflect.get(target, property);
+          return typeof value === "function" ? value.bind(target) : value;
+        }
+        return (runId: string, leaseId: string, change: RunAdvance) =>
+          change.step?.stepName === "fast"
+            ? Promise.reject(new StorageError("advanceRun", "disk I/O error", { kind: "io" }))
+            : storage.advanceRun(runId, leaseId, change);
+      },
+    });
+    const errors: ReflowError[] = [];
+    const slowAborted = gate<unknown>();
+    const workflow = createWorkflow({ name: "group", input })
+      .parallel({
+        fast: () => 1,
+        slow: ({ signal }) =>
+          new Promise<number>((resolve) => {
+            signal.addEventListener("abort", () => slowAborted.open(signal.reason), { once: true });
+            // Settles on its own too, so that the test fails rather than hangs without the abort.
+            setTimeout(() => resolve(2), 2_000);
+          }),
+      });
+    const engine = createEngine({
+      storage: failing,
+      workflows: [workflow],
+      hooks: { onError: (error) => void errors.push(error) },
+    });
+    await engine.enqueue("group", { n: 1 });
+    await engine.tick();
+    const reason = await Promise.race([
+      slowAborted.promise,
+      new Promise((r) => setTimeout(() => r("not aborted"), 1_000)),
+    ]);
+    assert.ok(reason instanceof StorageError, `slow's signal: ${String(reason)}`);
+    assert.equal(reason.kind, "io");
+    assert.deepEqual(errors.map((e) => e.code), ["STORAGE"]);
+    await engine.stop();
+  });
+});

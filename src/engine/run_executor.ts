@@ -240,7 +240,15 @@ class RunExecution {
       let lost = false;
       try {
         await Promise.all(unfinished.map(async (branch) => {
-          const outcome = await this.#runBranch(branch, stored.get(branch.name), group.signal);
+          let outcome: BranchOutcome;
+          try {
+            outcome = await this.#runBranch(branch, stored.get(branch.name), group.signal);
+          } catch (error) {
+            // A storage failure abandons the run (its lease lapses and it is reclaimed): the
+            // siblings must stop too, or they would run on, unseen, beside the next execution.
+            group.abort(error);
+            throw error;
+          }
           if (outcome.kind === "done") outputs.set(branch.name, outcome.encoded);
           else if (outcome.kind === "failed" && failure === undefined && !group.signal.aborted) {
             failure = outcome;
