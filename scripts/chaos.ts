@@ -22,7 +22,7 @@ import { isDeepStrictEqual, parseArgs } from "node:util";
 import { createEngine, type RunDetails } from "../mod.ts";
 import { type LedgerEntry, processWorkflows, type WorkerConfig } from "../tests/support/process_worker.ts";
 import { MATRIX_RUNTIMES, type MatrixRuntime, spawnArgs, spawnArgsFor } from "../tests/support/runtime.ts";
-import { sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
+import { type RawHandle, sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
 import { keyOf, planRun, type ProducerConfig, type ProducerReport, seededRandom } from "./chaos_producer.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -134,9 +134,16 @@ async function main(): Promise<number> {
     return { config, child: new Child(PRODUCER, config, "ignore") };
   });
 
+  const problems: string[] = [];
   let killCount = 0;
   while (killCount < kills) {
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
+    // A worker that ended by itself is a failure to report, not one to wait for (or kill) forever.
+    const ended = pool.find((child) => child.process.exitCode !== null);
+    if (ended !== undefined) {
+      problems.push(`a worker exited by itself with ${ended.process.exitCode}:\n${ended.output}`);
+      break;
+    }
     // Only a worker whose engine runs: killing one still starting up would test little.
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
@@ -148,7 +155,6 @@ async function main(): Promise<number> {
     pool[slot] = spawnWorker();
   }
 
-  const problems: string[] = [];
   for (const { child } of producers) {
     const { code } = await child.exited;
     if (code !== 0) problems.push(`a producer exited with ${code}:\n${child.output}`);
@@ -204,13 +210,11 @@ interface Verdict {
   problems: string[];
 }
 
-type Reader = Awaited<ReturnType<Awaited<ReturnType<(typeof sqliteSubjects)[number]["load"]>>["openHandle"]>>;
-
 async function verify(
   getRunStatus: (runId: string) => Promise<RunDetails | null>,
   reports: (ProducerReport | undefined)[],
   killedPids: ReadonlySet<number>,
-  reader: Reader,
+  reader: RawHandle,
 ): Promise<Verdict> {
   const v: Verdict = { lost: 0, stuck: 0, wrong: 0, duplicates: 0, integrity: "?", problems: [] };
   const wrong = (i: number, what: string) => {
