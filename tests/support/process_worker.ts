@@ -8,8 +8,9 @@
 // Protocol on stdout (one line each): "ready" once storage is initialised (with `barrier`, the worker
 // then waits for a line on stdin before it starts claiming, so that every worker starts at once); in
 // `crash` mode, the marker of the workflow's crash point once it is reached (see `CRASH_POINTS`),
-// after which the worker makes no more progress until it is killed; and finally "done <json>" before
-// it exits 0. Background errors reported by the engine go to stderr and make the exit code 1.
+// after which the worker makes no more progress until it is killed; with `until: "stdin-end"`,
+// "started" once its engine runs (it then works until its stdin closes); and finally "done <json>"
+// before it exits 0. Background errors reported by the engine go to stderr and make the exit code 1.
 import { appendFileSync } from "node:fs";
 import process from "node:process";
 import {
@@ -298,6 +299,7 @@ export function readLine(): Promise<void> {
   });
 }
 
+/** Settles when stdin ends (the parent closed it, or exited). */
 function stdinEnd(): Promise<void> {
   return new Promise((resolve) => {
     process.stdin.on("data", () => {});
