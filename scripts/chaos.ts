@@ -8,7 +8,7 @@
 // `PRAGMA integrity_check`. Prints one summary line; exits 1 on any violation.
 //
 //   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
-//                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--keep]
+//                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--lease-ms 3000] [--keep]
 //
 // The controller itself runs on Node; --runtime picks what the workers and producers run on
 // (default: this Node), --driver their SQLite driver (a subject of tests/support/sqlite_subjects.ts).
@@ -42,6 +42,7 @@ const { values: opts } = parseArgs({
     runs: { type: "string" },
     kills: { type: "string" },
     seed: { type: "string" },
+    "lease-ms": { type: "string" },
     keep: { type: "boolean", default: false },
   },
 });
@@ -59,7 +60,7 @@ const driver = opts.driver ??
   (runtime === "deno" ? "deno-sqlite" : runtime === "bun" ? "bun:sqlite" : "better-sqlite3");
 // A worker lives a few hundred ms between kills; the lease bounds how long a killed worker's runs wait.
 const killEveryMs: [number, number] = short ? [100, 300] : [100, 400];
-const leaseMs = 3000;
+const leaseMs = Number(opts["lease-ms"] ?? 3000);
 const random = seededRandom(seed);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -116,7 +117,8 @@ async function main(): Promise<number> {
   reader.prepare("PRAGMA busy_timeout = 5000").all();
 
   const pool = Array.from({ length: workers }, spawnWorker);
-  const killedPids = new Set<number>();
+  /** When each killed worker was killed, by pid. */
+  const killedAt = new Map<number, number>();
   const meanKillMs = (killEveryMs[0] + killEveryMs[1]) / 2;
   // Enqueues are spread over most of the killing, so kills strike runs at every stage.
   const durationMs = Math.round(kills * meanKillMs * 0.8);
@@ -148,9 +150,9 @@ async function main(): Promise<number> {
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
     const { child, slot } = live[Math.floor(random() * live.length)]!;
+    killedAt.set(child.process.pid!, Date.now());
     child.process.kill("SIGKILL");
     await child.exited;
-    killedPids.add(child.process.pid!);
     killCount++;
     pool[slot] = spawnWorker();
   }
@@ -177,7 +179,7 @@ async function main(): Promise<number> {
   }
 
   const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
-  const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedPids, reader);
+  const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedAt, reader);
   await storage.close();
   reader.close();
   problems.push(...verdict.problems);
@@ -213,7 +215,7 @@ interface Verdict {
 async function verify(
   getRunStatus: (runId: string) => Promise<RunDetails | null>,
   reports: (ProducerReport | undefined)[],
-  killedPids: ReadonlySet<number>,
+  killedAt: ReadonlyMap<number, number>,
   reader: RawHandle,
 ): Promise<Verdict> {
   const v: Verdict = { lost: 0, stuck: 0, wrong: 0, duplicates: 0, integrity: "?", problems: [] };
@@ -239,13 +241,18 @@ async function verify(
     else list.push(entry);
   }
   // A repeated side effect is legitimate only when the process that did it first was killed before
-  // committing; a live process repeating one would mean a lost commit or a stolen lease.
+  // committing, and another process repeated it after the kill; anything else would mean a lost
+  // commit or a stolen lease.
   const duplicatesByPid = new Map<number, number>();
   for (const [key, list] of effects) {
-    for (const early of list.slice(0, -1)) {
+    for (let i = 0; i + 1 < list.length; i++) {
+      const [early, next] = [list[i]!, list[i + 1]!];
       v.duplicates++;
-      if (!killedPids.has(early.pid)) {
-        v.problems.push(`side effect "${key}" repeated after live process ${early.pid}`);
+      const killed = killedAt.get(early.pid);
+      if (killed === undefined || next.pid === early.pid || next.at < killed) {
+        v.problems.push(
+          `side effect "${key}" of process ${early.pid} repeated by ${next.pid} without a kill between`,
+        );
       }
       duplicatesByPid.set(early.pid, (duplicatesByPid.get(early.pid) ?? 0) + 1);
     }
