@@ -75,6 +75,8 @@ export type {
   StepStartEvent,
 } from "./src/engine/events.ts";
 export type { RunDetails, RunInfo, StepInfo } from "./src/engine/run_info.ts";
+export type { ScheduleInfo, ScheduleMethods, ScheduleOptions } from "./src/engine/scheduler.ts";
+export type { Recurrence, ScheduleRecurrence } from "./src/schedule/recurrence.ts";
 export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
 export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listing.ts";
 export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";

@@ -31,6 +31,7 @@ import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
 import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
 import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } from "./retention.ts";
 import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
+import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
 import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
 
 const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
@@ -59,7 +60,7 @@ export type WorkflowNamed<W extends AnyWorkflow, N extends string> = Extract<W, 
  * A durable workflow engine bound to one storage. Create it with {@linkcode createEngine}.
  * `await using` stops it on scope exit.
  */
-export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDisposable {
+export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDisposable, ScheduleMethods<W> {
   /**
    * Initialises storage and starts the worker loop: up to `concurrency` runs in flight, a free
    * slot refilled as soon as it frees, an immediate wake on a local enqueue, and a poll every
@@ -254,10 +255,17 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #nextDueAt = Infinity;
   #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   #retention: RetentionSweeper | undefined;
+  readonly #scheduler: Scheduler;
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
     this.#events = new EventBus(options.hooks);
+    this.#scheduler = new Scheduler({
+      options,
+      initialize: () => this.#initialize(),
+      notify: () => this.#notify(),
+      reportError: (error, operation) => this.#events.reportError(asReflowError(error, operation)),
+    });
   }
 
   async start(pollIntervalMs = 1000): Promise<void> {
@@ -354,6 +362,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
+    await this.#scheduler.fire(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
     return claimed.length;
@@ -383,6 +392,18 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     }
     if (created) this.#notify();
     return { runId: run.id, created };
+  }
+
+  schedule(name: string, input: unknown, recurrence: unknown, options?: ScheduleOptions): Promise<string> {
+    return this.#scheduler.schedule(name, input, recurrence, options);
+  }
+
+  unschedule(key: string): Promise<boolean> {
+    return this.#scheduler.unschedule(key);
+  }
+
+  listSchedules(): Promise<ScheduleInfo[]> {
+    return this.#scheduler.list();
   }
 
   async cancel(runId: string): Promise<boolean> {
@@ -449,6 +470,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       let saturated = free <= 0;
       // Cleared before the claim: a wake-up arriving while the claim runs must not be lost.
       this.#wakePending = false;
+      await this.#scheduler.fireIfDue(this.#pollIntervalMs);
       if (free > 0) {
         try {
           const claimed = await this.#claim(free);
@@ -464,8 +486,12 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       const now = this.#options.now();
       const dueIn = this.#nextDueAt - now;
       if (dueIn <= 0) this.#nextDueAt = Infinity;
+      const scheduleIn = this.#scheduler.wakeAt() - now;
       await this.#sleep(
-        saturated ? this.#pollIntervalMs : Math.max(0, Math.min(this.#pollIntervalMs, dueIn)),
+        Math.max(
+          0,
+          Math.min(saturated ? this.#pollIntervalMs : Math.min(this.#pollIntervalMs, dueIn), scheduleIn),
+        ),
       );
     }
   }
