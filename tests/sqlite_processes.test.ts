@@ -38,6 +38,11 @@ const WORKER = fileURLToPath(new URL("./support/process_worker.ts", import.meta.
 const RUNS = 1_200;
 const PROCESSES = 4;
 const DRAIN_STEPS = ["a", "b", "c"] as const;
+/** Processes, interval, duration and longest tolerated gap of the scheduling test. */
+const SCHEDULE_PROCESSES = 3;
+const SCHEDULE_EVERY_MS = 100;
+const SCHEDULE_FOR_MS = 3_000;
+const SCHEDULE_MAX_GAP_MS = 10 * SCHEDULE_EVERY_MS;
 /** A hang guard, not a timing assertion: a worker still running after this is killed and the test fails. */
 const HANG_GUARD_MS = 60_000;
 
@@ -354,6 +359,61 @@ for (const subject of sqliteSubjects) {
               );
             }
           });
+        }),
+    );
+
+    test(
+      `${cell}: ${SCHEDULE_PROCESSES} processes started on one file with an every-${SCHEDULE_EVERY_MS}-ms ` +
+        "schedule (and a poll of an hour) create one run per slot, on the schedule's grid, without gaps",
+      () =>
+        inScene(subject, async (scene) => {
+          const schedule = { key: "tick", every: SCHEDULE_EVERY_MS, forMs: SCHEDULE_FOR_MS };
+          const workers: WorkerProcess[] = [];
+          for (let i = 0; i < SCHEDULE_PROCESSES; i++) {
+            workers.push(
+              scene.spawn({ workflow: "ticker", crash: false, pollMs: 3_600_000, barrier: true, schedule }),
+            );
+          }
+          await Promise.all(workers.map((worker) => worker.waitForLine("ready")));
+          for (const worker of workers) worker.child.stdin!.end("go\n");
+          for (const worker of workers) await assertCleanExit(worker);
+
+          const storage = scene.driver.open(scene.db);
+          let runs: { idempotencyKey: string | null; id: string }[];
+          let first: number;
+          try {
+            runs = await storage.listRuns({ workflowName: "ticker", limit: 10_000 });
+            const [stored] = await storage.listSchedules();
+            assert.ok(stored !== undefined && stored.lastRunAt !== null, "the schedule fired");
+            first = stored.createdAt + SCHEDULE_EVERY_MS;
+          } finally {
+            await storage.close();
+          }
+          // One run per slot: every run's key names a distinct slot on the grid of the first slot.
+          const slots = runs.map((run) =>
+            Number(/^schedule:tick:(\d+)$/.exec(run.idempotencyKey ?? "")?.[1])
+          );
+          slots.sort((a, b) => a - b);
+          assert.equal(new Set(slots).size, slots.length, `duplicate slots in ${slots.join(", ")}`);
+          for (const slot of slots) {
+            assert.equal((slot - first) % SCHEDULE_EVERY_MS, 0, `slot ${slot} is off the grid of ${first}`);
+          }
+          // Missed slots are skipped by design; with three live engines none should be, but a loaded
+          // machine can stall them all for a moment, so only a long gap fails.
+          const gaps = slots.slice(1).map((slot, i) => slot - slots[i]!);
+          assert.ok(
+            gaps.every((gap) => gap <= SCHEDULE_MAX_GAP_MS),
+            `a gap above ${SCHEDULE_MAX_GAP_MS} ms between slots: ${gaps.join(", ")}`,
+          );
+          assert.ok(
+            slots.length >= SCHEDULE_FOR_MS / SCHEDULE_EVERY_MS / 3,
+            `only ${slots.length} slots fired in ${SCHEDULE_FOR_MS} ms`,
+          );
+          // Each scheduled run ran its step once (the last ones may be left unfinished at stop).
+          const ticks = scene.entries().map((entry) => entry.run);
+          assert.equal(new Set(ticks).size, ticks.length, "a scheduled run's step ran twice");
+          const ids = new Set(runs.map((run) => run.id));
+          assert.ok(ticks.every((run) => ids.has(run)), "a step ran for a run that is not a scheduled one");
         }),
     );
 

@@ -52,6 +52,11 @@ export interface WorkerConfig {
    * `"stdin-end"` once its stdin is closed, for a parent that keeps enqueuing (scripts/chaos.ts).
    */
   readonly until?: "drained" | "stdin-end";
+  /**
+   * Registers this schedule of the `ticker` workflow once started (every worker the same, so it is
+   * one schedule) and runs for `forMs`, instead of running until no run is unfinished.
+   */
+  readonly schedule?: { readonly key: string; readonly every: number; readonly forMs: number };
 }
 
 /** One side effect of a handler, as one JSON line of the ledger file. */
@@ -102,10 +107,11 @@ function hang(): Promise<void> {
  * - `sleeper`: `{ result: (n + 1) * 10 }`, step 2 after a sleep of `NAP_MS`;
  * - `approval`: `{ by, result: (n + 1) * 10 }`, step 2 after the `approve` event `{ by }`;
  * - `fanout`: `[n + 2, n + 3, n + 4]`, from branches `fast`, `slow`, `slower` after step 1; in crash
- *   mode `slow` and `slower` hang.
+ *   mode `slow` and `slower` hang;
  * - `flaky`: `{ result: (n + 1) * 3 }`; step `charge` (recorded as `charge#<attempt>`) fails its first
  *   attempt and succeeds on the retry, or, for a negative `n`, fails all `FLAKY_ATTEMPTS` attempts and
- *   so the run, with the message `FLAKY_DOOMED`.
+ *   so the run, with the message `FLAKY_DOOMED`;
+ * - `ticker`: `n` (step `tick`), the workflow of scheduled runs.
  */
 function buildWorkflows(cx: HandlerContext) {
   const input = schema<{ n: number }>();
@@ -206,7 +212,11 @@ function buildWorkflows(cx: HandlerContext) {
       cx.record(runId, "step3");
       return { result: prev };
     });
-  return { drain, crashy, sleeper, approval, fanout, flaky };
+  const ticker = createWorkflow({ name: "ticker", input }).step("tick", ({ runId, stepName, input }) => {
+    cx.record(runId, stepName);
+    return input.n;
+  });
+  return { drain, crashy, sleeper, approval, fanout, flaky, ticker };
 }
 
 /** The workflows of the processes, by name. */
@@ -361,13 +371,18 @@ async function main(config: WorkerConfig): Promise<void> {
     if (config.until === "stdin-end") {
       process.stdout.write("started\n");
       await stdinEnd();
-    }
-    // Done when no run is left unfinished by anyone (not when this engine finds nothing to claim:
-    // another process may still hold runs it could lose). Polling here is only how we notice.
-    while (config.until !== "stdin-end") {
-      const [row] = unfinished.all() as { n: number | bigint }[];
-      if (Number(row!.n) === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    } else if (config.schedule !== undefined) {
+      const { key, every, forMs } = config.schedule;
+      await engine.schedule("ticker", { n: 1 }, every, { key });
+      await new Promise((resolve) => setTimeout(resolve, forMs));
+    } else {
+      // Done when no run is left unfinished by anyone (not when this engine finds nothing to claim:
+      // another process may still hold runs it could lose). Polling here is only how we notice.
+      for (;;) {
+        const [row] = unfinished.all() as { n: number | bigint }[];
+        if (Number(row!.n) === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     }
   } finally {
     await engine.stop();
