@@ -64,7 +64,8 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Initialises storage and starts the worker loop: up to `concurrency` runs in flight, a free
    * slot refilled as soon as it frees, an immediate wake on a local enqueue, and a poll every
-   * `pollIntervalMs` (default 1000) only to notice work from other processes.
+   * `pollIntervalMs` (default 1000) only to notice work from other processes. Due schedules fire on
+   * time, each round before claiming.
    *
    * @param pollIntervalMs How often to look for work this engine was not told about.
    * @throws {ConfigError} On an invalid interval.
@@ -79,8 +80,8 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   stop(): Promise<void>;
 
   /**
-   * One explicit round: claims up to `concurrency` due runs and executes each until it
-   * finishes or parks. For CLIs and tests; `start()` is the production path.
+   * One explicit round: fires due schedules, then claims up to `concurrency` due runs and
+   * executes each until it finishes or parks. For CLIs and tests; `start()` is the production path.
    *
    * @returns How many runs were claimed.
    */

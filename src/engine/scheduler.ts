@@ -22,7 +22,14 @@ import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
 import type { WorkflowNamed } from "./engine.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 
-/** Options of `engine.schedule()`. */
+/**
+ * Options of `engine.schedule()`.
+ *
+ * @example Name the schedule, so that registering it at every start updates it in place
+ * ```ts ignore
+ * await engine.schedule("report", { team: "sales" }, { cron: "0 9 * * 1-5" }, { key: "sales-report" });
+ * ```
+ */
 export interface ScheduleOptions {
   /**
    * The schedule's key: registering the same key again replaces the schedule's workflow and input,
@@ -32,7 +39,30 @@ export interface ScheduleOptions {
   readonly key?: string;
 }
 
-/** A schedule as `engine.listSchedules()` reports it, with its input decoded. Times are ms since the epoch. */
+/**
+ * A schedule as `engine.listSchedules()` reports it, with its input decoded. Times are ms since the
+ *  epoch, as in `RunInfo`.
+ *
+ * @example Register a schedule, fire its first slot, and read it back
+ * ```ts
+ * import { createEngine, createWorkflow, type StandardSchemaV1 } from "@reflow/core";
+ * import { MemoryStorage } from "@reflow/core/test";
+ *
+ * const anything: StandardSchemaV1<{ team: string }> = {
+ *   "~standard": { version: 1, vendor: "example", validate: (value) => ({ value: value as { team: string } }) },
+ * };
+ * const report = createWorkflow({ name: "report", input: anything }).step("send", ({ input }) => input.team);
+ *
+ * let clock = Date.parse("2025-01-06T08:00:00Z"); // a Monday
+ * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [report], now: () => clock });
+ * await engine.schedule("report", { team: "sales" }, { cron: "0 9 * * 1-5" }, { key: "sales-report" });
+ * clock = Date.parse("2025-01-06T09:00:00Z");
+ * await engine.tick(); // creates the 09:00 run, then runs it
+ * const [info] = await engine.listSchedules();
+ * console.log(info?.recurrence, new Date(info?.nextRunAt ?? 0).toISOString());
+ * // { cron: "0 9 * * 1-5" } 2025-01-07T09:00:00.000Z
+ * ```
+ */
 export interface ScheduleInfo {
   /** The schedule's key. */
   readonly key: string;
