@@ -41,7 +41,7 @@ export interface ScheduleOptions {
 
 /**
  * A schedule as `engine.listSchedules()` reports it, with its input decoded. Times are ms since the
- *  epoch, as in `RunInfo`.
+ * epoch, as in `RunInfo`.
  *
  * @example Register a schedule, fire its first slot, and read it back
  * ```ts
