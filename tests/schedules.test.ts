@@ -168,7 +168,7 @@ for (const subject of subjects) {
       assert.deepEqual(await engine.listSchedules(), [
         {
           key: "a",
-          workflowName: "other",
+          workflow: "other",
           input: { n: 8 },
           recurrence: { cron: "@daily" },
           nextRunAt: T0 + 24 * 60 * MINUTE,
@@ -179,7 +179,7 @@ for (const subject of subjects) {
         },
         {
           key: "b",
-          workflowName: "tick",
+          workflow: "tick",
           input: { n: 7 },
           recurrence: { every: 30 * SECOND },
           nextRunAt: T0 + 60 * SECOND,

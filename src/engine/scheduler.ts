@@ -66,8 +66,8 @@ export interface ScheduleOptions {
 export interface ScheduleInfo {
   /** The schedule's key. */
   readonly key: string;
-  /** The workflow each slot runs. */
-  readonly workflowName: string;
+  /** The workflow each slot runs (named `workflow`, as in `listRuns({ workflow })`). */
+  readonly workflow: string;
   /** The input each slot's run gets. */
   readonly input: unknown;
   /** How often it fires. */
@@ -298,7 +298,7 @@ export class Scheduler {
 function toScheduleInfo(record: ScheduleRecord, recurrence: ResolvedRecurrence): ScheduleInfo {
   return {
     key: record.key,
-    workflowName: record.workflowName,
+    workflow: record.workflowName,
     input: decodeValue(record.input),
     recurrence: { ...recurrence.info },
     nextRunAt: record.nextRunAt,
