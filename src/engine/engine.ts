@@ -17,6 +17,7 @@ import {
 } from "../errors.ts";
 import type { ClaimedRun } from "../storage/adapter.ts";
 import { decodeValue, encodeValue, valuesEqual } from "../storage/codec.ts";
+import { isFinishedStatus } from "../storage/statuses.ts";
 import { validateWithSchema } from "../workflow/validate.ts";
 import type {
   AnyWorkflow,
@@ -33,8 +34,6 @@ import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } 
 import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
 import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
 import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
-
-const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -418,7 +417,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     await this.#initialize();
     const { storage, workflows, now } = this.#options;
     const run = await storage.getRun(runId);
-    if (run === null || FINISHED_STATUSES.has(run.status)) return false;
+    if (run === null || isFinishedStatus(run.status)) return false;
     const workflow = workflows.get(run.workflowName);
     if (workflow === undefined) throw new WorkflowNotFoundError(run.workflowName);
     const wait = workflow.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);

@@ -7,9 +7,9 @@
 
 import { ConfigError } from "../errors.ts";
 import type { FinishedRunStatus, PurgeRequest, StorageAdapter } from "../storage/adapter.ts";
+import { FINISHED_RUN_STATUSES, isFinishedStatus } from "../storage/statuses.ts";
 import { type Duration, durationMs } from "../workflow/duration.ts";
 
-const FINISHED: readonly FinishedRunStatus[] = ["completed", "failed", "cancelled"];
 const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_INTERVAL_MS = 3_600_000;
 
@@ -54,12 +54,12 @@ export function resolvePurge(options: PurgeOptions | undefined, field?: string):
     });
   }
   const ageMs = durationMs(options.olderThan, name("olderThan"), "purging finished runs");
-  const status = options.status ?? FINISHED;
+  const status = options.status ?? FINISHED_RUN_STATUSES;
   const statuses = typeof status === "string" ? [status] : status;
-  if (!Array.isArray(statuses) || statuses.length === 0 || !statuses.every((s) => FINISHED.includes(s))) {
+  if (!Array.isArray(statuses) || statuses.length === 0 || !statuses.every((s) => isFinishedStatus(s))) {
     throw new ConfigError(
       `Invalid ${name("status")} ${JSON.stringify(status)}: expected ${
-        FINISHED.join(", ")
+        FINISHED_RUN_STATUSES.join(", ")
       }, or a non-empty array of them`,
       { field: name("status") },
     );

@@ -7,21 +7,12 @@
 
 import { ConfigError } from "../errors.ts";
 import type { RunQuery, RunStatus, StorageAdapter } from "../storage/adapter.ts";
+import { isRunStatus, RUN_STATUSES } from "../storage/statuses.ts";
 import { type RunInfo, toRunInfo } from "./run_info.ts";
 
 /** The largest page `listRuns` returns; bigger pages hold a read transaction open for long. */
 export const MAX_PAGE_SIZE = 1000;
 const DEFAULT_PAGE_SIZE = 50;
-
-const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
-  "pending",
-  "running",
-  "sleeping",
-  "waiting",
-  "completed",
-  "failed",
-  "cancelled",
-]);
 
 /** Filters and cursor of `engine.listRuns()`. */
 export interface ListRunsOptions {
@@ -57,8 +48,8 @@ export interface RunPage {
 export function toRunQuery(options: ListRunsOptions | undefined): RunQuery {
   const { status, workflow, limit = DEFAULT_PAGE_SIZE, before, beforeId } = options ?? {};
   const statuses = status === undefined ? undefined : typeof status === "string" ? [status] : status;
-  if (statuses !== undefined && (!Array.isArray(statuses) || !statuses.every((s) => RUN_STATUSES.has(s)))) {
-    invalid("status", status, `one of ${[...RUN_STATUSES].join(", ")}, or an array of them`);
+  if (statuses !== undefined && (!Array.isArray(statuses) || !statuses.every(isRunStatus))) {
+    invalid("status", status, `one of ${RUN_STATUSES.join(", ")}, or an array of them`);
   }
   if (workflow !== undefined && typeof workflow !== "string") {
     invalid("workflow", workflow, "a workflow name");

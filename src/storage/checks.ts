@@ -19,16 +19,9 @@ import type {
   StepStatus,
   StoredError,
 } from "./adapter.ts";
+import { FINISHED_RUN_STATUSES, RUN_STATUSES } from "./statuses.ts";
 
-const RUN_STATUSES: ReadonlySet<string> = new Set<RunStatus>([
-  "pending",
-  "running",
-  "sleeping",
-  "waiting",
-  "completed",
-  "failed",
-  "cancelled",
-]);
+const RUN_STATUS_SET: ReadonlySet<string> = new Set(RUN_STATUSES);
 
 const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
   "completed",
@@ -40,7 +33,7 @@ const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
 ]);
 
 /** The statuses of a finished run. */
-export const FINISHED: ReadonlySet<string> = new Set<RunStatus>(["completed", "failed", "cancelled"]);
+export const FINISHED: ReadonlySet<string> = new Set(FINISHED_RUN_STATUSES);
 
 /** The statuses `requeueRun()` re-queues from. */
 export const REQUEUEABLE: ReadonlySet<string> = new Set<RunStatus>(["failed", "cancelled"]);
@@ -192,7 +185,7 @@ export function checkStep(operation: string, value: unknown): StepResult {
  * @throws {StorageError} If it is not an acceptable status.
  */
 export function checkStatus(operation: string, value: unknown, allowRunning: boolean): RunStatus {
-  if (typeof value !== "string" || !RUN_STATUSES.has(value) || (!allowRunning && value === "running")) {
+  if (typeof value !== "string" || !RUN_STATUS_SET.has(value) || (!allowRunning && value === "running")) {
     const expected = allowRunning ? "a run status" : 'a run status other than "running"';
     throw invalid(operation, `invalid status ${describe(value)}: expected ${expected}`);
   }
@@ -308,7 +301,7 @@ function checkStatuses(
  */
 export function checkRunQuery(operation: string, value: unknown): RunQuery {
   if (!isObject(value)) throw invalid(operation, `invalid query ${describe(value)}: expected an object`);
-  const statuses = checkStatuses(operation, value.statuses, RUN_STATUSES, "run statuses");
+  const statuses = checkStatuses(operation, value.statuses, RUN_STATUS_SET, "run statuses");
   const { workflowName, before, beforeId } = value;
   if (beforeId !== undefined && before === undefined) {
     throw invalid(operation, `invalid beforeId ${describe(beforeId)}: it needs a before`);
