@@ -55,6 +55,7 @@ import type {
   SqlStatement,
   SqlValue,
 } from "./driver.ts";
+import { GroupCommit } from "./group_commit.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
 import * as SQL from "./sqlite_statements.ts";
@@ -131,6 +132,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   #newId: () => string;
   #configured = false;
   #closed = false;
+  /** Concurrent runs' advances share transactions; see {@linkcode GroupCommit}. */
+  #advances = new GroupCommit((body) => this.#run("advanceRun", "transaction", body));
 
   /**
    * Creates a storage over a driver. Nothing is sent to the database until the first call.
@@ -377,8 +380,10 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
   /**
    * Applies a {@linkcode RunAdvance}, fenced by the lease: the run update (which is the fence)
-   * and the step upsert share one `BEGIN IMMEDIATE` transaction; without a step it is a single
-   * statement. Without a status the lease is renewed to `leaseExpiresAt` (default: `now` plus the
+   * and the step upsert share one `BEGIN IMMEDIATE` transaction. Advances of other runs that are
+   * submitted at the same time share that transaction too (group commit, see
+   * {@linkcode GroupCommit}), each with its own fence and result; the promise resolves once the
+   * transaction has committed, and a failed transaction rejects every advance in it. Without a status the lease is renewed to `leaseExpiresAt` (default: `now` plus the
    * claim's lease duration); `pending` and `sleeping` without a `dueAt` are due at `now`,
    * `waiting` without one never times out.
    *
@@ -423,13 +428,11 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         status === "completed" ? null : status === "failed" ? error : undefined,
       );
     }
-    if (step === undefined) {
-      return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
-    }
-    const upsert = statement(SQL.UPSERT_STEP, ...stepParams(step));
-    return await this.#run(op, "transaction", async (c) => {
+    const upsert = step === undefined ? undefined : statement(SQL.UPSERT_STEP, ...stepParams(step));
+    // Check, then write: a fenced-out advance changes nothing and leaves the rest of its group alone.
+    return await this.#advances.submit(async (c) => {
       if ((await c.execute(update)).changes !== 1) return false;
-      await c.execute(upsert);
+      if (upsert !== undefined) await c.execute(upsert);
       return true;
     });
   }
