@@ -64,6 +64,32 @@ function recording(driver: SqlDriver, log: string[]): SqlDriver {
   };
 }
 
+/**
+ * Wraps a driver so that the statement with text `sql` that has `nth` (from 0) of its text before it
+ * throws `error` instead of reaching the database.
+ */
+function failing(driver: SqlDriver, sql: string, nth: number, error: unknown): SqlDriver {
+  let seen = 0;
+  const maybeFail = (statement: SqlStatement): void => {
+    if (statement.sql === sql && seen++ === nth) throw error;
+  };
+  return {
+    dialect: driver.dialect,
+    classifyError: (e) => driver.classifyError(e),
+    close: () => driver.close(),
+    acquire: async (): Promise<SqlConnectionLease> => {
+      const connection = await driver.acquire();
+      return {
+        query: async (statement: SqlStatement) => (maybeFail(statement), await connection.query(statement)),
+        execute: async (
+          statement: SqlStatement,
+        ) => (maybeFail(statement), await connection.execute(statement)),
+        release: () => connection.release(),
+      };
+    },
+  };
+}
+
 function rows(handle: RawHandle, sql: string, ...params: unknown[]): Record<string, unknown>[] {
   return (handle.prepare(sql).all(...params) as Record<string, unknown>[]).map((row) => ({ ...row }));
 }
@@ -758,11 +784,114 @@ for (const subject of sqliteSubjects) {
             output: "1",
           });
         });
-        assert.deepEqual(finish, [SQL.SELECT_RUN, SQL.PARK_RUN], "getRun + advanceRun without a step");
+        assert.deepEqual(
+          finish,
+          [SQL.SELECT_RUN, SQL.BEGIN, SQL.PARK_RUN, SQL.COMMIT],
+          "getRun + advanceRun without a step",
+        );
         const before = texts.size;
         for (const sql of [...created, ...claim, ...advance, ...reclaim, ...finish]) texts.add(sql);
         if (i > 0) assert.equal(texts.size, before, "no new SQL text after the first round");
       }
+    });
+
+    /** `count` runs r0… claimed with a 1 ms lease at T0; every third advance of `advances` is fenced out. */
+    const claimedRuns = async (storage: SqlStorage, count: number) => {
+      for (let i = 0; i < count; i++) await storage.createRun(newRun(`r${i}`, { createdAt: T0 + i }));
+      const claimed = await storage.claimRuns({
+        workflowNames: ["wf"],
+        limit: count,
+        now: T0 + count,
+        leaseDurationMs: 1,
+      });
+      assert.equal(claimed.length, count);
+      return claimed;
+    };
+    const advances = (storage: SqlStorage, claimed: readonly { id: string; leaseId: string }[]) =>
+      claimed.map((run, i) =>
+        storage.advanceRun(run.id, i % 3 === 2 ? "stale" : run.leaseId, {
+          now: T0 + 100,
+          step: step(run.id, "a"),
+          ...(i % 3 === 0 ? { leaseExpiresAt: T0 + 200 } : { status: "completed", output: "1" }),
+        })
+      );
+
+    test(`${label}: concurrent advances share one transaction, each with its own fence and answer`, async () => {
+      const log: string[] = [];
+      await load();
+      const path = subject.tempPath();
+      const storage = new SqlStorage(recording(mod.driver(path), log));
+      storages.push(storage);
+      await storage.initialize();
+      const claimed = await claimedRuns(storage, 30);
+      log.length = 0;
+      const answers = await Promise.all(advances(storage, claimed));
+      assert.deepEqual(answers, claimed.map((_, i) => i % 3 !== 2));
+      assert.equal(
+        log.filter((sql) => sql === SQL.BEGIN).length,
+        1,
+        "BEGINs for 30 advances submitted at once",
+      );
+      assert.equal(log.filter((sql) => sql === SQL.UPSERT_STEP).length, 20, "steps written");
+      const handle = await raw(path);
+      const stored = rows(handle, "SELECT id, status FROM reflow_runs ORDER BY seq");
+      assert.deepEqual(
+        stored,
+        claimed.map((run, i) => ({ id: run.id, status: i % 3 === 1 ? "completed" : "running" })),
+      );
+      const steps = rows(handle, "SELECT run_id FROM reflow_steps ORDER BY seq").map((row) => row.run_id);
+      assert.deepEqual(steps, claimed.filter((_, i) => i % 3 !== 2).map((run) => run.id));
+    });
+
+    for (
+      const [where, sql, nth] of [["at COMMIT", SQL.COMMIT, 2], ["mid-group", SQL.UPSERT_STEP, 7]] as const
+    ) {
+      test(`${label}: a group transaction failing ${where} rejects every advance in it and writes none`, async () => {
+        await load();
+        const path = subject.tempPath();
+        const ioError = Object.assign(new Error("disk I/O error"), {
+          code: "SQLITE_IOERR",
+          errcode: 10,
+          errno: 10,
+        });
+        // COMMITs 0 and 1 are the migration's and the claim's; the group's is the third.
+        const storage = new SqlStorage(failing(mod.driver(path), sql, nth, ioError));
+        storages.push(storage);
+        await storage.initialize();
+        const claimed = await claimedRuns(storage, 12);
+        const before = await Promise.all(claimed.map((run) => storage.getRun(run.id)));
+        const outcomes = await Promise.allSettled(advances(storage, claimed));
+        for (const outcome of outcomes) {
+          assert.equal(outcome.status, "rejected");
+          isStorageError("io", "advanceRun")((outcome as PromiseRejectedResult).reason);
+        }
+        assert.deepEqual(
+          await Promise.all(claimed.map((run) => storage.getRun(run.id))),
+          before,
+          "runs unchanged",
+        );
+        const handle = await raw(path);
+        assert.deepEqual(
+          rows(handle, "SELECT count(*) AS n FROM reflow_steps"),
+          [{ n: 0 }],
+          "no step written",
+        );
+        // Nothing was left open: the same advances go through now.
+        assert.deepEqual(await Promise.all(advances(storage, claimed)), claimed.map((_, i) => i % 3 !== 2));
+        assert.deepEqual(rows(handle, "SELECT count(*) AS n FROM reflow_steps"), [{ n: 8 }]);
+      });
+    }
+
+    test(`${label}: a group that finds the database locked is retried as a whole`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path, { busyTimeoutMs: 20 });
+      await storage.initialize();
+      const claimed = await claimedRuns(storage, 9);
+      const holder = await raw(path);
+      holder.prepare("BEGIN IMMEDIATE").run();
+      setTimeout(() => holder.prepare("COMMIT").run(), 5);
+      assert.deepEqual(await Promise.all(advances(storage, claimed)), claimed.map((_, i) => i % 3 !== 2));
+      assert.deepEqual(rows(holder, "SELECT count(*) AS n FROM reflow_steps"), [{ n: 6 }]);
     });
 
     test(`${label}: deliverEvent() and awaitEvent() send their budget of statements`, async () => {

@@ -642,6 +642,89 @@ const lifecycleCases: readonly ConformanceCase[] = [
     },
   },
   {
+    name:
+      "concurrent `advanceRun()` calls each get their own answer: held leases write, stale and wrong ones do not",
+    async run(storage) {
+      // Concurrent advances may share a transaction (group commit); each must still be fenced alone.
+      const count = 24;
+      for (let i = 0; i < count; i++) await create(storage, `r${i}`, { createdAt: T0 + i });
+      const first = await claim(storage, T0 + count, count);
+      checkEqual(first.length, count, "runs claimed");
+      // Every fourth run is handed back and claimed again, so its first lease is superseded.
+      for (const run of first.filter((_, i) => i % 4 === 3)) {
+        const release = { now: T0 + count, status: "pending", dueAt: T0 + count } as const;
+        check(await storage.advanceRun(run.id, run.leaseId, release), `release ${run.id}`);
+      }
+      const current = new Map(first.map((run) => [run.id, run.leaseId]));
+      for (const run of await claim(storage, T0 + count + 1, count)) current.set(run.id, run.leaseId);
+      const expiry = T0 + 2 * LEASE;
+      const calls = first.map((run, i): { expected: boolean; call: Promise<boolean> } => {
+        const now = T0 + 100 + i;
+        switch (i % 4) {
+          case 0: // goes on: step written, lease renewed
+            return {
+              expected: true,
+              call: storage.advanceRun(run.id, run.leaseId, {
+                now,
+                step: step(run.id, "a"),
+                leaseExpiresAt: expiry,
+              }),
+            };
+          case 1: // the last step, fused with the completion
+            return {
+              expected: true,
+              call: storage.advanceRun(run.id, run.leaseId, {
+                now,
+                step: step(run.id, "a"),
+                status: "completed",
+                output: `"${run.id}"`,
+              }),
+            };
+          case 2: // a lease that was never this run's
+            return {
+              expected: false,
+              call: storage.advanceRun(run.id, `${run.leaseId}-wrong`, {
+                now,
+                step: step(run.id, "a"),
+                status: "completed",
+                output: '"wrong"',
+              }),
+            };
+          default: // the superseded first lease
+            return {
+              expected: false,
+              call: storage.advanceRun(run.id, run.leaseId, {
+                now,
+                step: step(run.id, "a"),
+                leaseExpiresAt: expiry,
+              }),
+            };
+        }
+      });
+      // Two advances of one run, submitted in order: the completion lands first, so the later one is fenced out.
+      const held = first[1]!;
+      const late = storage.advanceRun(held.id, held.leaseId, { now: T0 + 200, step: step(held.id, "late") });
+      const answers = await Promise.all([...calls.map((c) => c.call), late]);
+      checkEqual(answers, [...calls.map((c) => c.expected), false], "answers of the concurrent advances");
+      for (let i = 0; i < count; i++) {
+        const run = await getRun(storage, `r${i}`);
+        const steps = await storage.getStepResults(`r${i}`);
+        const leaseId = current.get(`r${i}`)!;
+        const [status, lease, output, stepNames] = i % 4 === 0
+          ? ["running", leaseId, null, ["a"]]
+          : i % 4 === 1
+          ? ["completed", null, `"r${i}"`, ["a"]]
+          : ["running", leaseId, null, []];
+        checkEqual(
+          [run.status, run.leaseId, run.output, steps.map((s) => s.stepName)],
+          [status, lease, output, stepNames],
+          `r${i}: status, leaseId, output, steps`,
+        );
+        if (i % 4 === 0) checkEqual(run.dueAt, expiry, `r${i}: renewed lease expiry`);
+      }
+    },
+  },
+  {
     name: "`updateRunStatus()` cancels an unfinished run and releases its lease",
     async run(storage) {
       await create(storage, "idle", { createdAt: T0 + NOT_DUE });
