@@ -7,7 +7,8 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, StorageError, type StorageErrorKind } from "../src/errors.ts";
-import type { SqlConnectionLease, SqlDriver, SqlStatement } from "../src/sql/driver.ts";
+import type { SqlConnection, SqlConnectionLease, SqlDriver, SqlStatement } from "../src/sql/driver.ts";
+import { GroupCommit } from "../src/sql/group_commit.ts";
 import { FifoMutex } from "../src/sql/mutex.ts";
 import { SqlStorage } from "../src/sql/sql_storage.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
@@ -107,6 +108,65 @@ describe("FifoMutex", () => {
       }),
     );
     assert.deepEqual(order, Array.from({ length: 200 }, (_, i) => i));
+  });
+});
+
+describe("GroupCommit", () => {
+  /** A transaction runner that logs each group's writes and, with `ms`, takes that long as a network database would. */
+  const runner = (groups: string[][], ms = 0, fail?: (group: number) => boolean) => {
+    return async (body: (connection: SqlConnection) => Promise<void>): Promise<void> => {
+      const group: string[] = [];
+      const connection: SqlConnection = {
+        query: () => Promise.resolve([]),
+        execute: async (statement) => {
+          if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+          group.push(statement.sql);
+          return { changes: 1 };
+        },
+      };
+      await body(connection);
+      if (fail?.(groups.length)) {
+        groups.push([]);
+        throw new Error(`group ${groups.length - 1} failed`);
+      }
+      groups.push(group);
+    };
+  };
+  const write = (sql: string) => async (connection: SqlConnection) => {
+    await connection.execute({ sql, params: [] });
+    return sql;
+  };
+
+  test("writes submitted in one turn share one transaction and each gets its own result", async () => {
+    const groups: string[][] = [];
+    const commit = new GroupCommit(runner(groups));
+    const names = Array.from({ length: 10 }, (_, i) => `w${i}`);
+    assert.deepEqual(await Promise.all(names.map((name) => commit.submit(write(name)))), names);
+    assert.deepEqual(groups, [names]);
+  });
+
+  test("with a slow (async) database, writes submitted during a transaction form the next group, in order", async () => {
+    const groups: string[][] = [];
+    const commit = new GroupCommit(runner(groups, 2));
+    const first = commit.submit(write("a"));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const later = ["b", "c", "d"].map((name) => commit.submit(write(name)));
+    assert.deepEqual(await Promise.all([first, ...later]), ["a", "b", "c", "d"]);
+    assert.deepEqual(groups, [["a"], ["b", "c", "d"]]);
+  });
+
+  test("a failed transaction rejects every write in it, and the next group still commits", async () => {
+    const groups: string[][] = [];
+    const commit = new GroupCommit(runner(groups, 2, (group) => group === 0));
+    const failed = ["a", "b"].map((name) => commit.submit(write(name)));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const next = commit.submit(write("c"));
+    const outcomes = await Promise.allSettled([...failed, next]);
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "fulfilled"]);
+    for (const outcome of outcomes.slice(0, 2)) {
+      assert.equal(((outcome as PromiseRejectedResult).reason as Error).message, "group 0 failed");
+    }
+    assert.deepEqual(groups, [[], ["c"]]);
   });
 });
 
