@@ -18,6 +18,7 @@ import {
   ValidationError,
 } from "../mod.ts";
 import { MemoryStorage, testEngine } from "../testing.ts";
+import { newRunId } from "../src/engine/run_id.ts";
 import { crashable, eventually, gate, schema, thrownBy } from "./support/fixtures.ts";
 import { spawnArgs } from "./support/runtime.ts";
 
@@ -246,6 +247,29 @@ describe("running workflows", () => {
     const result = await te.run("w", { n: 1 });
     assert.equal(result.error?.code, "STEP_FAILED");
     assert.match(result.error?.message ?? "", /plain string/);
+  });
+});
+
+describe("run ids", () => {
+  test("are version 7 UUIDs carrying their creation time, so later ids sort after earlier ones", async () => {
+    const engine = createEngine({
+      storage: new MemoryStorage(),
+      workflows: [createWorkflow({ name: "w", input: numberInput })],
+    });
+    const before = Date.now();
+    const first = (await engine.enqueue("w", { n: 1 })).runId;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const second = (await engine.enqueue("w", { n: 2 })).runId;
+    const after = Date.now();
+    const shape = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const id of [first, second]) {
+      assert.match(id, shape);
+      const ms = parseInt(id.replaceAll("-", "").slice(0, 12), 16);
+      assert.ok(ms >= before && ms <= after, `time of ${id}: ${ms} not in ${before}..${after}`);
+    }
+    assert.ok(first < second, `${first} should sort before ${second}`);
+    const ids = new Set(Array.from({ length: 2000 }, () => newRunId()));
+    assert.equal(ids.size, 2000);
   });
 });
 

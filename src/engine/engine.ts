@@ -29,6 +29,7 @@ import type {
 import { EventBus } from "./events.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
+import { newRunId } from "./run_id.ts";
 import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
 import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } from "./retention.ts";
 import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
@@ -381,7 +382,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const encoded = encodeValue(validated);
     await this.#initialize();
     const { run, created } = await this.#options.storage.createRun({
-      id: crypto.randomUUID(),
+      id: newRunId(),
       workflowName: name,
       input: encoded,
       idempotencyKey,
