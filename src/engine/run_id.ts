@@ -11,32 +11,19 @@
  * @module
  */
 
-const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
 /**
  * A new run id: a version 7 UUID, whose first 48 bits are the current Unix time in milliseconds
  * and whose other 74 bits (beyond version and variant) are random, so ids made in one process or
- * in many never collide in practice, and ids made later sort after those made earlier.
+ * in many never collide in practice, and an id made in a later millisecond sorts after one made
+ * in an earlier one.
  *
  * @returns The id, as 36 lowercase characters (8-4-4-4-12 hex digits).
  */
 export function newRunId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  const ms = Date.now();
-  // 48 bits of time: the upper 16 by division (bit operators work on 32 bits), the lower 32 by shifts.
-  const high = Math.floor(ms / 2 ** 32);
-  bytes[0] = high >>> 8;
-  bytes[1] = high;
-  bytes[2] = ms >>> 24;
-  bytes[3] = ms >>> 16;
-  bytes[4] = ms >>> 8;
-  bytes[5] = ms;
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
-  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
-  let id = "";
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) id += "-";
-    id += HEX[bytes[i]!];
-  }
-  return id;
+  // A version 4 UUID has the same layout and variant; its first 48 random bits become the time and
+  // its version digit a 7. Built on randomUUID() because that is many times faster than filling
+  // bytes with getRandomValues() and formatting them here.
+  const random = crypto.randomUUID();
+  const time = Date.now().toString(16).padStart(12, "0");
+  return `${time.slice(0, 8)}-${time.slice(8)}-7${random.slice(15)}`;
 }
