@@ -287,7 +287,7 @@ if (rows.length > 0) {
 const withBacklog = ok.filter((c) => c.result?.backlog);
 if (withBacklog.length > 0) {
   const sizes = withBacklog[0].result!.backlog!.map((b) => b.queued);
-  out.push("", "### Backlog scaling (1 step, tick loop, one pass each; runs/s)", "");
+  out.push("", "### Backlog scaling (1 step, tick loop, after the warm-up, one pass each; runs/s)", "");
   out.push(table(
     [
       "runtime",
