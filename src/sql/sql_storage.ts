@@ -380,12 +380,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
   /**
    * Applies a {@linkcode RunAdvance}, fenced by the lease: the run update (which is the fence)
-   * and the step upsert share one `BEGIN IMMEDIATE` transaction. Advances of other runs that are
-   * submitted at the same time share that transaction too (group commit, see
-   * {@linkcode GroupCommit}), each with its own fence and result; the promise resolves once the
-   * transaction has committed, and a failed transaction rejects every advance in it. Without a status the lease is renewed to `leaseExpiresAt` (default: `now` plus the
-   * claim's lease duration); `pending` and `sleeping` without a `dueAt` are due at `now`,
-   * `waiting` without one never times out.
+   * and the step upsert share one `BEGIN IMMEDIATE` transaction. Advances submitted at the same
+   * time (by other runs) share that transaction too, each with its own fence and result (group
+   * commit): the promise resolves once the transaction has committed, and a failed transaction
+   * rejects every advance in it. Without a status the lease is renewed to `leaseExpiresAt`
+   * (default: `now` plus the claim's lease duration); `pending` and `sleeping` without a `dueAt`
+   * are due at `now`, `waiting` without one never times out.
    *
    * @param runId The run.
    * @param leaseId The lease the caller holds.
