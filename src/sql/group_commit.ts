@@ -34,9 +34,9 @@ interface Entry {
 
 /**
  * How many microtask turns the flusher waits, at most, for the callers it has just answered to
- * submit their next write. A trivial step goes from its commit back to its next commit in about
- * a dozen turns; a step that waits on I/O does not come back in any number of turns, and then the
- * wait costs a few microseconds.
+ * submit their next write. A trivial step of the engine goes from its commit back to its next
+ * commit in 6 turns (measured on Deno, Node and Bun), an async handler in a few more; a step that
+ * waits on I/O does not come back in any number of turns, and then the wait costs microseconds.
  */
 const LINGER_TURNS = 48;
 
