@@ -155,6 +155,27 @@ describe("GroupCommit", () => {
     assert.deepEqual(groups, [["a"], ["b", "c", "d"]]);
   });
 
+  test("after a failure it is told to, each write of the group is tried alone, in order", async () => {
+    const groups: string[][] = [];
+    const busy = new Error("busy");
+    // Any group of more than one write fails, as random statement failures make a large group likely to.
+    const transaction = runner(groups);
+    const commit = new GroupCommit(async (body) => {
+      let writes = 0;
+      await transaction(async (connection) => {
+        await body({ ...connection, execute: (statement) => (writes++, connection.execute(statement)) });
+        if (writes > 1) throw busy;
+      });
+    }, (error) => error === busy);
+    const names = ["a", "b", "c"];
+    assert.deepEqual(await Promise.all(names.map((name) => commit.submit(write(name)))), names);
+    assert.deepEqual(groups, [["a"], ["b"], ["c"]]);
+    // Another failure is not retried: every write of the group gets it.
+    const other = new GroupCommit(() => Promise.reject(new Error("full")), (error) => error === busy);
+    const outcomes = await Promise.allSettled(names.map((name) => other.submit(write(name))));
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"]);
+  });
+
   test("a failed transaction rejects every write in it, and the next group still commits", async () => {
     const groups: string[][] = [];
     const commit = new GroupCommit(runner(groups, 2, (group) => group === 0));

@@ -76,14 +76,20 @@ const LINGER_TURNS = 48;
  */
 export class GroupCommit {
   readonly #transaction: TransactionRunner;
+  readonly #retryAlone: (error: unknown) => boolean;
   #queue: Entry[] = [];
   #flushing = false;
 
   /**
    * @param transaction Runs one group's writes in one transaction and commits it.
+   * @param retryAlone Tells a failure after which each write of the group is tried again in a
+   *   transaction of its own (default: none is). For busy failures: the transaction runner retries
+   *   a busy group as a whole, but a group of n writes sends n times the statements of one, so
+   *   where statements fail at random it keeps failing where each write alone would succeed.
    */
-  constructor(transaction: TransactionRunner) {
+  constructor(transaction: TransactionRunner, retryAlone: (error: unknown) => boolean = () => false) {
     this.#transaction = transaction;
+    this.#retryAlone = retryAlone;
   }
 
   /**
@@ -91,8 +97,9 @@ export class GroupCommit {
    *
    * @param write The write's statements and its check.
    * @returns The write's result, once its group has committed.
-   * @throws What the group transaction failed with (every write of the group gets it), in which
-   *   case none of the group's writes was applied.
+   * @throws What the write's transaction failed with (every write of the group gets it), in which
+   *   case none of the group's writes was applied; after a failure that `retryAlone` accepts, what
+   *   the write's own transaction failed with.
    */
   submit<T>(write: GroupedWrite<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -115,20 +122,30 @@ export class GroupCommit {
         if (group.length === 0) return;
         this.#queue = [];
         answered = group.length;
-        const results: unknown[] = new Array(group.length);
-        try {
-          // A retried transaction (busy) runs every write again, from the start.
-          await this.#transaction(async (connection) => {
-            for (let i = 0; i < group.length; i++) results[i] = await group[i]!.write(connection);
-          });
-        } catch (error) {
-          for (const entry of group) entry.reject(error);
-          continue;
-        }
-        for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]);
+        await this.#commit(group);
       }
     } finally {
       this.#flushing = false;
     }
+  }
+
+  /** Runs a group in one transaction and settles each of its writes; never rejects. */
+  async #commit(group: readonly Entry[]): Promise<void> {
+    const results: unknown[] = new Array(group.length);
+    try {
+      // A retried transaction (busy) runs every write again, from the start.
+      await this.#transaction(async (connection) => {
+        for (let i = 0; i < group.length; i++) results[i] = await group[i]!.write(connection);
+      });
+    } catch (error) {
+      if (group.length > 1 && this.#retryAlone(error)) {
+        // In order, so that one caller's writes still land in the order it submitted them.
+        for (const entry of group) await this.#commit([entry]);
+      } else {
+        for (const entry of group) entry.reject(error);
+      }
+      return;
+    }
+    for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]);
   }
 }

@@ -133,7 +133,10 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   #configured = false;
   #closed = false;
   /** Concurrent runs' advances share transactions; see {@linkcode GroupCommit}. */
-  #advances = new GroupCommit((body) => this.#run("advanceRun", "transaction", body));
+  #advances = new GroupCommit(
+    (body) => this.#run("advanceRun", "transaction", body),
+    (error) => error instanceof StorageError && error.kind === "busy",
+  );
 
   /**
    * Creates a storage over a driver. Nothing is sent to the database until the first call.
