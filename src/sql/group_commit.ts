@@ -43,7 +43,8 @@ const LINGER_TURNS = 48;
 /**
  * A queue of writes drained by one flusher, one group transaction at a time. Each write's promise
  * settles only after the transaction that carried it has committed (with the write's own result)
- * or has failed (with the group's error, for every write in it).
+ * or has failed (with the group's error, for every write in it, unless the failure is one to retry
+ * each write alone).
  *
  * How groups form. A submitted write waits one microtask, so that writes submitted in the same
  * turn join it; then the flusher runs the group. Writes submitted while a group transaction is in
