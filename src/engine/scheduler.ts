@@ -21,6 +21,7 @@ import { validateWithSchema } from "../workflow/validate.ts";
 import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
 import type { WorkflowNamed } from "./engine.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
+import { newRunId } from "./run_id.ts";
 
 /**
  * Options of `engine.schedule()`.
@@ -275,7 +276,7 @@ export class Scheduler {
       slot,
       recurrence.following(slot, now),
       {
-        id: crypto.randomUUID(),
+        id: newRunId(),
         workflowName: schedule.workflowName,
         input: schedule.input,
         idempotencyKey: `schedule:${schedule.key}:${slot}`,
