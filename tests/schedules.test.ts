@@ -369,7 +369,7 @@ for (const subject of subjects) {
       for (const slot of slots) assert.equal((slot - slots[0]!) % 50, 0, "slots on the schedule's grid");
     });
 
-    it("a storage failure while firing goes to onError; the next round fires", async () => {
+    it("a storage failure while firing goes to onError; the round after the poll interval fires", async () => {
       const storage = await open();
       let failures = 1;
       const flaky = new Proxy(storage, {
@@ -394,6 +394,9 @@ for (const subject of subjects) {
         'Storage operation "dueSchedules" failed: disk on fire',
       ]);
       assert.equal((await scheduledRuns(storage)).length, 0);
+      await engine.tick();
+      assert.equal((await scheduledRuns(storage)).length, 0, "a failing database is not asked again at once");
+      clock.now += 1_000; // the default poll interval
       await engine.tick();
       assert.equal((await scheduledRuns(storage)).length, 1);
     });

@@ -514,9 +514,9 @@ for (const subject of sqliteSubjects) {
           /MERGE \(UNION ALL\)/,
         ],
         [
-          SQL.SELECT_PURGEABLE,
-          [T0 + 1_000, '["completed","failed"]', 25],
-          /SEARCH reflow_runs USING INDEX reflow_runs_finished \(updated_at<\?\)/,
+          SQL.selectPurgeable(2),
+          ["completed", T0 + 1_000, T0 + 1_000, "failed", T0 + 1_000, T0 + 1_000, 25],
+          /SEARCH reflow_runs USING INDEX reflow_runs_status_created \(status=\? AND created_at<\?\)/,
         ],
         [
           SQL.SELECT_DUE_SCHEDULES,
@@ -554,12 +554,11 @@ for (const subject of sqliteSubjects) {
         rows(
           migrated,
           "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('reflow_runs_created', " +
-            "'reflow_runs_status_created', 'reflow_runs_workflow_created', 'reflow_runs_finished', " +
+            "'reflow_runs_status_created', 'reflow_runs_workflow_created', " +
             "'reflow_schedules_due') ORDER BY name",
         ),
         [
           { name: "reflow_runs_created" },
-          { name: "reflow_runs_finished" },
           { name: "reflow_runs_status_created" },
           { name: "reflow_runs_workflow_created" },
           { name: "reflow_schedules_due" },

@@ -82,6 +82,9 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * One explicit round: fires due schedules, then claims up to `concurrency` due runs and
    * executes each until it finishes or parks. For CLIs and tests; `start()` is the production path.
+   * Like the worker loop, it reads schedules from storage when one it knows of is due, after a
+   * local `schedule()`, and otherwise at most once per poll interval (1 s unless `start()` set
+   * another), so a tight `tick()` loop does not pay a schedule query per round.
    *
    * @returns How many runs were claimed.
    */
@@ -363,7 +366,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
-    await this.#scheduler.fire(this.#pollIntervalMs);
+    await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
     return claimed.length;

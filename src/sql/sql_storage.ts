@@ -668,8 +668,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
   /**
    * Deletes up to `limit` finished runs in one `BEGIN IMMEDIATE` transaction: one query walks
-   * the `reflow_runs_finished` index from the oldest finish, then their steps, events and rows
-   * are deleted.
+   * the status index from the oldest run of each status, then their steps, events and rows are
+   * deleted.
    *
    * @param request The cutoff, the statuses and the limit.
    * @returns How many runs were deleted.
@@ -680,7 +680,11 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     const { finishedBefore, statuses, limit } = checkPurgeRequest(op, request);
     if (limit === 0) return 0;
-    const select = statement(SQL.SELECT_PURGEABLE, finishedBefore, JSON.stringify(statuses), limit);
+    const select = statement(
+      SQL.selectPurgeable(statuses.length),
+      ...statuses.flatMap((status) => [status, finishedBefore, finishedBefore]),
+      limit,
+    );
     return await this.#run(op, "transaction", async (c) => {
       const rows = await c.query(select);
       if (rows.length === 0) return 0;

@@ -193,9 +193,6 @@ export const SELECT_WAIT = "SELECT e.seq AS seq, CAST(e.payload AS BLOB) AS payl
 /** Consumes an event. Parameters: seq. */
 export const DELETE_EVENT = "DELETE FROM reflow_events WHERE seq = ?";
 
-/** Must match `FINISHED` of the checks and the WHERE clause of the `reflow_runs_finished` index. */
-const FINISHED_RUN = "status IN ('completed', 'failed', 'cancelled')";
-
 /**
  * The text of one `listRuns()` page. One SELECT per status (one in all without a status filter),
  * merged by UNION ALL under the page's ORDER BY: each arm walks an index in page order, so SQLite
@@ -244,14 +241,20 @@ export const DELETE_FAILED_STEPS = "DELETE FROM reflow_steps WHERE run_id = ? AN
 export const DELETE_EVENTS_OF_RUN = "DELETE FROM reflow_events WHERE run_id = ?";
 
 /**
- * Up to a limit of finished runs that finished before a time, oldest first, ties by creation.
- * INDEXED BY holds the plan to the partial index: without statistics SQLite prefers the status
- * index for the `IN` and then sorts every finished run. Parameters: cutoff, JSON array of
- * statuses, limit.
+ * The text of the query for up to a limit of finished runs that finished before a time, oldest
+ * `(created_at, id)` first: one arm per status, each walking the status index forwards and
+ * stopping at the first run created after the cutoff (a run finishes after it is created, so no
+ * later one qualifies), merged by UNION ALL. Parameters, per arm: the status, the cutoff twice;
+ * then the limit.
+ *
+ * @param arms How many statuses (1 to 3).
+ * @returns The SQL text; the same for the same number of statuses.
  */
-export const SELECT_PURGEABLE = "SELECT seq, id FROM reflow_runs INDEXED BY reflow_runs_finished " +
-  `WHERE ${FINISHED_RUN} AND updated_at < ? AND +status IN (SELECT value FROM json_each(?)) ` +
-  "ORDER BY updated_at, seq LIMIT ?";
+export function selectPurgeable(arms: number): string {
+  const arm =
+    "SELECT seq, id, created_at FROM reflow_runs WHERE status = ? AND created_at < ? AND updated_at < ?";
+  return `${Array(arms).fill(arm).join(" UNION ALL ")} ORDER BY created_at, id LIMIT ?`;
+}
 
 /** Deletes the steps of several runs. Parameters: JSON array of run ids. */
 export const DELETE_STEPS_OF_RUNS =

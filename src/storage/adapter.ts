@@ -446,8 +446,8 @@ export interface StorageAdapter {
   ): Promise<CreateRunResult | null>;
 
   /**
-   * Deletes up to `limit` finished runs whose `updatedAt < finishedBefore`, oldest `updatedAt`
-   * first (ties in creation order), with their step results and unconsumed events, in one
+   * Deletes up to `limit` finished runs whose `updatedAt < finishedBefore`, oldest first (by
+   * `createdAt`, then id: the {@linkcode RunQuery} order reversed), with their step results and unconsumed events, in one
    * transaction. Never touches a run that has not finished. Returns how many runs were deleted.
    * The idempotency keys they held are free again. Must use an index: cost does not grow with
    * the number of unfinished runs.

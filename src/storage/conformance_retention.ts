@@ -10,6 +10,7 @@ import type { ConformanceCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
+  claim,
   claimAndAwait,
   claimOnly,
   create,
@@ -51,22 +52,43 @@ export const retentionCases: readonly ConformanceCase[] = [
     },
   },
   {
-    name: "`purgeRuns()` deletes at most limit runs, oldest finish first, ties in creation order",
+    name:
+      "`purgeRuns()` deletes at most limit runs, oldest createdAt first, ties by id, whatever their finish times",
     async run(storage) {
       await finishRuns(storage, [
-        ["tie-1", "completed", T0 + 20],
-        ["newest", "failed", T0 + 30],
-        ["oldest", "cancelled", T0 + 10],
-        ["tie-2", "completed", T0 + 20],
+        ["c", "completed", T0 + 20],
+        ["a", "failed", T0 + 30],
+        ["b", "cancelled", T0 + 10],
       ]);
       const purge = { finishedBefore: T0 + 1_000, limit: 2 };
       checkEqual(await storage.purgeRuns({ ...purge, limit: 0 }), 0, "purge with limit 0");
       checkEqual(await storage.purgeRuns(purge), 2, "first purge of 2");
-      checkEqual(await storedIds(storage), ["newest", "tie-2"], "runs after the first purge");
-      checkEqual(await storage.purgeRuns({ ...purge, limit: 1 }), 1, "purge of 1");
-      checkEqual(await storedIds(storage), ["newest"], "runs after the purge of 1");
+      checkEqual(await storedIds(storage), ["c"], "runs after the first purge");
       checkEqual(await storage.purgeRuns(purge), 1, "last purge");
       checkEqual(await storedIds(storage), [], "runs at the end");
+    },
+  },
+  {
+    name:
+      "`purgeRuns()` keeps a run created long ago that finished after the cutoff, and purges the later-created runs that finished before it",
+    async run(storage) {
+      await create(storage, "long", { createdAt: T0 - 1_000 });
+      await create(storage, "quick-1", { createdAt: T0 - 500 });
+      await create(storage, "quick-2", { createdAt: T0 - 400 });
+      const claimed = await claim(storage, T0, 3);
+      const finish = async (id: string, now: number) => {
+        const leaseId = claimed.find((run) => run.id === id)!.leaseId;
+        check(
+          await storage.advanceRun(id, leaseId, { now, status: "completed", output: "1" }),
+          `finish ${id}`,
+        );
+      };
+      await finish("quick-1", T0 + 10);
+      await finish("quick-2", T0 + 20);
+      await finish("long", T0 + 5_000);
+      checkEqual(await storage.purgeRuns({ finishedBefore: T0 + 1_000, limit: 1 }), 1, "first purge of 1");
+      checkEqual(await storage.purgeRuns({ finishedBefore: T0 + 1_000, limit: 10 }), 1, "second purge");
+      checkEqual(await storedIds(storage), ["long"], "runs after the purges");
     },
   },
   {

@@ -740,7 +740,7 @@ export class MemoryStorage implements StorageAdapter {
       const wanted = new Set<string>(statuses);
       const doomed = [...this.#runs.values()]
         .filter((record) => wanted.has(record.status) && record.updatedAt < finishedBefore)
-        .sort((a, b) => a.updatedAt - b.updatedAt || a.seq - b.seq)
+        .sort((a, b) => newerFirst(b, a))
         .slice(0, limit);
       for (const record of doomed) {
         this.#runs.delete(record.id);
