@@ -13,7 +13,8 @@
 //   poll interval of 0 or NaN, duplicate step and workflow names, an empty idempotency key:
 //   tests/engine.test.ts;
 // - an event payload its schema rejects: tests/sqlite_processes.test.ts;
-// - a file that is not a database, and a newer schema, at the storage level: tests/sql_storage.test.ts.
+// - a file that is not a database, and a newer schema, at the storage level: tests/sql_storage.test.ts;
+// - every malformed cron field and recurrence shape: tests/cron.test.ts and tests/schedules.test.ts.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
@@ -62,6 +63,8 @@ const outputs: Record<string, () => unknown> = {
 const emit = createWorkflow({ name: "emit", input: schema<{ kind: string }>() })
   .step("out", ({ input }) => outputs[input.kind]!());
 const WORKFLOWS = [order, emit];
+/** The key of a schedule stored before the cases run (yearly from then: never due during them). */
+const STORED_SCHEDULE = "yearly-order";
 type Flows = (typeof WORKFLOWS)[number];
 
 /** What a case runs against: an engine on the shared file, its id of runs, and the driver. */
@@ -199,6 +202,45 @@ const CASES: Case[] = [
     expect: config("timeout"),
   },
   {
+    name: "a cron field out of range",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, { cron: "61 * * * *" }),
+    expect: config("cron.minute"),
+  },
+  {
+    name: "a cron expression that never fires (30 February)",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, { cron: "0 0 30 2 *" }),
+    expect: config("cron.dayOfMonth"),
+  },
+  {
+    name: "a cron expression of four fields, re-registering a stored schedule's key",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, { cron: "* * * *" }, { key: STORED_SCHEDULE }),
+    expect: config("cron"),
+  },
+  {
+    name: "a negative schedule interval",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, -5),
+    expect: config("recurrence"),
+  },
+  {
+    name: "a NaN schedule interval",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, { every: Number.NaN }),
+    expect: config("recurrence"),
+  },
+  {
+    name: "a recurrence with both every and cron",
+    act: ({ engine }) => engine.schedule("order", { n: 1 }, loose({ every: 1000, cron: "* * * * *" })),
+    expect: config("recurrence"),
+  },
+  {
+    name: "a schedule input its schema rejects",
+    act: ({ engine }) => engine.schedule("order", loose({ n: "daily" }), { every: "1h" }),
+    expect: {
+      throws: ValidationError,
+      code: "VALIDATION",
+      check: (e: ValidationError) => assert.equal(e.issues[0]?.message, "n must be a number"),
+    },
+  },
+  {
     name: "a negative poll interval",
     act: ({ engine }) => engine.start(-1),
     expect: config("pollIntervalMs"),
@@ -274,6 +316,7 @@ function snapshot(handle: RawHandle, runIds?: ReadonlySet<string>): { runs: unkn
     rows: [
       ...read("SELECT * FROM reflow_steps ORDER BY seq").filter(keep),
       ...read("SELECT * FROM reflow_events ORDER BY seq").filter(keep),
+      ...read("SELECT * FROM reflow_schedules ORDER BY key"),
     ],
   };
 }
@@ -297,6 +340,7 @@ describe(`bad input on ${subject?.name ?? "no SQLite driver"} on ${runtimeName}`
     const finishedRunId = (await engine.enqueue("emit", { kind: "fine" })).runId;
     await engine.tick();
     await engine.enqueue("order", { n: 2 }, { idempotencyKey: "second" });
+    await engine.schedule("order", { n: 3 }, { every: "365d" }, { key: STORED_SCHEDULE });
     handle = await driver.openHandle(path);
     let copies = 0;
     cx = {
