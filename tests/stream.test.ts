@@ -39,6 +39,19 @@ async function completedSteps(engine: ReturnType<typeof newEngine>, runId: strin
   return details?.steps.filter((step) => step.status === "completed").length ?? 0;
 }
 
+/**
+ * A started engine with a stream of 2 that nobody reads: run:start and step:start fill it, so the run
+ * finishes the step it is in and then waits. Resolves once that first step is committed.
+ */
+async function stalledRun() {
+  const engine = newEngine();
+  const stream = engine.stream({ bufferSize: 2 });
+  const { runId } = await engine.enqueue("counted", { steps: 1 });
+  await engine.start(10);
+  await eventually(async () => (await completedSteps(engine, runId)) >= 1 ? true : undefined);
+  return { engine, stream, runId };
+}
+
 describe("engine.stream()", () => {
   test("delivers a run's events in order to every stream opened before them", async () => {
     const engine = newEngine();
@@ -77,12 +90,7 @@ describe("engine.stream()", () => {
   });
 
   test("a full bounded stream pauses runs at their next step until the consumer reads", async () => {
-    const engine = newEngine();
-    const stream = engine.stream({ bufferSize: 2 });
-    const { runId } = await engine.enqueue("counted", { steps: 1 });
-    await engine.start(10);
-    // run:start + step:start fill the buffer; the run may finish the step it is in, then waits.
-    await eventually(async () => (await completedSteps(engine, runId)) === 1 ? true : undefined);
+    const { engine, stream, runId } = await stalledRun();
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(await completedSteps(engine, runId), 1, "the run went on past a full buffer");
     const events = await take(stream, 12);
@@ -92,11 +100,7 @@ describe("engine.stream()", () => {
   });
 
   test("a stalled consumer does not hold up a cancellation", async () => {
-    const engine = newEngine();
-    const stream = engine.stream({ bufferSize: 2 });
-    const { runId } = await engine.enqueue("counted", { steps: 1 });
-    await engine.start(10);
-    await eventually(async () => (await completedSteps(engine, runId)) >= 1 ? true : undefined);
+    const { engine, stream, runId } = await stalledRun();
     assert.equal(await engine.cancel(runId), true);
     await eventually(async () => (await engine.getRunStatus(runId))?.run.status === "cancelled" || undefined);
     await settlesWithin(engine.stop(), "stop() after a cancel");
@@ -105,11 +109,7 @@ describe("engine.stream()", () => {
   });
 
   test("stop() is not held up by a stalled consumer, lets runs finish, then ends the stream after its events", async () => {
-    const engine = newEngine();
-    const stream = engine.stream({ bufferSize: 2 });
-    const { runId } = await engine.enqueue("counted", { steps: 1 });
-    await engine.start(10);
-    await eventually(async () => (await completedSteps(engine, runId)) >= 1 ? true : undefined);
+    const { engine, stream, runId } = await stalledRun();
     await settlesWithin(engine.stop(), "stop() with a stalled consumer");
     const events: EngineEvent[] = [];
     for await (const event of stream) events.push(event);
