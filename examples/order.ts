@@ -1,4 +1,5 @@
-// A three-step order workflow on an embedded SQLite file, to see durability at work.
+// An order workflow on an embedded SQLite file, to see durability at work: a step, two branches in
+// parallel, a durable sleep and a last step.
 //
 //   npm run example                  (Node 22+; or: deno run -A examples/order.ts, bun examples/order.ts)
 //
