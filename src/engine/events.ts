@@ -110,6 +110,12 @@ export type EngineEvent =
   | RunCompleteEvent
   | RunFailedEvent;
 
+/** An event's own fields: the executor adds its type, run id and workflow name. */
+export type EventFields<T extends EngineEvent["type"]> = Omit<
+  Extract<EngineEvent, { readonly type: T }>,
+  "type" | "runId" | "workflowName"
+>;
+
 /**
  * Callbacks on the engine's events. Each may be synchronous or asynchronous; the engine does not
  * wait for them, and a hook that throws or rejects never changes a run's outcome: the error is

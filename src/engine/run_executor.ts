@@ -6,7 +6,7 @@ import {
   SerializationError,
   WaitTimeoutError,
 } from "../errors.ts";
-import type { ClaimedRun, EncodedValue, RunAdvance, StepResult, StoredError } from "../storage/adapter.ts";
+import type { ClaimedRun, EncodedValue, RunAdvance, StepResult } from "../storage/adapter.ts";
 import { decodeValue, deepFreeze, encodeValue } from "../storage/codec.ts";
 import { retryDelayMs } from "../workflow/retry.ts";
 import { Completion } from "../workflow/workflow.ts";
@@ -18,9 +18,10 @@ import type {
   StepUnit,
   WaitUnit,
 } from "../workflow/workflow.ts";
-import type { EngineEvent, EventBus } from "./events.ts";
+import type { EngineEvent, EventBus, EventFields } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { runAttempt } from "./step_attempt.ts";
+import { NOTHING, restoreError, stepResult, toStoredError } from "./step_result.ts";
 import { delay, isPromiseLike } from "../async.ts";
 
 /** A run this engine holds: its lease and the switch that aborts its handlers. */
@@ -43,12 +44,6 @@ export type RunExit =
 const FINISHED: RunExit = { kind: "finished" };
 const LOST: RunExit = { kind: "lost" };
 const RELEASED: RunExit = { kind: "released" };
-
-/** An event's own fields: the executor adds its type, run id and workflow name. */
-type EventFields<T extends EngineEvent["type"]> = Omit<
-  Extract<EngineEvent, { readonly type: T }>,
-  "type" | "runId" | "workflowName"
->;
 
 /** A branch that failed for good, and so fails its run. */
 interface BranchFailure {
@@ -73,9 +68,6 @@ export interface ExecutorDeps {
   readonly events: EventBus;
   readonly isStopping: () => boolean;
 }
-
-/** No unit ran before the first one, so its `prev` is undefined. */
-const NOTHING: EncodedValue = encodeValue(undefined);
 
 /**
  * Runs a claimed run from its first unfinished unit until it finishes, parks, or loses its lease.
@@ -595,36 +587,4 @@ class RunExecution {
       complete: (...value: [] | [unknown]) => onComplete(value[0]),
     } as StepContext<unknown, unknown, unknown>;
   }
-}
-
-function stepResult(
-  runId: string,
-  stepName: string,
-  status: StepResult["status"],
-  output: EncodedValue | null,
-  error: StoredError | null,
-  attempts: number,
-  dueAt: number | null,
-  updatedAt: number,
-): StepResult {
-  return { runId, stepName, status, output, error, attempts, dueAt, updatedAt };
-}
-
-/** The stored form of an error: class name, code (when it has one) and message. */
-export function toStoredError(error: Error, stepName: string | undefined): StoredError {
-  const code = (error as { code?: unknown }).code;
-  const stored = {
-    code: typeof code === "string" ? code : typeof code === "number" ? String(code) : null,
-    name: error.name,
-    message: error.message,
-  };
-  return stepName === undefined ? stored : { ...stored, stepName };
-}
-
-/** Rebuilds an error from its stored form, for a run whose failure must be committed again. */
-function restoreError(stored: StoredError | null): Error {
-  const error = new Error(stored?.message ?? "Unknown failure");
-  error.name = stored?.name ?? "Error";
-  if (stored?.code != null) (error as Error & { code: string }).code = stored.code;
-  return error;
 }
