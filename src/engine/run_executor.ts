@@ -1,11 +1,4 @@
-import {
-  EngineStoppedError,
-  HookError,
-  LeaseExpiredError,
-  ParallelCompleteError,
-  SerializationError,
-  WaitTimeoutError,
-} from "../errors.ts";
+import { EngineStoppedError, HookError, SerializationError, WaitTimeoutError } from "../errors.ts";
 import type { ClaimedRun, EncodedValue, RunAdvance, StepResult } from "../storage/adapter.ts";
 import { decodeValue, deepFreeze, encodeValue } from "../storage/codec.ts";
 import { retryDelayMs } from "../workflow/retry.ts";
@@ -20,9 +13,10 @@ import type {
 } from "../workflow/workflow.ts";
 import type { EngineEvent, EventBus, EventFields } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
+import { type GroupHost, runParallelGroup } from "./parallel_group.ts";
 import { runAttempt } from "./step_attempt.ts";
 import { NOTHING, restoreError, stepResult, toStoredError } from "./step_result.ts";
-import { delay, isPromiseLike } from "../async.ts";
+import { isPromiseLike } from "../async.ts";
 
 /** A run this engine holds: its lease and the switch that aborts its handlers. */
 export interface HeldRun {
@@ -44,23 +38,6 @@ export type RunExit =
 const FINISHED: RunExit = { kind: "finished" };
 const LOST: RunExit = { kind: "lost" };
 const RELEASED: RunExit = { kind: "released" };
-
-/** A branch that failed for good, and so fails its run. */
-interface BranchFailure {
-  readonly kind: "failed";
-  readonly stepName: string;
-  readonly error: Error;
-  readonly attempts: number;
-}
-
-/** How one parallel branch ended: committed, failed for good, aborted (by a sibling or the run), or its lease lost. */
-type BranchOutcome =
-  | { readonly kind: "done"; readonly encoded: EncodedValue }
-  | BranchFailure
-  | { readonly kind: "aborted" | "lost" };
-
-const ABORTED: BranchOutcome = { kind: "aborted" };
-const BRANCH_LOST: BranchOutcome = { kind: "lost" };
 
 /** What an execution needs from its engine. */
 export interface ExecutorDeps {
@@ -204,136 +181,44 @@ class RunExecution {
     return undefined;
   }
 
-  /**
-   * Runs a parallel group's unfinished branches concurrently; each commits its own result. The first
-   * branch to fail for good aborts the others and fails the run.
-   */
+  /** Runs a parallel group (its branches run in parallel_group.ts) and settles the run if it ends there. */
   async #runParallel(
     unit: ParallelUnit,
     isLast: boolean,
     stored: ReadonlyMap<string, StepResult>,
   ): Promise<RunExit | undefined> {
-    const outputs = new Map<string, EncodedValue>();
-    const unfinished: StepUnit[] = [];
-    for (const branch of unit.branches) {
-      const previous = stored.get(branch.name);
-      if (previous?.status === "completed") outputs.set(branch.name, previous.output ?? NOTHING);
-      else if (previous?.status === "failed") {
-        return await this.#fail(branch.name, restoreError(previous.error), previous.attempts);
-      } else unfinished.push(branch);
+    const group = await runParallelGroup(this.#groupHost(), unit, stored);
+    switch (group.kind) {
+      case "failed":
+        return await this.#fail(group.stepName, group.error, group.attempts);
+      case "stopping":
+        return await this.#release();
+      case "aborted":
+        return await this.#abandon(group.reason);
+      case "lost":
+        return LOST;
     }
-    if (unfinished.length > 0) {
-      if (this.#deps.isStopping()) return await this.#release();
-      const runSignal = this.#held.controller.signal;
-      const group = new AbortController();
-      const forward = () => group.abort(runSignal.reason);
-      runSignal.addEventListener("abort", forward, { once: true });
-      let failure: BranchFailure | undefined;
-      let lost = false;
-      try {
-        await Promise.all(unfinished.map(async (branch) => {
-          let outcome: BranchOutcome;
-          try {
-            outcome = await this.#runBranch(branch, stored.get(branch.name), group.signal);
-          } catch (error) {
-            // A storage failure abandons the run (its lease lapses and it is reclaimed): the
-            // siblings must stop too, or they would run on, unseen, beside the next execution.
-            group.abort(error);
-            throw error;
-          }
-          if (outcome.kind === "done") outputs.set(branch.name, outcome.encoded);
-          else if (outcome.kind === "failed" && failure === undefined && !group.signal.aborted) {
-            failure = outcome;
-            group.abort(outcome.error);
-          } else if (outcome.kind === "lost") {
-            lost = true;
-            group.abort(new LeaseExpiredError(this.#run.id));
-          }
-        }));
-      } finally {
-        runSignal.removeEventListener("abort", forward);
-      }
-      if (runSignal.aborted) return await this.#abandon(runSignal.reason);
-      if (lost) return LOST;
-      if (failure !== undefined) return await this.#fail(failure.stepName, failure.error, failure.attempts);
-    }
-    const value: Record<string, unknown> = {};
-    for (const branch of unit.branches) {
-      const encoded = outputs.get(branch.name)!;
-      this.#outputs.set(branch.name, encoded);
-      value[branch.name] = decodeValue(encoded);
-    }
-    // Re-encoding decoded outputs cannot fail: each was accepted, and their sum may pass the size
-    // limit (which bounds what one handler produces), so it is not applied to the group's value.
-    const encoded = encodeValue(value, Infinity);
-    if (isLast) return await this.#completeWith(encoded, { value });
-    this.#setPrev(encoded, { value });
+    for (const [name, encoded] of group.outputs) this.#outputs.set(name, encoded);
+    if (isLast) return await this.#completeWith(group.encoded, { value: group.value });
+    this.#setPrev(group.encoded, { value: group.value });
     return undefined;
   }
 
-  /** One branch's attempts; retry delays are waited out in this worker, which keeps the lease. */
-  async #runBranch(
-    unit: StepUnit,
-    previous: StepResult | undefined,
-    signal: AbortSignal,
-  ): Promise<BranchOutcome> {
-    const { options } = this.#deps;
-    let attempt = previous?.status === "retrying" ? previous.attempts : 0;
-    if (previous?.status === "retrying" && previous.dueAt !== null) {
-      await delay(previous.dueAt - options.now(), signal);
-    }
-    for (;;) {
-      if (this.#deps.events.congested) await this.#deps.events.whenFlowing(signal);
-      if (signal.aborted) return ABORTED;
-      attempt++;
-      this.#emit("step:start", { stepName: unit.name, attempt });
-      const startedAt = options.now();
-      let completed = false;
-      const outcome = await runAttempt(unit.name, unit.timeoutMs, signal, (attemptSignal) => {
-        const context = this.#context(unit.name, attemptSignal, attempt, (value) => {
-          completed = true;
-          return new Completion(value);
-        });
-        return unit.handler(context);
-      });
-      if (signal.aborted) return ABORTED;
-      if (outcome.ok && (completed || Completion.is(outcome.value))) {
-        return {
-          kind: "failed",
-          stepName: unit.name,
-          error: new ParallelCompleteError(unit.name),
-          attempts: attempt,
-        };
-      }
-      if (!outcome.ok) {
-        if (attempt >= unit.retry.maxAttempts) {
-          return { kind: "failed", stepName: unit.name, error: outcome.error, attempts: attempt };
-        }
-        const wait = await this.#recordRetry(unit, attempt, outcome.error, false);
-        if (wait === undefined) return BRANCH_LOST;
-        await delay(wait.delayMs, signal);
-        continue;
-      }
-      let encoded: EncodedValue;
-      try {
-        encoded = encodeValue(outcome.value);
-      } catch (error) {
-        if (error instanceof SerializationError) {
-          return { kind: "failed", stepName: unit.name, error, attempts: attempt };
-        }
-        throw error;
-      }
-      const now = options.now();
-      const step = stepResult(this.#run.id, unit.name, "completed", encoded, null, attempt, null, now);
-      if (!await this.#commitStep(step)) return BRANCH_LOST;
-      this.#emit("step:complete", {
-        stepName: unit.name,
-        attempt: attempt,
-        output: outcome.value,
-        durationMs: now - startedAt,
-      });
-      return { kind: "done", encoded };
-    }
+  /** What a parallel group's branches use of this execution; retry delays are waited out holding the lease. */
+  #groupHost(): GroupHost {
+    const { options, events, isStopping } = this.#deps;
+    return {
+      runId: this.#run.id,
+      options,
+      events,
+      runSignal: this.#held.controller.signal,
+      isStopping,
+      emit: (type, fields) => this.#emit(type, fields),
+      context: (stepName, signal, attempt, onComplete) =>
+        this.#context(stepName, signal, attempt, onComplete),
+      recordRetry: (unit, attempt, error) => this.#recordRetry(unit, attempt, error, false),
+      commitStep: (step) => this.#commitStep(step),
+    };
   }
 
   /**
