@@ -16,6 +16,7 @@ export interface GroupHost {
   readonly events: EventBus;
   /** Aborted by a cancel, a stop or a lost lease; it aborts every branch. */
   readonly runSignal: AbortSignal;
+  /** True once the engine stops: a group that has not begun hands its run back. */
   isStopping(): boolean;
   /** Emits an event of this run. */
   emit<T extends EngineEvent["type"]>(type: T, fields: EventFields<T>): void;
@@ -39,7 +40,7 @@ export interface GroupHost {
   commitStep(step: StepResult): Promise<boolean>;
 }
 
-/** A branch that failed for good, and so fails its run. */
+/** A branch that failed for good (in this execution or, stored, in an earlier one), and so fails its run. */
 interface BranchFailure {
   readonly kind: "failed";
   readonly stepName: string;
@@ -49,7 +50,7 @@ interface BranchFailure {
 
 /**
  * How a group ended: every branch `done` (with its outputs in branch order and the group's value),
- * `failed` (fails the run), `stopping` (the engine stops before it began: hand the run back),
+ * `failed` (fails the run), `stopping` (the engine stops before the group began: hand the run back),
  * `aborted` by the run's signal, or its lease `lost`.
  */
 export type GroupOutcome =
