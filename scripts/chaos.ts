@@ -33,34 +33,66 @@ const PRODUCERS = 2;
 const WORKER_CONCURRENCY = 4;
 const MAX_BRANCHES = 3;
 
-const { values: opts } = parseArgs({
-  options: {
-    short: { type: "boolean", default: false },
-    runtime: { type: "string" },
-    driver: { type: "string" },
-    workers: { type: "string" },
-    runs: { type: "string" },
-    kills: { type: "string" },
-    seed: { type: "string" },
-    "lease-ms": { type: "string" },
-    keep: { type: "boolean", default: false },
-  },
-});
-const runtime = opts.runtime as MatrixRuntime | undefined;
-if (runtime !== undefined && !MATRIX_RUNTIMES.includes(runtime)) {
-  console.error(`unknown --runtime ${runtime}; known: ${MATRIX_RUNTIMES.join(", ")}`);
+const USAGE = "usage: chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver NAME] [--workers N] " +
+  "[--runs N] [--kills N] [--seed N] [--lease-ms MS] [--keep]";
+
+/** A bad command line: the usage on stderr and exit code 2 (1 means a violation was found). */
+function usageError(problem: string): never {
+  console.error(`${problem}\n${USAGE}`);
   process.exit(2);
 }
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        short: { type: "boolean", default: false },
+        runtime: { type: "string" },
+        driver: { type: "string" },
+        workers: { type: "string" },
+        runs: { type: "string" },
+        kills: { type: "string" },
+        seed: { type: "string" },
+        "lease-ms": { type: "string" },
+        keep: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+}
+
+/** A whole number of at least `min` from option `name`, or `fallback` when it is not given. */
+function count(name: string, fallback: number, min = 1): number {
+  const text = opts[name as keyof typeof opts];
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < min) {
+    usageError(`--${name} ${String(text)}: expected a whole number >= ${min}`);
+  }
+  return value;
+}
+
+const opts = parseOptions();
+if (opts.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const runtime = opts.runtime as MatrixRuntime | undefined;
+if (runtime !== undefined && !MATRIX_RUNTIMES.includes(runtime)) {
+  usageError(`unknown --runtime ${runtime}; known: ${MATRIX_RUNTIMES.join(", ")}`);
+}
 const short = opts.short;
-const workers = Number(opts.workers ?? (short ? 3 : 4));
-const runs = Number(opts.runs ?? (short ? 300 : 5000));
-const kills = Number(opts.kills ?? (short ? 10 : 220));
-const seed = Number(opts.seed ?? Date.now() % 100_000);
+const workers = count("workers", short ? 3 : 4);
+const runs = count("runs", short ? 300 : 5000);
+const kills = count("kills", short ? 10 : 220, 0);
+const seed = count("seed", Date.now() % 100_000, 0);
 const driver = opts.driver ??
   (runtime === "deno" ? "deno-sqlite" : runtime === "bun" ? "bun:sqlite" : "better-sqlite3");
 // A worker lives a few hundred ms between kills; the lease bounds how long a killed worker's runs wait.
 const killEveryMs: [number, number] = short ? [100, 300] : [100, 400];
-const leaseMs = Number(opts["lease-ms"] ?? 3000);
+const leaseMs = count("lease-ms", 3000);
 const random = seededRandom(seed);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
