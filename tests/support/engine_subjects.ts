@@ -16,6 +16,8 @@ export interface StorageCell {
   open(): Promise<StorageAdapter>;
   /** Opens another connection to the database of the last `open()` (MemoryStorage: the same instance). */
   openPeer(): Promise<StorageAdapter>;
+  /** Stops `engine` after the test, before its storages are closed; returns it. */
+  stopAfter<E extends { stop(): Promise<void> }>(engine: E): E;
 }
 
 interface Subject {
@@ -50,7 +52,9 @@ export function describeEachStorage(body: (cell: StorageCell) => void): void {
     describe(name, () => {
       after(() => subject.cleanup());
       const opened: StorageAdapter[] = [];
+      const engines: { stop(): Promise<void> }[] = [];
       afterEach(async () => {
+        for (const engine of engines.splice(0)) await engine.stop();
         for (const storage of new Set(opened.splice(0).reverse())) await storage.close();
       });
       const track = (storage: StorageAdapter) => {
@@ -65,6 +69,10 @@ export function describeEachStorage(body: (cell: StorageCell) => void): void {
           const last = opened.at(-1);
           if (last === undefined) throw new Error("openPeer() needs an open() first");
           return track(await subject.openPeer(last));
+        },
+        stopAfter: (engine) => {
+          engines.push(engine);
+          return engine;
         },
       });
     });
