@@ -13,12 +13,10 @@ import {
   LeaseExpiredError,
   ReflowError,
   RunCancelledError,
-  WorkflowNotFoundError,
 } from "../errors.ts";
 import type { ClaimedRun } from "../storage/adapter.ts";
-import { decodeValue, encodeValue, valuesEqual } from "../storage/codec.ts";
+import { decodeValue, valuesEqual } from "../storage/codec.ts";
 import { isFinishedStatus } from "../storage/statuses.ts";
-import { validateWithSchema } from "../workflow/validate.ts";
 import type {
   AnyWorkflow,
   EventName,
@@ -27,6 +25,7 @@ import type {
   WorkflowInput,
 } from "../workflow/workflow.ts";
 import { EventBus } from "./events.ts";
+import { optionalKey, registeredWorkflow, storableValue } from "./inputs.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
 import { newRunId } from "./run_id.ts";
@@ -373,16 +372,13 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
-    const workflow = this.#options.workflows.get(name);
-    if (workflow === undefined) throw new WorkflowNotFoundError(name);
-    const idempotencyKey = options?.idempotencyKey ?? null;
-    if (idempotencyKey !== null && (typeof idempotencyKey !== "string" || idempotencyKey.length === 0)) {
-      throw new ConfigError(`Invalid idempotencyKey ${String(idempotencyKey)}: expected a non-empty string`, {
-        field: "idempotencyKey",
-      });
-    }
-    const validated = await validateWithSchema(workflow.inputSchema, input, `input for workflow "${name}"`);
-    const encoded = encodeValue(validated);
+    const workflow = registeredWorkflow(this.#options.workflows, name);
+    const idempotencyKey = optionalKey(options?.idempotencyKey, "idempotencyKey") ?? null;
+    const { value: validated, encoded } = await storableValue(
+      workflow.inputSchema,
+      input,
+      `input for workflow "${name}"`,
+    );
     await this.#initialize();
     const { run, created } = await this.#options.storage.createRun({
       id: newRunId(),
@@ -422,8 +418,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const { storage, workflows, now } = this.#options;
     const run = await storage.getRun(runId);
     if (run === null || isFinishedStatus(run.status)) return false;
-    const workflow = workflows.get(run.workflowName);
-    if (workflow === undefined) throw new WorkflowNotFoundError(run.workflowName);
+    const workflow = registeredWorkflow(workflows, run.workflowName);
     const wait = workflow.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
     if (wait === undefined) {
       throw new ConfigError(
@@ -431,14 +426,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
         { field: "name" },
       );
     }
-    const value = wait.schema === null
-      ? payload
-      : await validateWithSchema(wait.schema, payload, `payload of event "${name}"`);
-    const delivered = await storage.deliverEvent(runId, {
-      name,
-      payload: encodeValue(value),
-      createdAt: now(),
-    });
+    const { encoded } = await storableValue(wait.schema, payload, `payload of event "${name}"`);
+    const delivered = await storage.deliverEvent(runId, { name, payload: encoded, createdAt: now() });
     if (delivered) this.#notify();
     return delivered;
   }

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { ConfigError, WorkflowNotFoundError } from "../errors.ts";
 import { defaultScheduleKey } from "../schedule/key.ts";
 import {
   decodeRecurrence,
@@ -16,10 +15,10 @@ import {
   type ScheduleRecurrence,
 } from "../schedule/recurrence.ts";
 import type { ScheduleRecord } from "../storage/adapter.ts";
-import { decodeValue, encodeValue } from "../storage/codec.ts";
-import { validateWithSchema } from "../workflow/validate.ts";
+import { decodeValue } from "../storage/codec.ts";
 import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
 import type { WorkflowNamed } from "./engine.ts";
+import { optionalKey, registeredWorkflow, storableValue } from "./inputs.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { newRunId } from "./run_id.ts";
 
@@ -170,17 +169,10 @@ export class Scheduler {
     options?: ScheduleOptions,
   ): Promise<string> {
     const { workflows, storage, now } = this.#host.options;
-    const workflow = workflows.get(name);
-    if (workflow === undefined) throw new WorkflowNotFoundError(name);
+    const workflow = registeredWorkflow(workflows, name);
     const resolved = resolveRecurrence(recurrence);
-    const key = options?.key;
-    if (key !== undefined && (typeof key !== "string" || key.length === 0)) {
-      throw new ConfigError(`Invalid schedule key ${String(key)}: expected a non-empty string`, {
-        field: "key",
-      });
-    }
-    const validated = await validateWithSchema(workflow.inputSchema, input, `input for workflow "${name}"`);
-    const encoded = encodeValue(validated);
+    const key = optionalKey(options?.key, "key");
+    const { encoded } = await storableValue(workflow.inputSchema, input, `input for workflow "${name}"`);
     const scheduleKey = key ?? await defaultScheduleKey(name, resolved.text, encoded);
     await this.#host.initialize();
     const time = now();
