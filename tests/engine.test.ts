@@ -648,15 +648,15 @@ describe("hooks", () => {
     });
     await te.run("w", { n: 1 });
     assert.deepEqual(seen, [
-      "run:start",
-      "step:start:a",
-      "step:complete:a",
-      "step:skipped:b",
-      "step:start:c",
-      "step:retry:c",
-      "step:start:c",
-      "step:complete:c",
-      "run:complete",
+      "runStart",
+      "stepStart:a",
+      "stepComplete:a",
+      "stepSkipped:b",
+      "stepStart:c",
+      "stepRetry:c",
+      "stepStart:c",
+      "stepComplete:c",
+      "runComplete",
     ]);
   });
 

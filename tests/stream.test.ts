@@ -40,7 +40,7 @@ async function completedSteps(engine: ReturnType<typeof newEngine>, runId: strin
 }
 
 /**
- * A started engine with a stream of 2 that nobody reads: run:start and step:start fill it, so the run
+ * A started engine with a stream of 2 that nobody reads: runStart and stepStart fill it, so the run
  * finishes the step it is in and then waits. Resolves once that first step is committed.
  */
 async function stalledRun() {
@@ -60,15 +60,15 @@ describe("engine.stream()", () => {
     const { runId } = await engine.enqueue("counted", { steps: 1 });
     await engine.tick();
     const expected = [
-      "run:start",
-      ...["one", "two", "three", "four", "five"].flatMap(() => ["step:start", "step:complete"]),
-      "run:complete",
+      "runStart",
+      ...["one", "two", "three", "four", "five"].flatMap(() => ["stepStart", "stepComplete"]),
+      "runComplete",
     ];
     for (const stream of [first, second]) {
       const events = await take(stream, expected.length);
       assert.deepEqual(events.map((event) => event.type), expected);
       assert.ok(events.every((event) => event.runId === runId));
-      assert.deepEqual(events.at(-1), { type: "run:complete", runId, workflowName: "counted", output: 5 });
+      assert.deepEqual(events.at(-1), { type: "runComplete", runId, workflow: "counted", output: 5 });
     }
     await engine.stop();
   });
@@ -80,7 +80,7 @@ describe("engine.stream()", () => {
     await engine.enqueue("counted", { steps: 1 });
     const tick = engine.tick();
     for await (const event of leaving) {
-      assert.equal(event.type, "run:start");
+      assert.equal(event.type, "runStart");
       break;
     }
     await settlesWithin(tick, "a tick after the bounded stream's consumer left");
@@ -94,7 +94,7 @@ describe("engine.stream()", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(await completedSteps(engine, runId), 1, "the run went on past a full buffer");
     const events = await take(stream, 12);
-    assert.equal(events.at(-1)?.type, "run:complete");
+    assert.equal(events.at(-1)?.type, "runComplete");
     assert.equal(await completedSteps(engine, runId), 5);
     await engine.stop();
   });
@@ -113,9 +113,9 @@ describe("engine.stream()", () => {
     await settlesWithin(engine.stop(), "stop() with a stalled consumer");
     const events: EngineEvent[] = [];
     for await (const event of stream) events.push(event);
-    assert.equal(events[0]?.type, "run:start");
+    assert.equal(events[0]?.type, "runStart");
     // stop() lets the step in flight finish; the run is handed back before its next step.
-    assert.equal(events.some((event) => event.type === "run:complete"), false);
+    assert.equal(events.some((event) => event.type === "runComplete"), false);
     assert.equal((await engine.getRunStatus(runId))?.run.status, "pending");
   });
 
@@ -138,7 +138,7 @@ describe("engine.stream()", () => {
     const stream = engine.stream();
     await engine.enqueue("counted", { steps: 1 });
     await engine.tick();
-    assert.equal((await take(stream, 12)).at(-1)?.type, "run:complete");
+    assert.equal((await take(stream, 12)).at(-1)?.type, "runComplete");
   });
 
   for (const bufferSize of [0, -1, 1.5, Number.NaN, "10"]) {

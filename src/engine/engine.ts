@@ -153,7 +153,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @example Follow runs as they finish
    * ```ts ignore
    * for await (const event of engine.stream({ bufferSize: 100 })) {
-   *   if (event.type === "run:complete") console.log(event.runId, event.output);
+   *   if (event.type === "runComplete") console.log(event.runId, event.output);
    * }
    * ```
    *

@@ -3,11 +3,11 @@ import { HookError, type ReflowError } from "../errors.ts";
 /** A run was claimed by a worker for the first time. */
 export interface RunStartEvent {
   /** The event type. */
-  readonly type: "run:start";
+  readonly type: "runStart";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** Its validated input. */
   readonly input: unknown;
 }
@@ -15,11 +15,11 @@ export interface RunStartEvent {
 /** An attempt of a step is about to run. */
 export interface StepStartEvent {
   /** The event type. */
-  readonly type: "step:start";
+  readonly type: "stepStart";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The step. */
   readonly stepName: string;
   /** The attempt's number, from 1. */
@@ -29,11 +29,11 @@ export interface StepStartEvent {
 /** A conditional step was skipped (its `when` returned false); the skip is stored. */
 export interface StepSkippedEvent {
   /** The event type. */
-  readonly type: "step:skipped";
+  readonly type: "stepSkipped";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The step. */
   readonly stepName: string;
 }
@@ -41,11 +41,11 @@ export interface StepSkippedEvent {
 /** A step's result was committed. */
 export interface StepCompleteEvent {
   /** The event type. */
-  readonly type: "step:complete";
+  readonly type: "stepComplete";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The step. */
   readonly stepName: string;
   /** The attempt that succeeded. */
@@ -59,11 +59,11 @@ export interface StepCompleteEvent {
 /** A step attempt failed and the next one is scheduled. */
 export interface StepRetryEvent {
   /** The event type. */
-  readonly type: "step:retry";
+  readonly type: "stepRetry";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The step. */
   readonly stepName: string;
   /** The attempt that failed. */
@@ -77,11 +77,11 @@ export interface StepRetryEvent {
 /** A run completed; its output is committed. */
 export interface RunCompleteEvent {
   /** The event type. */
-  readonly type: "run:complete";
+  readonly type: "runComplete";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The run's output. */
   readonly output: unknown;
 }
@@ -89,11 +89,11 @@ export interface RunCompleteEvent {
 /** A run failed; the failure is committed. */
 export interface RunFailedEvent {
   /** The event type. */
-  readonly type: "run:failed";
+  readonly type: "runFailed";
   /** The run. */
   readonly runId: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** The unit that failed, if any. */
   readonly stepName: string | undefined;
   /** Why it failed. */
@@ -113,7 +113,7 @@ export type EngineEvent =
 /** An event's own fields: the executor adds its type, run id and workflow name. */
 export type EventFields<T extends EngineEvent["type"]> = Omit<
   Extract<EngineEvent, { readonly type: T }>,
-  "type" | "runId" | "workflowName"
+  "type" | "runId" | "workflow"
 >;
 
 /**
@@ -144,13 +144,13 @@ export interface EngineHooks {
 }
 
 const HOOK_BY_TYPE = {
-  "run:start": "onRunStart",
-  "step:start": "onStepStart",
-  "step:skipped": "onStepSkipped",
-  "step:complete": "onStepComplete",
-  "step:retry": "onStepRetry",
-  "run:complete": "onRunComplete",
-  "run:failed": "onRunFailed",
+  "runStart": "onRunStart",
+  "stepStart": "onStepStart",
+  "stepSkipped": "onStepSkipped",
+  "stepComplete": "onStepComplete",
+  "stepRetry": "onStepRetry",
+  "runComplete": "onRunComplete",
+  "runFailed": "onRunFailed",
 } as const satisfies Record<EngineEvent["type"], keyof EngineHooks>;
 
 /** A listener on every engine event (streams subscribe through this). */

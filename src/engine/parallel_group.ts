@@ -162,7 +162,7 @@ async function runBranch(
     if (events.congested) await events.whenFlowing(signal);
     if (signal.aborted) return ABORTED;
     attempt++;
-    host.emit("step:start", { stepName: unit.name, attempt });
+    host.emit("stepStart", { stepName: unit.name, attempt });
     const startedAt = options.now();
     let completed = false;
     const outcome = await runAttempt(unit.name, unit.timeoutMs, signal, (attemptSignal) => {
@@ -202,7 +202,7 @@ async function runBranch(
     const now = options.now();
     const step = stepResult(host.runId, unit.name, "completed", encoded, null, attempt, null, now);
     if (!await host.commitStep(step)) return BRANCH_LOST;
-    host.emit("step:complete", {
+    host.emit("stepComplete", {
       stepName: unit.name,
       attempt: attempt,
       output: outcome.value,

@@ -78,7 +78,7 @@ class RunExecution {
   }
 
   async run(): Promise<RunExit> {
-    if (this.#run.claimCount === 1) this.#emit("run:start", { input: this.#input });
+    if (this.#run.claimCount === 1) this.#emit("runStart", { input: this.#input });
     const stored = new Map<string, StepResult>();
     for (const step of this.#run.steps) stored.set(step.stepName, step);
     const units = this.#workflow.units;
@@ -138,7 +138,7 @@ class RunExecution {
     }
     const step = stepResult(this.#run.id, unit.name, "completed", NOTHING, null, 1, null, now);
     if (!await this.#commitStep(step, isLast ? this.#prevEncoded : undefined)) return LOST;
-    this.#emit("step:complete", {
+    this.#emit("stepComplete", {
       stepName: unit.name,
       attempt: 1,
       output: undefined,
@@ -175,7 +175,7 @@ class RunExecution {
     }
     // The event and the step result were committed together; only the run's completion is left.
     const payload = decodeValue(result.payload);
-    this.#emit("step:complete", { stepName: unit.name, attempt: 1, output: payload, durationMs: 0 });
+    this.#emit("stepComplete", { stepName: unit.name, attempt: 1, output: payload, durationMs: 0 });
     if (isLast) return await this.#completeWith(result.payload, { value: payload });
     this.#remember(unit.name, result.payload, { value: payload });
     return undefined;
@@ -252,7 +252,7 @@ class RunExecution {
         const now = options.now();
         const step = stepResult(runId, unit.name, "skipped", NOTHING, null, 0, null, now);
         if (!await this.#commitStep(step, isLast ? NOTHING : undefined)) return LOST;
-        this.#emit("step:skipped", { stepName: unit.name });
+        this.#emit("stepSkipped", { stepName: unit.name });
         if (isLast) return this.#emitComplete(undefined);
         this.#remember(unit.name, NOTHING, { value: undefined });
         return undefined;
@@ -262,7 +262,7 @@ class RunExecution {
     let attempt = previous?.status === "retrying" ? previous.attempts : 0;
     for (;;) {
       attempt++;
-      this.#emit("step:start", { stepName: unit.name, attempt });
+      this.#emit("stepStart", { stepName: unit.name, attempt });
       const startedAt = options.now();
       let completion: Completion<unknown> | undefined;
       const outcome = await runAttempt(unit.name, unit.timeoutMs, this.#held.controller.signal, (signal) => {
@@ -308,7 +308,7 @@ class RunExecution {
     const step = stepResult(this.#run.id, stepName, "completed", encoded, null, attempt, null, now);
     const ends = isLast || completion !== undefined;
     if (!await this.#commitStep(step, ends ? encoded : undefined)) return LOST;
-    this.#emit("step:complete", { stepName, attempt, output, durationMs: now - startedAt });
+    this.#emit("stepComplete", { stepName, attempt, output, durationMs: now - startedAt });
     if (ends) return this.#emitComplete(output);
     this.#remember(stepName, encoded, { value: output });
     return undefined;
@@ -344,7 +344,7 @@ class RunExecution {
       ? await this.#advance({ now, step, status: "pending", dueAt })
       : await this.#commitStep(step);
     if (!committed) return undefined;
-    this.#emit("step:retry", { stepName: unit.name, attempt, error, nextAttemptAt: dueAt });
+    this.#emit("stepRetry", { stepName: unit.name, attempt, error, nextAttemptAt: dueAt });
     return { delayMs, dueAt };
   }
 
@@ -359,7 +359,7 @@ class RunExecution {
       error: storedError,
     };
     if (!await this.#advance(change)) return LOST;
-    this.#emit("run:failed", { stepName, error });
+    this.#emit("runFailed", { stepName, error });
     await this.#compensate(error, stepName);
     return FINISHED;
   }
@@ -386,12 +386,12 @@ class RunExecution {
     const { events } = this.#deps;
     if (!events.wants(type)) return;
     events.emit(
-      { type, runId: this.#run.id, workflowName: this.#workflow.name, ...fields } as unknown as EngineEvent,
+      { type, runId: this.#run.id, workflow: this.#workflow.name, ...fields } as unknown as EngineEvent,
     );
   }
 
   #emitComplete(output: unknown): RunExit {
-    this.#emit("run:complete", { output });
+    this.#emit("runComplete", { output });
     return FINISHED;
   }
 

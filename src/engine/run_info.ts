@@ -6,7 +6,7 @@ export interface RunInfo {
   /** The run's id. */
   readonly id: string;
   /** Its workflow. */
-  readonly workflowName: string;
+  readonly workflow: string;
   /** Where it is. */
   readonly status: RunStatus;
   /** Its validated input. */
@@ -57,7 +57,7 @@ export interface RunDetails {
 export function toRunInfo(run: WorkflowRun): RunInfo {
   return {
     id: run.id,
-    workflowName: run.workflowName,
+    workflow: run.workflowName,
     status: run.status,
     input: decodeValue(run.input),
     output: run.output === null ? undefined : decodeValue(run.output),
