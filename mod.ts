@@ -164,4 +164,4 @@ export {
   type SqliteHandle,
   type SqliteLibrary,
   type SqliteStatement,
-} from "./src/sql/sqlite_support.ts";
+} from "./src/sql/sqlite/support.ts";

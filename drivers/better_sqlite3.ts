@@ -18,7 +18,7 @@
 import Database from "better-sqlite3";
 import type { SqlDriver } from "../src/sql/driver.ts";
 import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
-import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite_support.ts";
+import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a better-sqlite3 `Database` this driver uses. */
 export interface BetterSqlite3Database {

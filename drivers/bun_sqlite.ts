@@ -17,7 +17,7 @@
 import { Database } from "bun:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
 import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
-import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite_support.ts";
+import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a `bun:sqlite` `Database` this driver uses. */
 export interface BunSqliteDatabase {

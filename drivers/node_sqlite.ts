@@ -18,7 +18,7 @@
 import { DatabaseSync } from "node:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
 import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
-import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite_support.ts";
+import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a `node:sqlite` `DatabaseSync` this driver uses. */
 export interface NodeSqliteDatabase {

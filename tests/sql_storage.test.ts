@@ -11,9 +11,9 @@ import type { SqlConnection, SqlConnectionLease, SqlDriver, SqlStatement } from 
 import { GroupCommit } from "../src/sql/group_commit.ts";
 import { FifoMutex } from "../src/sql/mutex.ts";
 import { SqlStorage } from "../src/sql/sql_storage.ts";
-import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite_schema.ts";
-import * as SQL from "../src/sql/sqlite_statements.ts";
-import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite_support.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite/schema.ts";
+import * as SQL from "../src/sql/sqlite/statements.ts";
+import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite/support.ts";
 import type { NewRun, StepResult } from "../src/storage/adapter.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
 import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";

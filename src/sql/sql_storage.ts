@@ -56,9 +56,9 @@ import type {
   SqlValue,
 } from "./driver.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite/schema.ts";
 import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
-import * as SQL from "./sqlite_statements.ts";
+import * as SQL from "./sqlite/statements.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
 export interface SqlStorageOptions {

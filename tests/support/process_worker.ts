@@ -285,7 +285,7 @@ function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): St
   });
 }
 
-/** Counts unfinished runs (table and statuses of src/sql/sqlite_schema.ts). */
+/** Counts unfinished runs (table and statuses of src/sql/sqlite/schema.ts). */
 const UNFINISHED_SQL =
   "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ConfigError, StorageError } from "../errors.ts";
+import { ConfigError, StorageError } from "../../errors.ts";
 import type {
   SqlConnectionLease,
   SqlDriver,
@@ -17,8 +17,8 @@ import type {
   SqlRow,
   SqlStatement,
   SqlValue,
-} from "./driver.ts";
-import { FifoMutex } from "./mutex.ts";
+} from "../driver.ts";
+import { FifoMutex } from "../mutex.ts";
 
 /** The slice of a prepared statement of a synchronous SQLite library that the drivers use. */
 export interface SqliteStatement {
