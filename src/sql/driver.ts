@@ -67,6 +67,12 @@ export interface SqlConnection {
 
 /** A connection lent by {@linkcode SqlDriver.acquire}, to be given back exactly once. */
 export interface SqlConnectionLease extends SqlConnection {
+  /**
+   * The underlying connection, the same object each time that connection is lent: the core sends
+   * its per-connection settings once per session, so a pool's new connection gets them before
+   * its first statement. Omitted by a driver with a single connection (the driver is the session).
+   */
+  readonly session?: object;
   /** Gives the connection back (to the pool, or to the next waiter of a single connection). */
   release(): void;
 }

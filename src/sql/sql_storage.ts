@@ -50,15 +50,14 @@ import type {
   SqlConnection,
   SqlConnectionLease,
   SqlDriver,
-  SqlParameter,
   SqlRow,
   SqlStatement,
   SqlValue,
 } from "./driver.ts";
+import type { Dialect } from "./dialect.ts";
+import { DIALECTS } from "./dialects.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { MIGRATIONS, SCHEMA_VERSION } from "./sqlite/schema.ts";
 import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
-import * as SQL from "./sqlite/statements.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
 export interface SqlStorageOptions {
@@ -91,7 +90,7 @@ const BUSY_ATTEMPTS = 6;
 const BUSY_BASE_DELAY_MS = 10;
 const BUSY_MAX_DELAY_MS = 500;
 
-/** How an operation uses its connection: single statements, or one `BEGIN IMMEDIATE` transaction. */
+/** How an operation uses its connection: single statements, or one write transaction. */
 type Mode = "statements" | "transaction";
 
 /**
@@ -126,11 +125,13 @@ type Mode = "statements" | "transaction";
  */
 export class SqlStorage implements StorageAdapter, AsyncDisposable {
   #driver: SqlDriver;
-  #synchronous: "NORMAL" | "FULL";
-  #busyTimeoutMs: number;
+  #dialect: Dialect;
+  #schemaVersion: number;
+  #setup: readonly SqlStatement[];
   #clock: () => number;
   #newId: () => string;
-  #configured = false;
+  /** The sessions (connections) already set up; drivers without sessions have one connection. */
+  #configured = new WeakSet<object>();
   #closed = false;
   /** Concurrent runs' advances share transactions; see {@linkcode GroupCommit}. */
   #advances = new GroupCommit(
@@ -146,9 +147,13 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    * @throws {ConfigError} If the driver's dialect is not supported or an option is invalid.
    */
   constructor(driver: SqlDriver, options: SqlStorageOptions = {}) {
-    if (!isObject(driver) || driver.dialect !== "sqlite") {
-      const dialect = isObject(driver) ? describe(driver.dialect) : describe(driver);
-      throw new ConfigError(`Unsupported SQL driver dialect ${dialect}: expected "sqlite"`, {
+    const dialect = isObject(driver) && Object.hasOwn(DIALECTS, driver.dialect as string)
+      ? DIALECTS[driver.dialect]
+      : undefined;
+    if (dialect === undefined) {
+      const name = isObject(driver) ? describe(driver.dialect) : describe(driver);
+      const known = Object.keys(DIALECTS).map((key) => JSON.stringify(key)).join(" or ");
+      throw new ConfigError(`Unsupported SQL driver dialect ${name}: expected ${known}`, {
         field: "driver",
       });
     }
@@ -176,8 +181,9 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       throw new ConfigError(`Invalid newId ${describe(newId)}: expected a function`, { field: "newId" });
     }
     this.#driver = driver;
-    this.#synchronous = synchronous;
-    this.#busyTimeoutMs = busyTimeoutMs;
+    this.#dialect = dialect;
+    this.#schemaVersion = dialect.migrations[dialect.migrations.length - 1]!.version;
+    this.#setup = dialect.connectionSetup({ synchronous, busyTimeoutMs });
     this.#clock = now;
     this.#newId = newId ?? (() => crypto.randomUUID());
   }
@@ -194,19 +200,25 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    */
   async initialize(): Promise<void> {
     const op = "initialize";
-    const version = await this.#run(op, "statements", readSchemaVersion);
-    checkSchemaVersion(op, version);
+    const dialect = this.#dialect;
+    const latest = this.#schemaVersion;
+    const version = await this.#run(op, "statements", (c) => dialect.readSchemaVersion(c));
+    this.#checkSchemaVersion(op, version);
     // After the version check, so that a database this code must not touch is left as it is.
-    await this.#run(op, "statements", (c) => c.query(statement(SQL.pragmas.journalModeWal)));
-    if (version === SCHEMA_VERSION) return;
+    await this.#run(op, "statements", async (c) => {
+      for (const setup of dialect.databaseSetup) await c.query(setup);
+    });
+    if (version === latest) return;
     await this.#run(op, "transaction", async (c) => {
-      const current = await readSchemaVersion(c);
-      checkSchemaVersion(op, current);
-      for (const migration of MIGRATIONS) {
+      // First, before any read: a lock taken later would let two initialisers read the same version.
+      if (dialect.migrationLock !== null) await c.query(dialect.migrationLock);
+      const current = await dialect.readSchemaVersion(c);
+      this.#checkSchemaVersion(op, current);
+      for (const migration of dialect.migrations) {
         if (migration.version <= current) continue;
-        for (const sql of migration.statements) await c.execute(statement(sql));
+        for (const sql of migration.statements) await c.execute({ sql, params: [] });
       }
-      if (current < SCHEMA_VERSION) await c.execute(statement(SQL.UPSERT_SCHEMA_VERSION, SCHEMA_VERSION));
+      if (current < latest) await c.execute(dialect.writeSchemaVersion(latest));
     });
   }
 
@@ -226,8 +238,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     // Two statements without a transaction, the common case's cheapest form. A purge may delete
     // the key's holder between them; then again in one transaction, where nothing can.
     return await takenRunId(op, checked.id, async () => {
-      return await this.#run(op, "statements", (c) => insertRun(c, checked)) ??
-        await this.#run(op, "transaction", (c) => insertRun(c, checked)) ??
+      return await this.#run(op, "statements", (c) => insertRun(this.#dialect, c, checked)) ??
+        await this.#run(op, "transaction", (c) => insertRun(this.#dialect, c, checked)) ??
         notFound(op, checked.id);
     });
   }
@@ -278,7 +290,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     const expiry = leaseExpiresAt === undefined ? null : checkTime(op, "leaseExpiresAt", leaseExpiresAt);
     if (typeof runId !== "string" || typeof leaseId !== "string") return false;
-    const renew = statement(SQL.HEARTBEAT_RUN, expiry, expiry === null ? this.#clock() : 0, runId, leaseId);
+    const renew = this.#dialect.heartbeatRun(runId, leaseId, expiry, expiry === null ? this.#clock() : 0);
     return (await this.#run(op, "statements", (c) => c.execute(renew))).changes === 1;
   }
 
@@ -293,7 +305,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "getRun";
     this.#open(op);
     if (typeof runId !== "string") return null;
-    const rows = await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_RUN, runId)));
+    const rows = await this.#run(op, "statements", (c) => c.query(this.#dialect.selectRun(runId)));
     return rows[0] === undefined ? null : toRun(rows[0]);
   }
 
@@ -308,7 +320,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "getStepResults";
     this.#open(op);
     if (typeof runId !== "string") return [];
-    const rows = await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_STEPS, runId)));
+    const rows = await this.#run(op, "statements", (c) => c.query(this.#dialect.selectSteps(runId)));
     return rows.map(toStep);
   }
 
@@ -326,8 +338,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const step = checkStep(op, result);
     if (leaseId !== undefined && typeof leaseId !== "string") return false;
     const upsert = leaseId === undefined
-      ? statement(SQL.UPSERT_STEP_IF_RUN, ...stepParams(step), step.runId)
-      : statement(SQL.UPSERT_STEP_IF_LEASED, ...stepParams(step), step.runId, leaseId);
+      ? this.#dialect.upsertStepIfRun(step)
+      : this.#dialect.upsertStepIfLeased(step, leaseId);
     return (await this.#run(op, "statements", (c) => c.execute(upsert))).changes === 1;
   }
 
@@ -346,8 +358,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     checkStatus(op, status, false);
     if (typeof runId !== "string") return false;
-    const now = this.#clock();
-    const update = statement(SQL.UPDATE_RUN_STATUS, status, now, status, status, now, status, now, runId);
+    const update = this.#dialect.updateRunStatus(runId, status, this.#clock());
     return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
   }
 
@@ -371,13 +382,21 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       const rows = await this.#run(
         op,
         "statements",
-        (c) => c.query(statement(SQL.SELECT_LEASE_HELD, runId, leaseId)),
+        (c) => c.query(this.#dialect.selectLeaseHeld(runId, leaseId)),
       );
       return rows.length === 1;
     }
     const now = this.#clock();
     const dueAt = status === "waiting" || FINISHED.has(status) ? null : now;
-    const park = parkStatement(runId, leaseId, status, now, dueAt, undefined, undefined);
+    const park = this.#dialect.parkRun({
+      runId,
+      leaseId,
+      status,
+      now,
+      dueAt,
+      output: undefined,
+      error: undefined,
+    });
     return (await this.#run(op, "statements", (c) => c.execute(park))).changes === 1;
   }
 
@@ -418,20 +437,20 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
     let update: SqlStatement;
     if (status === undefined) {
-      update = statement(SQL.RENEW_RUN, leaseExpiresAt, now, now, runId, leaseId);
+      update = this.#dialect.renewRun(runId, leaseId, leaseExpiresAt, now);
     } else {
       const due = status === "waiting" ? dueAt ?? null : dueAt ?? now;
-      update = parkStatement(
+      update = this.#dialect.parkRun({
         runId,
         leaseId,
         status,
         now,
-        FINISHED.has(status) ? null : due,
-        status === "completed" ? output : undefined,
-        status === "completed" ? null : status === "failed" ? error : undefined,
-      );
+        dueAt: FINISHED.has(status) ? null : due,
+        output: status === "completed" ? output : undefined,
+        error: status === "completed" ? null : status === "failed" ? error : undefined,
+      });
     }
-    const upsert = step === undefined ? undefined : statement(SQL.UPSERT_STEP, ...stepParams(step));
+    const upsert = step === undefined ? undefined : this.#dialect.upsertStep(step);
     // Check, then write: a fenced-out advance changes nothing and leaves the rest of its group alone.
     return await this.#advances.submit(async (c) => {
       if ((await c.execute(update)).changes !== 1) return false;
@@ -459,13 +478,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const payload = checkString(op, "event payload", event.payload);
     const createdAt = checkTime(op, "event createdAt", event.createdAt);
     if (typeof runId !== "string") return false;
-    const insert = statement(SQL.INSERT_EVENT, runId, name, payload, createdAt, runId);
-    const wake = statement(SQL.WAKE_RUN, createdAt, createdAt, createdAt, runId, runId, name);
-    return await this.#run(op, "transaction", async (c) => {
-      if ((await c.execute(insert)).changes !== 1) return false;
-      await c.execute(wake);
-      return true;
-    });
+    const delivery = { name, payload, createdAt };
+    return await this.#run(op, "transaction", (c) => this.#dialect.deliverEvent(c, runId, delivery));
   }
 
   /**
@@ -488,22 +502,23 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const stepName = checkString(op, "stepName", wait.stepName);
     const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
     if (typeof runId !== "string" || typeof leaseId !== "string") return { outcome: "lost" };
-    const find = statement(SQL.SELECT_WAIT, stepName, runId, leaseId);
+    const dialect = this.#dialect;
     return await this.#run(op, "transaction", async (c): Promise<EventWaitResult> => {
-      const [row] = await c.query(find);
-      if (row === undefined) return { outcome: "lost" };
-      if (row.seq !== null) {
-        const payload = text(row.payload) as string;
-        await c.execute(statement(SQL.DELETE_EVENT, row.seq!));
-        const received = waitStepResult(runId, stepName, now, { payload });
-        await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(received)));
+      const found = await dialect.findWait(c, runId, leaseId, stepName);
+      if (!found.held) return { outcome: "lost" };
+      if (found.event !== null) {
+        const { seq } = found.event;
+        const payload = text(found.event.payload) as string;
+        await c.execute(dialect.deleteEvent(seq));
+        await c.execute(dialect.upsertStep(waitStepResult(runId, stepName, now, { payload })));
         return { outcome: "received", payload };
       }
       if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
       const waiting = waitStepResult(runId, stepName, now, { timeoutAt });
-      // The lease was checked under this transaction's write lock, so the park cannot miss.
-      await c.execute(parkStatement(runId, leaseId, "waiting", now, timeoutAt, undefined, undefined));
-      await c.execute(statement(SQL.UPSERT_STEP, ...stepParams(waiting)));
+      // findWait checked the lease under a lock this transaction keeps, so the park cannot miss.
+      const park = { runId, leaseId, status: "waiting", now, dueAt: timeoutAt } as const;
+      await c.execute(dialect.parkRun({ ...park, output: undefined, error: undefined }));
+      await c.execute(dialect.upsertStep(waiting));
       return { outcome: "parked" };
     });
   }
@@ -519,18 +534,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async listRuns(query: RunQuery): Promise<WorkflowRun[]> {
     const op = "listRuns";
     this.#open(op);
-    const { statuses = [], workflowName, limit, before, beforeId } = checkRunQuery(op, query);
-    const cursor = before === undefined ? "none" : beforeId === undefined ? "before" : "beforeId";
-    const sql = SQL.selectRunsPage(statuses.length, workflowName !== undefined, cursor);
-    const params: SqlParameter[] = [];
-    for (const status of statuses.length === 0 ? [undefined] : statuses) {
-      if (status !== undefined) params.push(status);
-      if (workflowName !== undefined) params.push(workflowName);
-      if (before !== undefined) params.push(before);
-      if (beforeId !== undefined) params.push(beforeId);
-    }
-    const rows = await this.#run(op, "statements", (c) => c.query(statement(sql, ...params, limit)));
-    return rows.map(toRun);
+    const page = this.#dialect.selectRunsPage(checkRunQuery(op, query));
+    return (await this.#run(op, "statements", (c) => c.query(page))).map(toRun);
   }
 
   /**
@@ -547,18 +552,20 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     checkTime(op, "now", now);
     if (typeof runId !== "string") return false;
+    const dialect = this.#dialect;
     return await this.#run(op, "transaction", async (c) => {
-      if ((await c.execute(statement(SQL.REQUEUE_RUN, now, now, runId))).changes !== 1) return false;
-      await c.execute(statement(SQL.DELETE_FAILED_STEPS, runId));
+      if ((await c.execute(dialect.requeueRun(runId, now))).changes !== 1) return false;
+      await c.execute(dialect.deleteFailedSteps(runId));
       // MemoryStorage drops a run's events when it finishes; the SQL storage leaves them until now.
-      await c.execute(statement(SQL.DELETE_EVENTS_OF_RUN, runId));
+      await c.execute(dialect.deleteEventsOfRun(runId));
       return true;
     });
   }
 
   /**
-   * Creates or replaces a schedule in one `BEGIN IMMEDIATE` transaction: it reads the stored
-   * schedule, then writes the merged record.
+   * Creates or replaces a schedule in one transaction: it reads the stored schedule under a lock
+   * (SQLite's write lock, a row lock elsewhere), then writes the merged record; a new key is
+   * inserted only if no concurrent caller inserted it first (then the merge is made on theirs).
    *
    * @param schedule The schedule.
    * @returns The stored schedule and whether the key was new.
@@ -568,11 +575,18 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "upsertSchedule";
     this.#open(op);
     const checked = checkNewSchedule(op, schedule);
+    const dialect = this.#dialect;
     return await this.#run(op, "transaction", async (c) => {
-      const [row] = await c.query(statement(SQL.SELECT_SCHEDULE, checked.key));
-      const result = upsertedSchedule(row === undefined ? null : toSchedule(row), checked);
-      await c.execute(scheduleStatement(result.schedule));
-      return result;
+      for (;;) {
+        const [row] = await c.query(dialect.lockSchedule(checked.key));
+        const result = upsertedSchedule(row === undefined ? null : toSchedule(row), checked);
+        if (row !== undefined) {
+          await c.execute(dialect.upsertSchedule(result.schedule));
+          return result;
+        }
+        // Zero changes: another caller's insert of the key committed in between; merge on it.
+        if ((await c.execute(dialect.insertSchedule(result.schedule))).changes === 1) return result;
+      }
     });
   }
 
@@ -586,7 +600,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async deleteSchedule(key: string): Promise<boolean> {
     const op = "deleteSchedule";
     this.#open(op);
-    const remove = statement(SQL.DELETE_SCHEDULE, checkString(op, "key", key));
+    const remove = this.#dialect.deleteSchedule(checkString(op, "key", key));
     return (await this.#run(op, "statements", (c) => c.execute(remove))).changes === 1;
   }
 
@@ -599,7 +613,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async listSchedules(): Promise<ScheduleRecord[]> {
     const op = "listSchedules";
     this.#open(op);
-    return (await this.#run(op, "statements", (c) => c.query(statement(SQL.SELECT_SCHEDULES)))).map(
+    return (await this.#run(op, "statements", (c) => c.query(this.#dialect.selectSchedules()))).map(
       toSchedule,
     );
   }
@@ -621,10 +635,9 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "dueSchedules";
     this.#open(op);
     const names = checkNames(op, workflowNames);
-    const select = statement(
-      SQL.SELECT_DUE_SCHEDULES,
+    const select = this.#dialect.selectDueSchedules(
+      names,
       checkTime(op, "now", now),
-      JSON.stringify(names),
       checkLimit(op, limit, 0),
     );
     if (limit === 0 || names.length === 0) return [];
@@ -632,8 +645,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   }
 
   /**
-   * Claims a schedule's slot in one `BEGIN IMMEDIATE` transaction: reads the schedule under the
-   * write lock, and only if its `nextRunAt` is still `slot` creates the run (as
+   * Claims a schedule's slot in one transaction: reads the schedule under a lock (SQLite's write
+   * lock, a row lock elsewhere), and only if its `nextRunAt` is still `slot` creates the run (as
    * {@linkcode SqlStorage.createRun}) and moves the schedule to `nextRunAt`.
    *
    * @param key The schedule's key.
@@ -653,21 +666,22 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "claimScheduleSlot";
     this.#open(op);
     const checked = checkSlotClaim(op, key, slot, nextRunAt, run);
+    const dialect = this.#dialect;
     return await takenRunId(op, checked.id, () =>
       this.#run(op, "transaction", async (c) => {
-        const [row] = await c.query(statement(SQL.SELECT_SCHEDULE, key));
+        const [row] = await c.query(dialect.lockSchedule(key));
         const schedule = row === undefined ? null : toSchedule(row);
         if (schedule === null || schedule.nextRunAt !== slot) return null;
-        const result = await insertRun(c, checked) ?? notFound(op, checked.id);
+        const result = await insertRun(dialect, c, checked) ?? notFound(op, checked.id);
         await c.execute(
-          scheduleStatement(claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt)),
+          dialect.upsertSchedule(claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt)),
         );
         return result;
       }));
   }
 
   /**
-   * Deletes up to `limit` finished runs in one `BEGIN IMMEDIATE` transaction: one query walks
+   * Deletes up to `limit` finished runs in one transaction: one query walks
    * the status index from the oldest run of each status, then their steps, events and rows are
    * deleted.
    *
@@ -678,20 +692,17 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async purgeRuns(request: PurgeRequest): Promise<number> {
     const op = "purgeRuns";
     this.#open(op);
-    const { finishedBefore, statuses, limit } = checkPurgeRequest(op, request);
-    if (limit === 0) return 0;
-    const select = statement(
-      SQL.selectPurgeable(statuses.length),
-      ...statuses.flatMap((status) => [status, finishedBefore, finishedBefore]),
-      limit,
-    );
+    const checked = checkPurgeRequest(op, request);
+    if (checked.limit === 0) return 0;
+    const dialect = this.#dialect;
+    const select = dialect.selectPurgeable(checked);
     return await this.#run(op, "transaction", async (c) => {
       const rows = await c.query(select);
       if (rows.length === 0) return 0;
-      const runIds = JSON.stringify(rows.map((row) => row.id));
-      await c.execute(statement(SQL.DELETE_STEPS_OF_RUNS, runIds));
-      await c.execute(statement(SQL.DELETE_EVENTS_OF_RUNS, runIds));
-      await c.execute(statement(SQL.DELETE_RUNS, JSON.stringify(rows.map((row) => row.seq))));
+      const runIds = rows.map((row) => row.id as string);
+      await c.execute(dialect.deleteStepsOfRuns(runIds));
+      await c.execute(dialect.deleteEventsOfRuns(runIds));
+      await c.execute(dialect.deleteRuns(rows.map((row) => Number(row.seq))));
       return rows.length;
     });
   }
@@ -729,28 +740,20 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     }
     const names = workflowNames.filter((name) => typeof name === "string");
     if (limit === 0 || names.length === 0) return [];
-    const namesJson = JSON.stringify(names);
-    const expiry = now + leaseDurationMs;
-    const claim = async (c: SqlConnection): Promise<ClaimedRun[]> => {
-      const rows = await c.query(statement(SQL.SELECT_CLAIMABLE, now, namesJson, limit));
-      const runs: ClaimedRun[] = [];
-      for (const row of rows) {
-        const run = toRun(row);
-        const leaseId = this.#newId();
-        await c.execute(statement(SQL.CLAIM_RUN, leaseId, expiry, leaseDurationMs, now, row.seq!));
-        runs.push({
-          ...run,
-          status: "running",
-          leaseId,
-          dueAt: expiry,
-          claimCount: run.claimCount + 1,
-          updatedAt: now,
-          steps: [],
-        });
-      }
-      return await withSteps(c, runs);
+    const dialect = this.#dialect;
+    const plan = {
+      names,
+      limit,
+      now,
+      expiry: now + leaseDurationMs,
+      leaseMs: leaseDurationMs,
+      newLeaseId: this.#newId,
     };
-    return await this.#run(op, "transaction", claim);
+    return await this.#run(op, "transaction", async (c) => {
+      const claimed = await dialect.claim(c, plan);
+      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({ ...toRun(row), leaseId, steps: [] }));
+      return await withSteps(dialect, c, runs);
+    });
   }
 
   #open(operation: string): void {
@@ -758,7 +761,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   }
 
   /**
-   * Runs `body` on a connection, inside `BEGIN IMMEDIATE … COMMIT` in transaction mode. Retries
+   * Runs `body` on a connection, inside the dialect's transaction in transaction mode. Retries
    * the whole operation when it fails as busy, and turns driver errors into `StorageError`s.
    */
   async #run<T>(operation: string, mode: Mode, body: (connection: SqlConnection) => Promise<T>): Promise<T> {
@@ -775,14 +778,15 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       }
       let inTransaction = false;
       try {
-        if (!this.#configured) await this.#configure(connection);
+        const session = connection.session ?? this.#driver;
+        if (!this.#configured.has(session)) await this.#configure(connection, session);
         if (mode === "transaction") {
-          await connection.execute(statement(SQL.BEGIN));
+          await connection.execute(this.#dialect.begin);
           inTransaction = true;
         }
         const result = await body(connection);
         if (inTransaction) {
-          await connection.execute(statement(SQL.COMMIT));
+          await connection.execute(this.#dialect.commit);
           inTransaction = false;
         }
         return result;
@@ -790,7 +794,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         failure = error;
         if (inTransaction) {
           try {
-            await connection.execute(statement(SQL.ROLLBACK));
+            await connection.execute(this.#dialect.rollback);
           } catch {
             // SQLite may already have rolled back (after SQLITE_FULL, say); nothing is left to undo.
           }
@@ -808,11 +812,22 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     }
   }
 
-  /** Per-connection settings. SQLite drivers lend one connection, so once per storage suffices. */
-  async #configure(connection: SqlConnection): Promise<void> {
-    await connection.query(statement(SQL.pragmas.busyTimeout(this.#busyTimeoutMs)));
-    await connection.execute(statement(SQL.pragmas.synchronous(this.#synchronous)));
-    this.#configured = true;
+  /** Per-connection settings, once per session: a pool's new connection gets them before its first use. */
+  async #configure(connection: SqlConnection, session: object): Promise<void> {
+    for (const setup of this.#setup) await connection.query(setup);
+    this.#configured.add(session);
+  }
+
+  #checkSchemaVersion(operation: string, version: number): void {
+    const latest = this.#schemaVersion;
+    if (version > latest) {
+      throw new StorageError(
+        operation,
+        `the database has Reflow schema version ${version}, newer than version ${latest} that this ` +
+          "Reflow knows; upgrade Reflow to use it (nothing was changed)",
+        { kind: "schema" },
+      );
+    }
   }
 
   #translate(operation: string, error: unknown): StorageError {
@@ -837,46 +852,19 @@ const HINTS: Partial<Record<StorageErrorKind, string>> = {
   readonly: " (the database or its directory is read-only)",
 };
 
-function statement(sql: string, ...params: SqlParameter[]): SqlStatement {
-  return { sql, params };
-}
-
-async function readSchemaVersion(connection: SqlConnection): Promise<number> {
-  const [meta] = await connection.query(statement(SQL.META_EXISTS));
-  if (meta?.n === 0) return 0;
-  const [row] = await connection.query(statement(SQL.SELECT_SCHEMA_VERSION));
-  return row === undefined ? 0 : Number(row.value);
-}
-
-function checkSchemaVersion(operation: string, version: number): void {
-  if (version > SCHEMA_VERSION) {
-    throw new StorageError(
-      operation,
-      `the database has Reflow schema version ${version}, newer than version ${SCHEMA_VERSION} that this ` +
-        "Reflow knows; upgrade Reflow to use it (nothing was changed)",
-      { kind: "schema" },
-    );
-  }
-}
-
 /**
  * Stores a checked new run, or reads the run of its workflow that holds its idempotency key;
  * null when neither happened (the holder was deleted between the two statements).
  */
-async function insertRun(connection: SqlConnection, run: NewRun): Promise<CreateRunResult | null> {
-  const { id, workflowName, input, idempotencyKey, createdAt } = run;
-  const insert = statement(
-    SQL.INSERT_RUN,
-    id,
-    workflowName,
-    input,
-    idempotencyKey,
-    createdAt,
-    createdAt,
-    createdAt,
-  );
-  if ((await connection.execute(insert)).changes === 1) return { run: pendingRun(run), created: true };
-  const [row] = await connection.query(statement(SQL.SELECT_RUN_BY_KEY, workflowName, idempotencyKey));
+async function insertRun(
+  dialect: Dialect,
+  connection: SqlConnection,
+  run: NewRun,
+): Promise<CreateRunResult | null> {
+  if ((await connection.execute(dialect.insertRun(run))).changes === 1) {
+    return { run: pendingRun(run), created: true };
+  }
+  const [row] = await connection.query(dialect.selectRunByKey(run.workflowName, run.idempotencyKey));
   return row === undefined ? null : { run: toRun(row), created: false };
 }
 
@@ -900,25 +888,14 @@ function notFound(operation: string, id: string): never {
   throw invalid(operation, `run ${JSON.stringify(id)} was neither created nor found`);
 }
 
-function scheduleStatement(schedule: ScheduleRecord): SqlStatement {
-  return statement(
-    SQL.UPSERT_SCHEDULE,
-    schedule.key,
-    schedule.workflowName,
-    schedule.input,
-    schedule.recurrence,
-    schedule.nextRunAt,
-    schedule.lastRunAt,
-    schedule.lastRunId,
-    schedule.createdAt,
-    schedule.updatedAt,
-  );
-}
-
-async function withSteps(connection: SqlConnection, runs: ClaimedRun[]): Promise<ClaimedRun[]> {
+async function withSteps(
+  dialect: Dialect,
+  connection: SqlConnection,
+  runs: ClaimedRun[],
+): Promise<ClaimedRun[]> {
   const reclaimed = runs.filter((run) => run.claimCount > 1).map((run) => run.id);
   if (reclaimed.length === 0) return runs;
-  const rows = await connection.query(statement(SQL.SELECT_STEPS_OF_RUNS, JSON.stringify(reclaimed)));
+  const rows = await connection.query(dialect.selectStepsOfRuns(reclaimed));
   const byRun = new Map<string, StepResult[]>();
   for (const row of rows) {
     const step = toStep(row);
@@ -927,54 +904,6 @@ async function withSteps(connection: SqlConnection, runs: ClaimedRun[]): Promise
     else list.push(step);
   }
   return runs.map((run) => run.claimCount > 1 ? { ...run, steps: byRun.get(run.id) ?? [] } : run);
-}
-
-function parkStatement(
-  runId: string,
-  leaseId: string,
-  status: Exclude<RunStatus, "running">,
-  now: number,
-  dueAt: number | null,
-  output: string | null | undefined,
-  error: StoredError | null | undefined,
-): SqlStatement {
-  const setOutput = output !== undefined;
-  const setError = error !== undefined;
-  return statement(
-    SQL.PARK_RUN,
-    status,
-    dueAt,
-    now,
-    setOutput,
-    output ?? null,
-    setError,
-    error?.code ?? null,
-    setError,
-    error?.name ?? null,
-    setError,
-    error?.message ?? null,
-    setError,
-    error?.stepName ?? null,
-    runId,
-    leaseId,
-  );
-}
-
-function stepParams(step: StepResult): SqlParameter[] {
-  const error = step.error;
-  return [
-    step.runId,
-    step.stepName,
-    step.status,
-    step.output,
-    error?.code ?? null,
-    error?.name ?? null,
-    error?.message ?? null,
-    error?.stepName ?? null,
-    step.attempts,
-    step.dueAt,
-    step.updatedAt,
-  ];
 }
 
 // ignoreBOM: a leading U+FEFF is part of the value, not a marker to drop.

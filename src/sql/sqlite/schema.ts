@@ -9,13 +9,9 @@
  * @module
  */
 
-/** One step of the schema's history. */
-export interface Migration {
-  /** The schema version this migration produces; versions count up from 1 without gaps. */
-  readonly version: number;
-  /** The statements, one statement per string, applied in order inside one transaction. */
-  readonly statements: readonly string[];
-}
+import type { Migration } from "../dialect.ts";
+
+export type { Migration };
 
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [

@@ -286,12 +286,19 @@ export const SELECT_DUE_SCHEDULES = `SELECT ${SCHEDULE_COLUMNS} FROM reflow_sche
   "WHERE next_run_at <= ? AND +workflow_name IN (SELECT value FROM json_each(?)) " +
   "ORDER BY next_run_at, key LIMIT ?";
 
+const SCHEDULE_INSERT = "INSERT INTO reflow_schedules (key, workflow_name, input, recurrence, " +
+  "next_run_at, last_run_at, last_run_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/**
+ * Inserts a schedule unless its key exists. Parameters: those of {@linkcode UPSERT_SCHEDULE}.
+ */
+export const INSERT_SCHEDULE = `${SCHEDULE_INSERT} ON CONFLICT (key) DO NOTHING`;
+
 /**
  * Writes a whole schedule, inserting or replacing it. Parameters: key, workflow, input,
  * recurrence, next run at, last run at, last run id, created at, updated at.
  */
-export const UPSERT_SCHEDULE = "INSERT INTO reflow_schedules (key, workflow_name, input, recurrence, " +
-  "next_run_at, last_run_at, last_run_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) " +
+export const UPSERT_SCHEDULE = `${SCHEDULE_INSERT} ` +
   "ON CONFLICT (key) DO UPDATE SET workflow_name = excluded.workflow_name, input = excluded.input, " +
   "recurrence = excluded.recurrence, next_run_at = excluded.next_run_at, " +
   "last_run_at = excluded.last_run_at, last_run_id = excluded.last_run_id, " +

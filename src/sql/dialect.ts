@@ -1,0 +1,272 @@
+/**
+ * The seam between the dialect-neutral runner ({@linkcode SqlStorage}) and one SQL dialect: every
+ * statement text with the builder of its parameters, the migrations, how a transaction begins,
+ * what each new connection is told, the migration lock, and the few operations whose safety
+ * depends on how the database arbitrates concurrent writers (claims, schedule slots, event waits).
+ *
+ * SQLite admits one writer at a time, so a read followed by a write inside `BEGIN IMMEDIATE` sees
+ * no interleaving. A database with row locks (PostgreSQL under READ COMMITTED) does interleave, so
+ * its dialect claims in one `FOR UPDATE SKIP LOCKED` statement and reads schedules and runs under
+ * row locks. The runner only ever calls the dialect, so both stay correct on the same code.
+ *
+ * @module
+ */
+
+import type {
+  NewEvent,
+  NewRun,
+  PurgeRequest,
+  RunQuery,
+  RunStatus,
+  ScheduleRecord,
+  StepResult,
+  StoredError,
+} from "../storage/adapter.ts";
+import type { SqlConnection, SqlDialect, SqlParameter, SqlRow, SqlStatement, SqlValue } from "./driver.ts";
+
+/** One step of the schema's history. */
+export interface Migration {
+  /** The schema version this migration produces; versions count up from 1 without gaps. */
+  readonly version: number;
+  /** The statements, one statement per string, applied in order inside one transaction. */
+  readonly statements: readonly string[];
+}
+
+/** The settings a dialect turns into per-connection statements. */
+export interface ConnectionSettings {
+  /** SQLite's `synchronous` mode. */
+  readonly synchronous: "NORMAL" | "FULL";
+  /** How long a statement waits for a lock before failing as busy. */
+  readonly busyTimeoutMs: number;
+}
+
+/** What a claim takes: the due runs of some workflows, each with a fresh lease. */
+export interface ClaimPlan {
+  /** The workflows (not empty). */
+  readonly names: readonly string[];
+  /** At most this many runs (> 0). */
+  readonly limit: number;
+  /** The claim time: runs due at or before it are claimable. */
+  readonly now: number;
+  /** The lease expiry, `now + leaseMs`. */
+  readonly expiry: number;
+  /** The lease duration. */
+  readonly leaseMs: number;
+  /** Makes one lease id. */
+  readonly newLeaseId: () => string;
+}
+
+/** A claimed run's row (the run's columns after the claim) and its lease. */
+export interface ClaimedRow {
+  /** The run's columns, as read by the run statements. */
+  readonly row: SqlRow;
+  /** The lease the claim took. */
+  readonly leaseId: string;
+}
+
+/** What a wait found under its fence. */
+export type WaitFinding =
+  | { readonly held: false }
+  | { readonly held: true; readonly event: { readonly seq: number; readonly payload: SqlValue } | null };
+
+/** A move of a held run to a status other than running; see {@linkcode Dialect.parkRun}. */
+export interface Park {
+  readonly runId: string;
+  readonly leaseId: string;
+  readonly status: Exclude<RunStatus, "running">;
+  readonly now: number;
+  readonly dueAt: number | null;
+  /** The output to store; undefined keeps the stored one. */
+  readonly output: string | null | undefined;
+  /** The error to store; undefined keeps the stored one. */
+  readonly error: StoredError | null | undefined;
+}
+
+/**
+ * One SQL dialect, as the runner uses it. Statement builders return constant texts (so drivers'
+ * statement caches hit) with their parameters in order; strategies run a few statements on a
+ * connection the runner lent them, inside the runner's transaction where one is named.
+ */
+export interface Dialect {
+  /** The dialect's name, as drivers declare it. */
+  readonly name: SqlDialect;
+  /** Every migration, oldest first; the last one's version is the schema version. */
+  readonly migrations: readonly Migration[];
+  /** Starts a write transaction. */
+  readonly begin: SqlStatement;
+  /** Ends a transaction. */
+  readonly commit: SqlStatement;
+  /** Abandons a transaction. */
+  readonly rollback: SqlStatement;
+  /**
+   * Taken as the first statement of the migration transaction, so that concurrent initialisers
+   * migrate one after the other; null where `begin` already excludes other writers.
+   */
+  readonly migrationLock: SqlStatement | null;
+  /**
+   * Statements for each new connection, before its first use.
+   *
+   * @param settings The storage's settings.
+   * @returns The statements, in order.
+   */
+  connectionSetup(settings: ConnectionSettings): readonly SqlStatement[];
+  /** Statements for the database as a whole, once the schema version is known to be ours. */
+  readonly databaseSetup: readonly SqlStatement[];
+  /**
+   * Reads the schema version: 0 for a database Reflow has never initialised.
+   *
+   * @param connection The connection to read on.
+   * @returns The version.
+   */
+  readSchemaVersion(connection: SqlConnection): Promise<number>;
+  /** Records the schema version. */
+  writeSchemaVersion(version: number): SqlStatement;
+
+  /** Stores a new pending run unless its workflow already has a run with its idempotency key. */
+  insertRun(run: NewRun): SqlStatement;
+  /** Reads the run of a workflow that holds an idempotency key. */
+  selectRunByKey(workflowName: string, idempotencyKey: string | null): SqlStatement;
+  /** Reads a run. */
+  selectRun(runId: string): SqlStatement;
+  /** Reads a run's steps in first-written order. */
+  selectSteps(runId: string): SqlStatement;
+  /** Reads the steps of several runs, each run's in first-written order. */
+  selectStepsOfRuns(runIds: readonly string[]): SqlStatement;
+  /**
+   * Claims the due runs of a plan inside the runner's transaction, oldest due first, ties by
+   * creation, so that no two claimers get the same run.
+   *
+   * @param connection The transaction's connection.
+   * @param plan What to claim.
+   * @returns The claimed rows, in claim order.
+   */
+  claim(connection: SqlConnection, plan: ClaimPlan): Promise<ClaimedRow[]>;
+  /** Renews a held lease to an expiry, or (null) to now plus the claim's duration. */
+  heartbeatRun(runId: string, leaseId: string, expiry: number | null, now: number): SqlStatement;
+  /** Whether a lease is held (a row when it is). */
+  selectLeaseHeld(runId: string, leaseId: string): SqlStatement;
+  /** Keeps a held run running, moving its expiry (null: now plus the claim's duration). */
+  renewRun(runId: string, leaseId: string, expiry: number | null, now: number): SqlStatement;
+  /** Moves a held run to another status and releases its lease. */
+  parkRun(park: Park): SqlStatement;
+  /** Sets the status of an unfinished run without a lease check; see `SqlStorage.updateRunStatus`. */
+  updateRunStatus(runId: string, status: RunStatus, now: number): SqlStatement;
+  /** Inserts or replaces a step result, keeping a replaced row's first-written position. */
+  upsertStep(step: StepResult): SqlStatement;
+  /** {@linkcode Dialect.upsertStep} only if the run exists. */
+  upsertStepIfRun(step: StepResult): SqlStatement;
+  /** {@linkcode Dialect.upsertStep} only if the run is running under the lease. */
+  upsertStepIfLeased(step: StepResult, leaseId: string): SqlStatement;
+  /**
+   * Stores an event for an unfinished run and wakes the run if it waits on it, inside the
+   * runner's transaction, ordered against {@linkcode Dialect.findWait} so that a wait either
+   * sees the event or is woken by it.
+   *
+   * @returns False, storing nothing, if the run does not exist or has finished.
+   */
+  deliverEvent(connection: SqlConnection, runId: string, event: NewEvent): Promise<boolean>;
+  /**
+   * Checks the lease of a wait and finds the oldest unconsumed event of its name, inside the
+   * runner's transaction; the run stays locked against {@linkcode Dialect.deliverEvent} until
+   * the transaction ends.
+   */
+  findWait(connection: SqlConnection, runId: string, leaseId: string, name: string): Promise<WaitFinding>;
+  /** Consumes an event. */
+  deleteEvent(seq: number): SqlStatement;
+  /** One `listRuns()` page. */
+  selectRunsPage(query: RunQuery): SqlStatement;
+  /** Re-queues a failed or cancelled run. */
+  requeueRun(runId: string, now: number): SqlStatement;
+  /** Deletes a run's failed step results. */
+  deleteFailedSteps(runId: string): SqlStatement;
+  /** Deletes a run's unconsumed events. */
+  deleteEventsOfRun(runId: string): SqlStatement;
+  /** Up to a limit of purgeable runs (`seq`, `id`), oldest `(created_at, id)` first. */
+  selectPurgeable(request: Required<PurgeRequest>): SqlStatement;
+  /** Deletes the steps of several runs. */
+  deleteStepsOfRuns(runIds: readonly string[]): SqlStatement;
+  /** Deletes the events of several runs. */
+  deleteEventsOfRuns(runIds: readonly string[]): SqlStatement;
+  /** Deletes runs by seq. */
+  deleteRuns(seqs: readonly number[]): SqlStatement;
+  /** Reads a schedule. */
+  selectSchedule(key: string): SqlStatement;
+  /**
+   * Reads a schedule and keeps it from changing until the transaction ends (the slot and upsert
+   * decisions are made on this read).
+   */
+  lockSchedule(key: string): SqlStatement;
+  /** Reads every schedule by key. */
+  selectSchedules(): SqlStatement;
+  /** Up to a limit of due schedules of some workflows, earliest first, ties by key. */
+  selectDueSchedules(names: readonly string[], now: number, limit: number): SqlStatement;
+  /** Inserts a schedule unless its key exists (no row changes then). */
+  insertSchedule(schedule: ScheduleRecord): SqlStatement;
+  /** Writes a whole schedule, inserting or replacing it. */
+  upsertSchedule(schedule: ScheduleRecord): SqlStatement;
+  /** Deletes a schedule. */
+  deleteSchedule(key: string): SqlStatement;
+}
+
+/**
+ * A statement from its text and parameters.
+ *
+ * @param sql The text.
+ * @param params The parameters, in order.
+ * @returns The statement.
+ */
+export function statement(sql: string, ...params: SqlParameter[]): SqlStatement {
+  return { sql, params };
+}
+
+/**
+ * The parameters of a step result, in column order: run id, step name, status, output, error
+ * code, name, message, step, attempts, due at, updated at.
+ *
+ * @param step The step result.
+ * @param encode Turns an encoded value into the parameter the dialect stores it as.
+ * @returns The parameters.
+ */
+export function stepParams(step: StepResult, encode: Encode = asIs): SqlParameter[] {
+  const error = step.error;
+  return [
+    step.runId,
+    step.stepName,
+    step.status,
+    encode(step.output),
+    error?.code ?? null,
+    error?.name ?? null,
+    error?.message ?? null,
+    error?.stepName ?? null,
+    step.attempts,
+    step.dueAt,
+    step.updatedAt,
+  ];
+}
+
+/** Turns an encoded value (or null) into the parameter a dialect stores it as. */
+export type Encode = (value: string | null) => SqlParameter;
+
+const asIs: Encode = (value) => value;
+
+/**
+ * The parameters of a schedule, in column order: key, workflow, input, recurrence, next run at,
+ * last run at, last run id, created at, updated at.
+ *
+ * @param schedule The schedule.
+ * @param encode Turns the input and the recurrence into the parameters the dialect stores them as.
+ * @returns The parameters.
+ */
+export function scheduleParams(schedule: ScheduleRecord, encode: Encode = asIs): SqlParameter[] {
+  return [
+    schedule.key,
+    schedule.workflowName,
+    encode(schedule.input),
+    encode(schedule.recurrence),
+    schedule.nextRunAt,
+    schedule.lastRunAt,
+    schedule.lastRunId,
+    schedule.createdAt,
+    schedule.updatedAt,
+  ];
+}
