@@ -1,7 +1,7 @@
 // Bad input, as one table: each case is refused with its typed error (its `code`, and the field that
 // names the offending value: `field`, `path`, `issues`, `workflowName`, `kind`), or with the documented
-// `false`, and leaves every run already stored in the SQLite file exactly as it was (runs, step results
-// and events, compared row by row before and after).
+// `false`, and leaves every run already stored in the database exactly as it was (runs, step results
+// and events, compared row by row before and after), on every SQL storage of the shared table.
 //
 // Cases tested elsewhere are not repeated here:
 // - the codec's rejection of every kind of value (NaN, ±Infinity, functions, symbols, Map/Set, typed
@@ -32,7 +32,9 @@ import {
 } from "../mod.ts";
 import { schema } from "./support/fixtures.ts";
 import { runtimeName } from "./support/runtime.ts";
-import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { type DriverModule, type SqliteSubject, sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { storages } from "./support/storages.ts";
+import type { StorageAdapter } from "../src/storage/adapter.ts";
 
 const numbered = schema<{ n: number }>((value) =>
   typeof (value as { n?: unknown })?.n === "number" ? undefined : "n must be a number"
@@ -67,16 +69,19 @@ const WORKFLOWS = [order, emit];
 const STORED_SCHEDULE = "yearly-order";
 type Flows = (typeof WORKFLOWS)[number];
 
-/** What a case runs against: an engine on the shared file, its id of runs, and the driver. */
+/** What a case runs against: an engine on the shared database, its ids of runs, and its storage. */
 interface Context {
   readonly engine: Engine<Flows>;
   /** An engine of `emit` alone, so that its ticks run no other stored run. */
   readonly emitter: Engine<typeof emit>;
-  readonly driver: DriverModule;
+  readonly store: StorageAdapter;
   readonly waitingRunId: string;
   readonly finishedRunId: string;
-  /** A copy of the shared file, for cases that damage a database. */
-  copy(): Promise<string>;
+  /** SQLite only: the driver and a copy of the shared file, for cases that damage a file. */
+  readonly file?: {
+    readonly driver: DriverModule;
+    copy(): Promise<string>;
+  };
 }
 
 /** How a case must end. */
@@ -91,6 +96,8 @@ type Expect =
 
 interface Case {
   readonly name: string;
+  /** Whether the case damages a SQLite file (it runs where there is one). */
+  readonly file?: true;
   readonly act: (cx: Context) => unknown;
   readonly expect: Expect;
 }
@@ -247,13 +254,14 @@ const CASES: Case[] = [
   },
   {
     name: "a NaN heartbeat interval",
-    act: ({ driver }) =>
-      createEngine({ storage: driver.open(":memory:"), workflows: [], heartbeatIntervalMs: Number.NaN }),
+    act: ({ store }) => createEngine({ storage: store, workflows: [], heartbeatIntervalMs: Number.NaN }),
     expect: config("heartbeatIntervalMs"),
   },
   {
     name: "a damaged database file, left as it is",
-    act: async ({ copy, driver }) => {
+    file: true,
+    act: async ({ file }) => {
+      const { copy, driver } = file!;
       const path = await copy();
       const bytes = readFileSync(path);
       // Page 1 (the schema) stays readable; every page of the tables after it is garbage.
@@ -265,7 +273,9 @@ const CASES: Case[] = [
   },
   {
     name: "a foreign file that is not SQLite, left as it is",
-    act: async ({ copy, driver }) => {
+    file: true,
+    act: async ({ file }) => {
+      const { copy, driver } = file!;
       const path = await copy();
       writeFileSync(path, "%PDF-1.7\n".repeat(2000));
       return await unchangedFile(path, () => enqueueOn(driver, path));
@@ -274,7 +284,9 @@ const CASES: Case[] = [
   },
   {
     name: "a database of a newer schema version, left as it is",
-    act: async ({ copy, driver }) => {
+    file: true,
+    act: async ({ file }) => {
+      const { copy, driver } = file!;
       const path = await copy();
       const handle = await driver.openHandle(path);
       handle.prepare("UPDATE reflow_meta SET value = value + 1").run();
@@ -305,106 +317,117 @@ async function unchangedFile(path: string, act: () => Promise<unknown>): Promise
   }
 }
 
+type Read = (sql: string) => Promise<Record<string, unknown>[]>;
+
 /** Every stored row of the runs in `runIds` (all runs if omitted): runs, step results, events. */
-function snapshot(handle: RawHandle, runIds?: ReadonlySet<string>): { runs: unknown[]; rows: unknown[] } {
-  const read = (sql: string) =>
-    (handle.prepare(sql).all() as Record<string, unknown>[]).map((row) => ({ ...row }));
+async function snapshot(
+  read: Read,
+  runIds?: ReadonlySet<string>,
+): Promise<{ runs: unknown[]; rows: unknown[] }> {
   const keep = (row: Record<string, unknown>) =>
     runIds === undefined || runIds.has(String(row.id ?? row.run_id));
   return {
-    runs: read("SELECT * FROM reflow_runs ORDER BY seq").filter(keep),
+    runs: (await read("SELECT * FROM reflow_runs ORDER BY seq")).filter(keep),
     rows: [
-      ...read("SELECT * FROM reflow_steps ORDER BY seq").filter(keep),
-      ...read("SELECT * FROM reflow_events ORDER BY seq").filter(keep),
-      ...read("SELECT * FROM reflow_schedules ORDER BY key"),
+      ...(await read("SELECT * FROM reflow_steps ORDER BY seq")).filter(keep),
+      ...(await read("SELECT * FROM reflow_events ORDER BY seq")).filter(keep),
+      ...(await read("SELECT * FROM reflow_schedules ORDER BY key")),
     ],
   };
 }
 
-const subject = sqliteSubjects.find((s) => s.available);
+/** The SQLite subject behind an entry, for the cases that damage a file. */
+function sqliteSubjectOf(name: string): SqliteSubject | undefined {
+  return sqliteSubjects.find((subject) => subject.name === name);
+}
 
-describe(`bad input on ${subject?.name ?? "no SQLite driver"} on ${runtimeName}`, {
-  skip: subject === undefined,
-}, () => {
-  let cx: Context;
-  let handle: RawHandle;
-  let closeAll: () => Promise<void>;
+for (const entry of storages.filter((entry) => entry.kind !== "memory")) {
+  describe(`bad input on ${entry.name} on ${runtimeName}`, { skip: entry.skip }, () => {
+    let cx: Context;
+    let read: Read;
+    let closeAll: () => Promise<void>;
+    const subject = entry.kind === "sqlite" ? sqliteSubjectOf(entry.name) : undefined;
 
-  before(async () => {
-    const driver = await subject!.load();
-    const path = subject!.tempPath();
-    const storage = driver.open(path);
-    const engine = createEngine({ storage, workflows: WORKFLOWS });
-    // Already stored: a run parked at its wait, a finished run, and a run not claimed yet.
-    const waitingRunId = (await engine.enqueue("order", { n: 1 })).runId;
-    const finishedRunId = (await engine.enqueue("emit", { kind: "fine" })).runId;
-    await engine.tick();
-    await engine.enqueue("order", { n: 2 }, { idempotencyKey: "second" });
-    await engine.schedule("order", { n: 3 }, { every: "365d" }, { key: STORED_SCHEDULE });
-    handle = await driver.openHandle(path);
-    let copies = 0;
-    cx = {
-      engine,
-      emitter: createEngine({ storage, workflows: [emit] }),
-      driver,
-      waitingRunId,
-      finishedRunId,
-      copy: () => {
-        const copy = subject!.tempPath(`copy-${++copies}.sqlite`);
-        // Not VACUUM INTO: Deno's SQLite allows no ATTACH. With the WAL folded in, the file is whole.
-        handle.prepare("PRAGMA wal_checkpoint(TRUNCATE)").all();
-        copyFileSync(path, copy);
-        return Promise.resolve(copy);
-      },
-    };
-    closeAll = async () => {
-      await engine.stop();
-      handle.close();
-      await storage.close();
-      await subject!.cleanup();
-    };
-  });
-  after(() => closeAll?.());
-
-  test("the file holds a waiting, a finished and a pending run to protect", () => {
-    const { runs } = snapshot(handle);
-    assert.deepEqual(runs.map((run) => (run as { status: string }).status), [
-      "waiting",
-      "completed",
-      "pending",
-    ]);
-  });
-
-  for (const { name, act, expect } of CASES) {
-    test(`${name}: ${"throws" in expect ? expect.code : "returns" in expect ? `returns ${expect.returns}` : "fails its run"}`, async () => {
-      const before = snapshot(handle);
-      const ids = new Set(before.runs.map((run) => (run as { id: string }).id));
-      if ("failsRun" in expect) {
-        const { runId } = await cx.emitter.enqueue("emit", { kind: act(cx) as string });
-        await cx.emitter.tick();
-        const details = await cx.engine.getRunStatus(runId);
-        assert.equal(details?.run.status, "failed");
-        assert.equal(details.run.error?.code, "SERIALIZATION");
-        assert.equal(details.run.error?.stepName, "out");
-        assert.ok(
-          details.run.error?.message.endsWith(` at ${expect.failsRun.path}`),
-          details.run.error?.message,
-        );
-        assert.deepEqual(details.steps.map((s) => [s.name, s.status, s.attempts]), [["out", "failed", 1]]);
-      } else if ("returns" in expect) {
-        assert.equal(await act(cx), expect.returns);
-      } else {
-        let thrown: unknown;
-        try {
-          await act(cx);
-        } catch (error) {
-          thrown = error;
-        }
-        assert.ok(thrown instanceof expect.throws, `expected ${expect.throws.name}, got ${String(thrown)}`);
-        assert.equal(thrown.code, expect.code);
-        expect.check(thrown as never);
-      }
-      assert.deepEqual(snapshot(handle, ids), before);
+    before(async () => {
+      const database = await entry.database();
+      const storage = await database.open();
+      read = database.read!;
+      const engine = createEngine({ storage, workflows: WORKFLOWS });
+      // Already stored: a run parked at its wait, a finished run, and a run not claimed yet.
+      const waitingRunId = (await engine.enqueue("order", { n: 1 })).runId;
+      const finishedRunId = (await engine.enqueue("emit", { kind: "fine" })).runId;
+      await engine.tick();
+      await engine.enqueue("order", { n: 2 }, { idempotencyKey: "second" });
+      await engine.schedule("order", { n: 3 }, { every: "365d" }, { key: STORED_SCHEDULE });
+      let copies = 0;
+      const path = database.path;
+      const driver = subject === undefined ? undefined : await subject.load();
+      cx = {
+        engine,
+        emitter: createEngine({ storage, workflows: [emit] }),
+        store: storage,
+        waitingRunId,
+        finishedRunId,
+        file: driver === undefined || path === undefined ? undefined : {
+          driver,
+          copy: async () => {
+            const copy = subject!.tempPath(`copy-${++copies}.sqlite`);
+            // Not VACUUM INTO: Deno's SQLite allows no ATTACH. With the WAL folded in, the file is whole.
+            await read("PRAGMA wal_checkpoint(TRUNCATE)");
+            copyFileSync(path, copy);
+            return copy;
+          },
+        },
+      };
+      closeAll = async () => {
+        await engine.stop();
+        await database.close();
+        await entry.cleanup();
+      };
     });
-  }
-});
+    after(() => closeAll?.());
+
+    test("the database holds a waiting, a finished and a pending run to protect", async () => {
+      const { runs } = await snapshot(read);
+      assert.deepEqual(runs.map((run) => (run as { status: string }).status), [
+        "waiting",
+        "completed",
+        "pending",
+      ]);
+    });
+
+    for (const { name, act, expect, file } of CASES) {
+      if (file && entry.kind !== "sqlite") continue;
+      test(`${name}: ${"throws" in expect ? expect.code : "returns" in expect ? `returns ${expect.returns}` : "fails its run"}`, async () => {
+        const before = await snapshot(read);
+        const ids = new Set(before.runs.map((run) => (run as { id: string }).id));
+        if ("failsRun" in expect) {
+          const { runId } = await cx.emitter.enqueue("emit", { kind: act(cx) as string });
+          await cx.emitter.tick();
+          const details = await cx.engine.getRunStatus(runId);
+          assert.equal(details?.run.status, "failed");
+          assert.equal(details.run.error?.code, "SERIALIZATION");
+          assert.equal(details.run.error?.stepName, "out");
+          assert.ok(
+            details.run.error?.message.endsWith(` at ${expect.failsRun.path}`),
+            details.run.error?.message,
+          );
+          assert.deepEqual(details.steps.map((s) => [s.name, s.status, s.attempts]), [["out", "failed", 1]]);
+        } else if ("returns" in expect) {
+          assert.equal(await act(cx), expect.returns);
+        } else {
+          let thrown: unknown;
+          try {
+            await act(cx);
+          } catch (error) {
+            thrown = error;
+          }
+          assert.ok(thrown instanceof expect.throws, `expected ${expect.throws.name}, got ${String(thrown)}`);
+          assert.equal(thrown.code, expect.code);
+          expect.check(thrown as never);
+        }
+        assert.deepEqual(await snapshot(read, ids), before);
+      });
+    }
+  });
+}

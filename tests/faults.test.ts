@@ -1,9 +1,9 @@
-// Storage faults under a running engine, on every SQLite driver that loads in this runtime, through
+// Storage faults under a running engine, on every SQL storage of the shared table, through
 // tests/support/faulty_driver.ts: busy and I/O errors on a fraction of statements, and a disk that
 // turns full or read-only mid-run and is then fixed. Runs must end exactly as they would without
 // faults (no run failed or lost, every output right), what reaches onError must be a typed
-// StorageError with its kind, and the file must stay intact.
-import { describe, test } from "node:test";
+// StorageError with its kind, and the database must stay intact.
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   createEngine,
@@ -12,6 +12,7 @@ import {
   type ReflowError,
   type RunAdvance,
   SqlStorage,
+  type StorageAdapter,
   StorageError,
   type StorageErrorKind,
 } from "../mod.ts";
@@ -19,7 +20,7 @@ import { MemoryStorage } from "../testing.ts";
 import { eventually, gate, schema } from "./support/fixtures.ts";
 import { type FaultyDriver, faultyDriver } from "./support/faulty_driver.ts";
 import { seededRandom } from "../scripts/chaos_producer.ts";
-import { type SqliteSubject, sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { type StorageEntry, storages, type TestDatabase } from "./support/storages.ts";
 import { runtimeName } from "./support/runtime.ts";
 
 const input = schema<{ n: number }>();
@@ -52,19 +53,20 @@ const expected = (n: number) => ({ n, total: (n + 1) * 4 + 3 });
 
 interface Setup {
   readonly faults: FaultyDriver;
+  /** The storage over the faulty driver, which the engine runs on. */
+  readonly storage: SqlStorage;
   readonly engine: Engine<Mixed>;
-  /** A storage on the same file without faults, to read what is really stored. */
-  readonly clean: SqlStorage;
+  /** A storage on the same database without faults, to read what is really stored. */
+  readonly clean: StorageAdapter;
   readonly errors: ReflowError[];
-  readonly db: string;
+  readonly database: TestDatabase;
 }
 
-async function setUp(subject: SqliteSubject, seed: number, inA?: () => Promise<void>): Promise<Setup> {
-  const module = await subject.load();
-  const db = subject.tempPath();
-  const faults = faultyDriver(module.driver(db), {}, seededRandom(seed));
+async function setUp(entry: StorageEntry, seed: number, inA?: () => Promise<void>): Promise<Setup> {
+  const database = await entry.database();
+  const clean = await database.open();
+  const faults = faultyDriver(database.driver!(), {}, seededRandom(seed));
   const storage = new SqlStorage(faults.driver);
-  const clean = new SqlStorage(module.driver(db));
   await storage.initialize();
   const errors: ReflowError[] = [];
   const engine = createEngine({
@@ -74,27 +76,25 @@ async function setUp(subject: SqliteSubject, seed: number, inA?: () => Promise<v
     runLeaseDurationMs: LEASE_MS,
     hooks: { onError: (error) => void errors.push(error) },
   });
-  return { faults, engine, clean, errors, db };
+  return { faults, storage, engine, clean, errors, database };
 }
 
-async function tearDown(subject: SqliteSubject, setup: Setup): Promise<void> {
+async function tearDown(setup: Setup): Promise<void> {
   await setup.engine.stop();
-  const module = await subject.load();
-  const handle = await module.openHandle(setup.db);
   try {
-    assert.deepEqual(
-      (handle.prepare("PRAGMA integrity_check").all() as object[]).map((row) => ({ ...row })),
-      [{ integrity_check: "ok" }],
-    );
+    await setup.database.checkIntact?.();
   } finally {
-    handle.close();
-    await setup.clean.close();
-    await subject.cleanup();
+    await setup.storage.close();
+    await setup.database.close();
   }
 }
 
 /** Waits until every run is finished, reading through the fault-free storage. */
-async function allFinished(clean: SqlStorage, runIds: readonly string[], timeoutMs = 20_000): Promise<void> {
+async function allFinished(
+  clean: StorageAdapter,
+  runIds: readonly string[],
+  timeoutMs = 20_000,
+): Promise<void> {
   await eventually(async () => {
     for (const id of runIds) {
       const run = await clean.getRun(id);
@@ -139,11 +139,12 @@ async function enqueueAll(engine: Engine<Mixed>, inputs: readonly number[]): Pro
 
 const RUNS = Array.from({ length: 24 }, (_, i) => i);
 
-for (const subject of sqliteSubjects) {
-  const cell = `${subject.name} on ${runtimeName}`;
-  describe(`storage faults: ${cell}`, { skip: subject.skipReason }, () => {
+for (const entry of storages.filter((entry) => entry.kind !== "memory")) {
+  const cell = `${entry.name} on ${runtimeName}`;
+  describe(`storage faults: ${cell}`, { skip: entry.skip }, () => {
+    after(() => entry.cleanup());
     test(`${cell}: with 5% of statements busy, storage retries them and every run completes right`, async () => {
-      const setup = await setUp(subject, 11);
+      const setup = await setUp(entry, 11);
       try {
         const runIds = await enqueueAll(setup.engine, RUNS);
         setup.faults.set({ busyRate: 0.05 });
@@ -162,7 +163,7 @@ for (const subject of sqliteSubjects) {
           `${setup.errors.length} busy errors escaped`,
         );
       } finally {
-        await tearDown(subject, setup);
+        await tearDown(setup);
       }
     });
 
@@ -170,7 +171,7 @@ for (const subject of sqliteSubjects) {
       `${cell}: with 3% of statements failing with I/O errors, each is reported as a StorageError ` +
         'of kind "io", no run fails, and every run completes right once its lease is reclaimed',
       async () => {
-        const setup = await setUp(subject, 12);
+        const setup = await setUp(entry, 12);
         try {
           const runIds = await enqueueAll(setup.engine, RUNS);
           setup.faults.set({ ioRate: 0.03 });
@@ -182,7 +183,7 @@ for (const subject of sqliteSubjects) {
           assert.ok(setup.errors.length > 0, "no I/O error was reported");
           assertTyped(setup.errors, ["io"]);
         } finally {
-          await tearDown(subject, setup);
+          await tearDown(setup);
         }
       },
     );
@@ -195,7 +196,7 @@ for (const subject of sqliteSubjects) {
           // Runs hold in step "a" until the disk has failed, so that their next commits meet the fault.
           let entered = 0;
           const open = gate();
-          const setup = await setUp(subject, 13, () => (entered++, open.promise));
+          const setup = await setUp(entry, 13, () => (entered++, open.promise));
           const inputs = RUNS.slice(0, 8);
           try {
             const runIds = await enqueueAll(setup.engine, inputs);
@@ -232,7 +233,7 @@ for (const subject of sqliteSubjects) {
             await assertCompleted(setup.engine, runIds, inputs);
           } finally {
             open.open();
-            await tearDown(subject, setup);
+            await tearDown(setup);
           }
         },
       );

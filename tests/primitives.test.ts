@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, createEngine, createWorkflow, DuplicateStepError, ValidationError } from "../mod.ts";
 import { testEngine } from "../testing.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { crashable, eventually, gate, schema, thrownBy } from "./support/fixtures.ts";
 
 const HOUR = 3_600_000;

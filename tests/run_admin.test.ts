@@ -4,7 +4,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, createEngine, createWorkflow, type RunInfo, type StorageAdapter } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { eventually, schema, thrownBy } from "./support/fixtures.ts";
 
 const HOUR = 3_600_000;

@@ -15,7 +15,7 @@ import {
   type WorkflowRun,
 } from "../mod.ts";
 import { testEngine } from "../testing.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { eventually, schema } from "./support/fixtures.ts";
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");

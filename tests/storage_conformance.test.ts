@@ -1,12 +1,12 @@
-// Runs every storage conformance case against every storage subject, plus MemoryStorage's own tests.
-import { test } from "node:test";
+// Runs every storage conformance case against every storage of the shared table, plus MemoryStorage's own tests.
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { StorageError } from "../src/errors.ts";
 import type { StorageAdapter } from "../src/storage/adapter.ts";
 import { conformanceCases } from "../src/storage/conformance.ts";
 import { MemoryStorage } from "../src/storage/memory.ts";
 import { runtimeName } from "./support/runtime.ts";
-import { storageSubjects } from "./support/storage_subjects.ts";
+import { storages } from "./support/storages.ts";
 
 const T0 = 1_700_000_000_000;
 
@@ -19,31 +19,28 @@ async function closeQuietly(storage: StorageAdapter): Promise<void> {
   }
 }
 
-for (const subject of storageSubjects) {
+for (const entry of storages) {
   for (const conformanceCase of conformanceCases) {
-    test(`${subject.name} on ${runtimeName}: ${conformanceCase.name}`, { skip: subject.skip }, async () => {
-      const opened = await subject.open();
-      const { storage } = opened;
+    test(`${entry.name} on ${runtimeName}: ${conformanceCase.name}`, { skip: entry.skip }, async () => {
+      const database = await entry.database();
+      const storage = await database.open();
       const peers: StorageAdapter[] = [];
       try {
-        await storage.initialize();
         await conformanceCase.run(storage, {
           async openPeer() {
-            const peer = await opened.openPeer();
-            if (peer !== storage) {
-              peers.push(peer);
-              await peer.initialize();
-            }
+            const peer = await database.open();
+            if (peer !== storage) peers.push(peer);
             return peer;
           },
         });
       } finally {
         for (const peer of peers) await closeQuietly(peer);
         await closeQuietly(storage);
-        await opened.dispose?.();
+        await database.close();
       }
     });
   }
+  after(() => entry.cleanup());
 }
 
 async function rejectsWithStorageError(call: () => Promise<unknown>, operation: string): Promise<void> {

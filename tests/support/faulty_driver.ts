@@ -5,7 +5,7 @@
 // A failure is injected before the statement reaches the real connection, so the statement has no
 // effect, which is what SQLite guarantees for these errors. The injected errors carry the result-code
 // names the real libraries use, so the real driver's classifyError sees them as it would the real
-// ones. ROLLBACK is never failed: SQLite only fails it when no transaction is open (it rolled back
+// ones; the wrapper classifies them itself, so that they mean the same in front of any dialect's driver. ROLLBACK is never failed: SQLite only fails it when no transaction is open (it rolled back
 // by itself), so failing it here would invent a state SQLite never produces (a connection stuck in a
 // transaction).
 import type {
@@ -39,9 +39,13 @@ export interface FaultyDriver {
 const WRITE = /^\s*(INSERT|UPDATE|DELETE|REPLACE|COMMIT|END)\b/i;
 const ROLLBACK = /^\s*ROLLBACK\b/i;
 
+const injectedKinds = new WeakMap<Error, SqlErrorKind>();
+
 /** A SQLite-shaped error: `code` is the result-code name better-sqlite3 and bun:sqlite expose. */
-function sqliteError(code: string, message: string): Error {
-  return Object.assign(new Error(`${message} (injected)`), { code });
+function sqliteError(code: string, message: string, kind: SqlErrorKind): Error {
+  const error = Object.assign(new Error(`${message} (injected)`), { code });
+  injectedKinds.set(error, kind);
+  return error;
 }
 
 /**
@@ -64,17 +68,17 @@ export function faultyDriver(
     if (current.disk !== "ok" && WRITE.test(statement.sql)) {
       injected[current.disk]++;
       return current.disk === "full"
-        ? sqliteError("SQLITE_FULL", "database or disk is full")
-        : sqliteError("SQLITE_READONLY", "attempt to write a readonly database");
+        ? sqliteError("SQLITE_FULL", "database or disk is full", "full")
+        : sqliteError("SQLITE_READONLY", "attempt to write a readonly database", "readonly");
     }
     const draw = random();
     if (draw < current.busyRate) {
       injected.busy++;
-      return sqliteError("SQLITE_BUSY", "database is locked");
+      return sqliteError("SQLITE_BUSY", "database is locked", "busy");
     }
     if (draw < current.busyRate + current.ioRate) {
       injected.io++;
-      return sqliteError("SQLITE_IOERR_WRITE", "disk I/O error");
+      return sqliteError("SQLITE_IOERR_WRITE", "disk I/O error", "io");
     }
     return undefined;
   };
@@ -89,12 +93,14 @@ export function faultyDriver(
       const lease = await real.acquire();
       const connection: SqlConnection = lease;
       return {
+        ...(lease.session === undefined ? {} : { session: lease.session }),
         query: (statement) => guarded(statement, (s) => connection.query(s)),
         execute: (statement) => guarded(statement, (s) => connection.execute(s)),
         release: () => lease.release(),
       };
     },
-    classifyError: (error: unknown): SqlErrorKind => real.classifyError(error),
+    classifyError: (error: unknown): SqlErrorKind =>
+      (error instanceof Error ? injectedKinds.get(error) : undefined) ?? real.classifyError(error),
     close: () => real.close(),
   };
   return {

@@ -1,0 +1,172 @@
+// The one table of storages every storage-dependent suite iterates: MemoryStorage, then every SQL
+// storage that can run here. A new storage is one entry in `storages`; the conformance, engine,
+// primitives, schedules, run admin, bad input and fault suites then run on it.
+import { after, afterEach, describe, test } from "node:test";
+import type { SqlDriver } from "../../src/sql/driver.ts";
+import type { SqlStorageOptions } from "../../src/sql/sql_storage.ts";
+import type { StorageAdapter } from "../../src/storage/adapter.ts";
+import { MemoryStorage } from "../../src/storage/memory.ts";
+import { runtimeName } from "./runtime.ts";
+import { type SqliteSubject, sqliteSubjects } from "./sqlite_subjects.ts";
+
+/** One fresh, empty database of an entry. */
+export interface TestDatabase {
+  /**
+   * An initialised storage on this database; every call opens another one with its own connection
+   * (MemoryStorage: the same instance each time). Closed by {@linkcode TestDatabase.close}.
+   */
+  open(options?: SqlStorageOptions): Promise<StorageAdapter>;
+  /** SQL databases: a new driver on this database, for a suite that wraps it (not closed for it). */
+  readonly driver?: () => SqlDriver;
+  /** SQL databases: the rows of a query, read on a connection of its own. */
+  readonly read?: (sql: string) => Promise<Record<string, unknown>[]>;
+  /** SQLite databases: the file's path. */
+  readonly path?: string;
+  /** SQL databases: asserts that the database is intact (SQLite's integrity check). */
+  readonly checkIntact?: () => Promise<void>;
+  /** Closes every storage `open` opened. */
+  close(): Promise<void>;
+}
+
+/** One storage implementation, as the suites see it. */
+export interface StorageEntry {
+  /** Shown in test names: `${name} on ${runtime}: ${case}`. */
+  readonly name: string;
+  /** Which family it belongs to, for the few suites that need one (e.g. SQL files). */
+  readonly kind: "memory" | "sqlite";
+  /** Why it cannot run in this runtime, or false when it can. */
+  readonly skip: string | false;
+  /** Creates a fresh, empty database. */
+  database(): Promise<TestDatabase>;
+  /** Closes every database and removes what the entry created (temp files, schemas). */
+  cleanup(): Promise<void>;
+}
+
+const memoryEntry: StorageEntry = {
+  name: "MemoryStorage",
+  kind: "memory",
+  skip: false,
+  database: () => {
+    const storage = new MemoryStorage();
+    return Promise.resolve({
+      open: async () => {
+        await storage.initialize();
+        return storage;
+      },
+      close: () => storage.close(),
+    });
+  },
+  cleanup: () => Promise.resolve(),
+};
+
+function sqliteEntry(subject: SqliteSubject): StorageEntry {
+  const databases: TestDatabase[] = [];
+  return {
+    name: subject.name,
+    kind: "sqlite",
+    skip: subject.skipReason,
+    async database() {
+      const module = await subject.load();
+      const path = subject.tempPath();
+      const opened: StorageAdapter[] = [];
+      const read = async (sql: string) => {
+        const handle = await module.openHandle(path);
+        try {
+          return (handle.prepare(sql).all() as Record<string, unknown>[]).map((row) => ({ ...row }));
+        } finally {
+          handle.close();
+        }
+      };
+      const database: TestDatabase = {
+        async open(options) {
+          const storage = module.open(path, options);
+          opened.push(storage);
+          await storage.initialize();
+          return storage;
+        },
+        driver: () => module.driver(path),
+        path,
+        read,
+        async checkIntact() {
+          const rows = await read("PRAGMA integrity_check");
+          if (rows.length !== 1 || rows[0]!.integrity_check !== "ok") {
+            throw new Error(`${path} is damaged: ${JSON.stringify(rows)}`);
+          }
+        },
+        async close() {
+          for (const storage of opened.splice(0).reverse()) await storage.close();
+        },
+      };
+      databases.push(database);
+      return database;
+    },
+    async cleanup() {
+      for (const database of databases.splice(0)) await database.close();
+      await subject.cleanup();
+    },
+  };
+}
+
+/** Every storage, in the order their tests are listed; the ones that cannot run here say why. */
+export const storages: readonly StorageEntry[] = [memoryEntry, ...sqliteSubjects.map(sqliteEntry)];
+
+/** One storage cell of {@linkcode describeEachStorage}, as a suite body sees it. */
+export interface StorageCell {
+  /** `${storage} on ${runtime}`, the prefix of every test name in the cell. */
+  readonly name: string;
+  /** The entry the cell runs on. */
+  readonly entry: StorageEntry;
+  /** Declares a test of this cell, skipped where its storage cannot run. */
+  it(name: string, body: () => Promise<void>): void;
+  /** Opens a storage on a fresh database, closed after the test. */
+  open(options?: SqlStorageOptions): Promise<StorageAdapter>;
+  /** Opens another storage on the database of the last `open()` (MemoryStorage: the same instance). */
+  openPeer(options?: SqlStorageOptions): Promise<StorageAdapter>;
+  /** The database of the last `open()`. */
+  database(): TestDatabase;
+  /** Stops `engine` after the test, before its storages are closed; returns it. */
+  stopAfter<E extends { stop(): Promise<void> }>(engine: E): E;
+}
+
+/**
+ * Declares `body`'s tests once per storage of {@linkcode storages} (or of those `filter` keeps),
+ * each in a `describe` of its own whose storages and engines are closed after every test.
+ */
+export function describeEachStorage(
+  body: (cell: StorageCell) => void,
+  filter: (entry: StorageEntry) => boolean = () => true,
+): void {
+  for (const entry of storages.filter(filter)) {
+    const name = `${entry.name} on ${runtimeName}`;
+    describe(name, () => {
+      after(() => entry.cleanup());
+      const databases: TestDatabase[] = [];
+      const engines: { stop(): Promise<void> }[] = [];
+      afterEach(async () => {
+        for (const engine of engines.splice(0)) await engine.stop();
+        for (const database of databases.splice(0).reverse()) await database.close();
+      });
+      const last = (): TestDatabase => {
+        const database = databases.at(-1);
+        if (database === undefined) throw new Error("openPeer() needs an open() first");
+        return database;
+      };
+      body({
+        name,
+        entry,
+        it: (testName, testBody) => test(`${name}: ${testName}`, { skip: entry.skip }, testBody),
+        open: async (options) => {
+          const database = await entry.database();
+          databases.push(database);
+          return await database.open(options);
+        },
+        openPeer: (options) => last().open(options),
+        database: last,
+        stopAfter: (engine) => {
+          engines.push(engine);
+          return engine;
+        },
+      });
+    });
+  }
+}
