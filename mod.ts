@@ -90,6 +90,7 @@ export {
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
+  MalformedNameError,
   ParallelCompleteError,
   ReflowError,
   RunCancelledError,

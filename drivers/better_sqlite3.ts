@@ -17,7 +17,7 @@
 
 import Database from "better-sqlite3";
 import type { SqlDriver } from "../src/sql/driver.ts";
-import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
+import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a better-sqlite3 `Database` this driver uses. */
@@ -94,6 +94,8 @@ export class SQLiteStorage extends SqlStorage {
    * @throws {ConfigError} If an option is invalid.
    */
   constructor(pathOrHandle: string | BetterSqlite3Database, options?: SqlStorageOptions) {
+    // Checked before the file is opened, so that a bad option opens (or creates) nothing.
+    checkSqlStorageOptions(options);
     super(betterSqlite3Driver(pathOrHandle), options);
   }
 }

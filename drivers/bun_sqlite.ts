@@ -16,7 +16,7 @@
 
 import { Database } from "bun:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
-import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
+import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a `bun:sqlite` `Database` this driver uses. */
@@ -85,6 +85,8 @@ export class SQLiteStorage extends SqlStorage {
    * @throws {ConfigError} If an option is invalid.
    */
   constructor(pathOrHandle: string | BunSqliteDatabase, options?: SqlStorageOptions) {
+    // Checked before the file is opened, so that a bad option opens (or creates) nothing.
+    checkSqlStorageOptions(options);
     super(bunSqliteDriver(pathOrHandle), options);
   }
 }

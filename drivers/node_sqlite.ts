@@ -17,7 +17,7 @@
 
 import { DatabaseSync } from "node:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
-import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
+import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
 /** The slice of a `node:sqlite` `DatabaseSync` this driver uses. */
@@ -86,6 +86,8 @@ export class SQLiteStorage extends SqlStorage {
    * @throws {ConfigError} If an option is invalid.
    */
   constructor(pathOrHandle: string | NodeSqliteDatabase, options?: SqlStorageOptions) {
+    // Checked before the file is opened, so that a bad option opens (or creates) nothing.
+    checkSqlStorageOptions(options);
     super(nodeSqliteDriver(pathOrHandle), options);
   }
 }

@@ -134,6 +134,54 @@ export class ConfigError extends ReflowError {
 }
 
 /**
+ * A name or key that cannot be stored exactly: Reflow accepts only well-formed Unicode without
+ * NUL in workflow, step, branch and event names, idempotency keys and schedule keys (SQLite turns
+ * a lone surrogate into U+FFFD, and some drivers cut text at a NUL). It is a {@linkcode ConfigError}
+ * (code `"CONFIG"`) with the offending code unit.
+ *
+ * @example
+ * ```ts
+ * import { MalformedNameError } from "@reflow/core";
+ *
+ * const error = new MalformedNameError("idempotencyKey", "order:\uD83D", 6, "0xD83D", "a lone surrogate");
+ * console.log(error.field, error.index, error.codeUnit); // idempotencyKey 6 0xD83D
+ * ```
+ */
+export class MalformedNameError extends ConfigError {
+  /** The option or argument holding the name. */
+  declare readonly field: string;
+  /** The UTF-16 index of the offending code unit. */
+  readonly index: number;
+  /** The offending code unit as hex, e.g. `"0xD83D"` or `"0x0000"`. */
+  readonly codeUnit: string;
+
+  /**
+   * Creates a MalformedNameError.
+   *
+   * @param field The option or argument holding the name.
+   * @param name The name as given.
+   * @param index The UTF-16 index of the offending code unit.
+   * @param codeUnit The code unit as hex.
+   * @param reason What is wrong with it (`"a lone surrogate"`, `"NUL"`).
+   */
+  constructor(
+    field: string,
+    name: string,
+    index: number,
+    codeUnit: string,
+    reason: "a lone surrogate" | "NUL",
+  ) {
+    super(
+      `Invalid ${field} ${JSON.stringify(name)}: code unit ${codeUnit} at index ${index} is ${reason}; ` +
+        "names and keys must be well-formed Unicode without NUL",
+      { field },
+    );
+    this.index = index;
+    this.codeUnit = codeUnit;
+  }
+}
+
+/**
  * A workflow name that no registered workflow has.
  *
  * @example

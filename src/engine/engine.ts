@@ -25,6 +25,7 @@ import type {
   WorkflowInput,
 } from "../workflow/workflow.ts";
 import { EventBus } from "./events.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { optionalKey, registeredWorkflow, storableValue } from "./inputs.ts";
 import { type EngineOptions, type ResolvedEngineOptions, resolveEngineOptions } from "./options.ts";
 import { executeRun, type HeldRun, type RunExit } from "./run_executor.ts";
@@ -43,6 +44,8 @@ export interface EnqueueOptions {
    */
   readonly idempotencyKey?: string;
 }
+
+const ENQUEUE_OPTION_KEYS: OptionKeys<EnqueueOptions> = { idempotencyKey: true };
 
 /** The answer of `engine.enqueue()`. */
 export interface EnqueueResult {
@@ -373,7 +376,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
     const workflow = registeredWorkflow(this.#options.workflows, name);
-    const idempotencyKey = optionalKey(options?.idempotencyKey, "idempotencyKey") ?? null;
+    const checked = checkOptionKeys(options, ENQUEUE_OPTION_KEYS, undefined, "enqueue options");
+    const idempotencyKey = optionalKey(checked?.idempotencyKey, "idempotencyKey") ?? null;
     const { value: validated, encoded } = await storableValue(
       workflow.inputSchema,
       input,

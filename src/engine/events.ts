@@ -1,4 +1,5 @@
 import { HookError, type ReflowError } from "../errors.ts";
+import type { OptionKeys } from "../option_keys.ts";
 
 /** A run was claimed by a worker for the first time. */
 export interface RunStartEvent {
@@ -142,6 +143,18 @@ export interface EngineHooks {
    */
   readonly onError?: (error: ReflowError) => void | Promise<void>;
 }
+
+/** The keys of {@linkcode EngineHooks}; every other key is refused. */
+export const HOOK_KEYS: OptionKeys<EngineHooks> = {
+  onRunStart: true,
+  onStepStart: true,
+  onStepSkipped: true,
+  onStepComplete: true,
+  onStepRetry: true,
+  onRunComplete: true,
+  onRunFailed: true,
+  onError: true,
+};
 
 const HOOK_BY_TYPE = {
   "runStart": "onRunStart",

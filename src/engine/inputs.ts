@@ -5,7 +5,8 @@
  * @module
  */
 
-import { ConfigError, WorkflowNotFoundError } from "../errors.ts";
+import { WorkflowNotFoundError } from "../errors.ts";
+import { checkName } from "../names.ts";
 import type { EncodedValue } from "../storage/adapter.ts";
 import { encodeValue } from "../storage/codec.ts";
 import type { StandardSchemaV1 } from "../standard_schema.ts";
@@ -39,13 +40,12 @@ export async function storableValue(
 }
 
 /**
- * Checks an optional key option (an idempotency key, a schedule key).
+ * Checks an optional key option (an idempotency key, a schedule key): stored keys follow the
+ * naming rule of `src/names.ts`.
  *
- * @throws {ConfigError} On field `field` when it is given but not a non-empty string.
+ * @throws {ConfigError} On field `field` when it is given but not a non-empty string, or breaks
+ *   the naming rule (`MalformedNameError`).
  */
 export function optionalKey(value: unknown, field: string): string | undefined {
-  if (value !== undefined && (typeof value !== "string" || value.length === 0)) {
-    throw new ConfigError(`Invalid ${field} ${String(value)}: expected a non-empty string`, { field });
-  }
-  return value;
+  return value === undefined ? undefined : checkName(value, field);
 }

@@ -1,7 +1,8 @@
 import { ConfigError, DuplicateWorkflowError } from "../errors.ts";
 import type { StorageAdapter } from "../storage/adapter.ts";
 import type { AnyWorkflow } from "../workflow/workflow.ts";
-import type { EngineHooks } from "./events.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
+import { type EngineHooks, HOOK_KEYS } from "./events.ts";
 import { resolveRetention, type RetentionOptions, type RetentionPlan } from "./retention.ts";
 
 /** Options of `createEngine`. */
@@ -31,6 +32,20 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   readonly retention?: RetentionOptions;
 }
 
+/** The keys of {@linkcode EngineOptions}; every other key is refused. */
+const ENGINE_OPTION_KEYS: OptionKeys<EngineOptions> = {
+  storage: true,
+  workflows: true,
+  concurrency: true,
+  runLeaseDurationMs: true,
+  heartbeatIntervalMs: true,
+  stopTimeoutMs: true,
+  hooks: true,
+  now: true,
+  random: true,
+  retention: true,
+};
+
 /** Engine options with defaults applied and every value checked. */
 export interface ResolvedEngineOptions {
   readonly storage: StorageAdapter;
@@ -48,9 +63,12 @@ export interface ResolvedEngineOptions {
 
 /** Checks every engine option, so a typo fails at construction rather than in production traffic. */
 export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOptions {
-  if (typeof options !== "object" || options === null) {
-    throw new ConfigError("Invalid engine options: expected an object with storage and workflows");
+  if (options === undefined) {
+    throw new ConfigError("Invalid engine options: expected an object with storage and workflows", {
+      field: "options",
+    });
   }
+  checkOptionKeys(options, ENGINE_OPTION_KEYS, undefined, "engine options");
   const { storage } = options;
   for (const method of ["initialize", "createRun", "claimRuns", "advanceRun", "getRun"] as const) {
     if (typeof storage?.[method] !== "function") {
@@ -86,7 +104,7 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     );
   }
   const stopTimeoutMs = nonNegativeInteger(options.stopTimeoutMs ?? 10_000, "stopTimeoutMs");
-  const hooks = options.hooks ?? {};
+  const hooks = checkOptionKeys(options.hooks, HOOK_KEYS, "hooks", "hooks") ?? {};
   for (const [name, hook] of Object.entries(hooks)) {
     if (typeof hook !== "function") {
       throw new ConfigError(`Invalid hook ${name}: expected a function`, { field: `hooks.${name}` });

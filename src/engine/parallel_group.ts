@@ -134,12 +134,9 @@ export async function runParallelGroup(
     if (failure !== undefined) return failure;
   }
   const ordered = new Map<string, EncodedValue>();
-  const value: Record<string, unknown> = {};
-  for (const branch of unit.branches) {
-    const encoded = outputs.get(branch.name)!;
-    ordered.set(branch.name, encoded);
-    value[branch.name] = decodeValue(encoded);
-  }
+  for (const branch of unit.branches) ordered.set(branch.name, outputs.get(branch.name)!);
+  // fromEntries defines own properties: a branch named "__proto__" is a key, not the prototype.
+  const value = Object.fromEntries(Array.from(ordered, ([name, encoded]) => [name, decodeValue(encoded)]));
   // Re-encoding decoded outputs cannot fail: each was accepted, and their sum may pass the size
   // limit (which bounds what one handler produces), so it is not applied to the group's value.
   return { kind: "done", outputs: ordered, value, encoded: encodeValue(value, Infinity) };

@@ -6,6 +6,7 @@
  */
 
 import { ConfigError } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { FinishedRunStatus, PurgeRequest, StorageAdapter } from "../storage/adapter.ts";
 import { FINISHED_RUN_STATUSES, isFinishedStatus } from "../storage/statuses.ts";
 import { type Duration, durationMs } from "../workflow/duration.ts";
@@ -33,6 +34,9 @@ export interface RetentionOptions extends PurgeOptions {
   readonly interval?: Duration;
 }
 
+const PURGE_OPTION_KEYS: OptionKeys<PurgeOptions> = { olderThan: true, status: true, batchSize: true };
+const RETENTION_OPTION_KEYS: OptionKeys<RetentionOptions> = { ...PURGE_OPTION_KEYS, interval: true };
+
 /** A checked purge: the storage request without its time, and the batch size. */
 export interface PurgePlan {
   readonly ageMs: number;
@@ -46,13 +50,18 @@ export interface RetentionPlan extends PurgePlan {
 }
 
 /** Checks `engine.purge()` options; `field` prefixes error fields (`"retention"` for the engine option). */
-export function resolvePurge(options: PurgeOptions | undefined, field?: string): PurgePlan {
+export function resolvePurge(
+  options: PurgeOptions | undefined,
+  field?: string,
+  keys: OptionKeys<PurgeOptions> = PURGE_OPTION_KEYS,
+): PurgePlan {
   const name = (key: string) => field === undefined ? key : `${field}.${key}`;
-  if (typeof options !== "object" || options === null) {
+  if (options === undefined) {
     throw new ConfigError("Invalid purge options: expected { olderThan, status?, batchSize? }", {
-      field: field ?? "olderThan",
+      field: field ?? "options",
     });
   }
+  checkOptionKeys(options, keys, field, field ?? "purge options");
   const ageMs = durationMs(options.olderThan, name("olderThan"), "purging finished runs");
   const status = options.status ?? FINISHED_RUN_STATUSES;
   const statuses = typeof status === "string" ? [status] : status;
@@ -76,7 +85,7 @@ export function resolvePurge(options: PurgeOptions | undefined, field?: string):
 /** Checks the engine's `retention` option; undefined when there is none. */
 export function resolveRetention(options: RetentionOptions | undefined): RetentionPlan | undefined {
   if (options === undefined) return undefined;
-  const plan = resolvePurge(options, "retention");
+  const plan = resolvePurge(options, "retention", RETENTION_OPTION_KEYS);
   const intervalMs = durationMs(options.interval ?? DEFAULT_INTERVAL_MS, "retention.interval", "retention");
   if (intervalMs < 1) {
     throw new ConfigError("Invalid retention.interval 0: expected at least 1 ms", {

@@ -441,8 +441,10 @@ class RunExecution {
   /** A deep-frozen copy of every earlier output, built only when a handler reads `steps`. */
   #stepsSnapshot(): Record<string, unknown> {
     if (this.#frozenSteps === undefined) {
-      const snapshot: Record<string, unknown> = {};
-      for (const [name, encoded] of this.#outputs) snapshot[name] = decodeValue(encoded);
+      // fromEntries defines own properties: a unit named "__proto__" is a key, not the prototype.
+      const snapshot = Object.fromEntries(
+        Array.from(this.#outputs, ([name, encoded]) => [name, decodeValue(encoded)]),
+      );
       this.#frozenSteps = deepFreeze(snapshot);
     }
     return this.#frozenSteps;

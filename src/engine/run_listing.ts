@@ -6,6 +6,8 @@
  */
 
 import { ConfigError } from "../errors.ts";
+import { checkName } from "../names.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { RunQuery, RunStatus, StorageAdapter } from "../storage/adapter.ts";
 import { isRunStatus, RUN_STATUSES } from "../storage/statuses.ts";
 import { type RunInfo, toRunInfo } from "./run_info.ts";
@@ -28,6 +30,14 @@ export interface ListRunsOptions {
   readonly beforeId?: string;
 }
 
+const LIST_RUNS_OPTION_KEYS: OptionKeys<ListRunsOptions> = {
+  status: true,
+  workflow: true,
+  limit: true,
+  before: true,
+  beforeId: true,
+};
+
 /** Where the next page starts: pass it back as `listRuns({ ...filters, ...page.next })`. */
 export interface RunCursor {
   /** The `createdAt` of the last run of the page. */
@@ -46,14 +56,13 @@ export interface RunPage {
 
 /** Checks the options and turns them into a storage query that reads one run more than the page. */
 export function toRunQuery(options: ListRunsOptions | undefined): RunQuery {
-  const { status, workflow, limit = DEFAULT_PAGE_SIZE, before, beforeId } = options ?? {};
+  const { status, workflow, limit = DEFAULT_PAGE_SIZE, before, beforeId } =
+    checkOptionKeys(options, LIST_RUNS_OPTION_KEYS, undefined, "listRuns options") ?? {};
   const statuses = status === undefined ? undefined : typeof status === "string" ? [status] : status;
   if (statuses !== undefined && (!Array.isArray(statuses) || !statuses.every(isRunStatus))) {
     invalid("status", status, `one of ${RUN_STATUSES.join(", ")}, or an array of them`);
   }
-  if (workflow !== undefined && typeof workflow !== "string") {
-    invalid("workflow", workflow, "a workflow name");
-  }
+  if (workflow !== undefined) checkName(workflow, "workflow", " in listRuns");
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
     invalid("limit", limit, `an integer from 1 to ${MAX_PAGE_SIZE}`);
   }

@@ -18,6 +18,8 @@ import type { ScheduleRecord } from "../storage/adapter.ts";
 import { decodeValue } from "../storage/codec.ts";
 import type { AnyWorkflow, WorkflowInput } from "../workflow/workflow.ts";
 import type { WorkflowNamed } from "./engine.ts";
+import { checkName } from "../names.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { optionalKey, registeredWorkflow, storableValue } from "./inputs.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { newRunId } from "./run_id.ts";
@@ -38,6 +40,8 @@ export interface ScheduleOptions {
    */
   readonly key?: string;
 }
+
+const SCHEDULE_OPTION_KEYS: OptionKeys<ScheduleOptions> = { key: true };
 
 /**
  * A schedule as `engine.listSchedules()` reports it, with its input decoded. Times are ms since the
@@ -171,7 +175,10 @@ export class Scheduler {
     const { workflows, storage, now } = this.#host.options;
     const workflow = registeredWorkflow(workflows, name);
     const resolved = resolveRecurrence(recurrence);
-    const key = optionalKey(options?.key, "key");
+    const key = optionalKey(
+      checkOptionKeys(options, SCHEDULE_OPTION_KEYS, undefined, "schedule options")?.key,
+      "key",
+    );
     const { encoded } = await storableValue(workflow.inputSchema, input, `input for workflow "${name}"`);
     const scheduleKey = key ?? await defaultScheduleKey(name, resolved.text, encoded);
     await this.#host.initialize();
@@ -191,6 +198,7 @@ export class Scheduler {
   }
 
   async unschedule(key: string): Promise<boolean> {
+    checkName(key, "key", " to unschedule");
     await this.#host.initialize();
     return await this.#host.options.storage.deleteSchedule(key);
   }

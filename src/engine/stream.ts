@@ -5,6 +5,7 @@
  */
 
 import { ConfigError } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { EngineEvent, EventBus } from "./events.ts";
 
 /** Options of `engine.stream()`. */
@@ -16,6 +17,8 @@ export interface StreamOptions {
    */
   readonly bufferSize?: number;
 }
+
+const STREAM_OPTION_KEYS: OptionKeys<StreamOptions> = { bufferSize: true };
 
 /**
  * The engine's events from the moment `engine.stream()` was called, in the order they happened.
@@ -31,7 +34,8 @@ export interface EventStream extends AsyncIterableIterator<EngineEvent>, AsyncDi
 
 /** Checks `bufferSize`, so a typo fails at the call rather than as a stream that never pushes back. */
 export function resolveBufferSize(options: StreamOptions | undefined): number {
-  const size = options?.bufferSize ?? Infinity;
+  const size = checkOptionKeys(options, STREAM_OPTION_KEYS, undefined, "stream options")?.bufferSize ??
+    Infinity;
   if (size !== Infinity && !(Number.isSafeInteger(size) && size > 0)) {
     throw new ConfigError(`Invalid bufferSize ${String(size)}: expected a positive integer or Infinity`, {
       field: "bufferSize",

@@ -30,6 +30,7 @@ import {
   checkClaimRequest,
   checkError,
   checkLimit,
+  checkName,
   checkNames,
   checkNewRun,
   checkNewSchedule,
@@ -56,6 +57,7 @@ import type {
 } from "./driver.ts";
 import type { Dialect } from "./dialect.ts";
 import { DIALECTS } from "./dialects.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { GroupCommit } from "./group_commit.ts";
 import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
 
@@ -81,6 +83,53 @@ export interface SqlStorageOptions {
   readonly now?: () => number;
   /** Makes a lease id; it must be unique. Default: `crypto.randomUUID`. */
   readonly newId?: () => string;
+}
+
+/** The keys of {@linkcode SqlStorageOptions}; every other key is refused. */
+const SQL_STORAGE_OPTION_KEYS: OptionKeys<SqlStorageOptions> = {
+  synchronous: true,
+  busyTimeoutMs: true,
+  now: true,
+  newId: true,
+};
+
+/** {@linkcode SqlStorageOptions} with defaults applied. */
+interface ResolvedSqlStorageOptions {
+  readonly synchronous: "NORMAL" | "FULL";
+  readonly busyTimeoutMs: number;
+  readonly now: () => number;
+  readonly newId: () => string;
+}
+
+/**
+ * Checks storage options. The `SQLiteStorage` constructors call it before they open the file, so
+ * that a bad option opens (or creates) nothing.
+ *
+ * @param options The options as given.
+ * @returns The options with defaults applied.
+ * @throws {ConfigError} If an option is unknown or invalid.
+ */
+export function checkSqlStorageOptions(options: SqlStorageOptions | undefined): ResolvedSqlStorageOptions {
+  const { synchronous = "NORMAL", busyTimeoutMs = 5000, now = Date.now, newId } =
+    checkOptionKeys(options, SQL_STORAGE_OPTION_KEYS, undefined, "storage options") ?? {};
+  if (synchronous !== "NORMAL" && synchronous !== "FULL") {
+    throw new ConfigError(`Invalid synchronous ${describe(synchronous)}: expected "NORMAL" or "FULL"`, {
+      field: "synchronous",
+    });
+  }
+  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 2_147_483_647) {
+    throw new ConfigError(
+      `Invalid busyTimeoutMs ${describe(busyTimeoutMs)}: expected an integer number of milliseconds >= 0`,
+      { field: "busyTimeoutMs" },
+    );
+  }
+  if (typeof now !== "function") {
+    throw new ConfigError(`Invalid now ${describe(now)}: expected a function`, { field: "now" });
+  }
+  if (newId !== undefined && typeof newId !== "function") {
+    throw new ConfigError(`Invalid newId ${describe(newId)}: expected a function`, { field: "newId" });
+  }
+  return { synchronous, busyTimeoutMs, now, newId: newId ?? (() => crypto.randomUUID()) };
 }
 
 /** The lease `claimNextRun()` takes, as the contract fixes it. */
@@ -146,7 +195,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    * @param options SQLite durability and lock waiting, the clock and the lease ids.
    * @throws {ConfigError} If the driver's dialect is not supported or an option is invalid.
    */
-  constructor(driver: SqlDriver, options: SqlStorageOptions = {}) {
+  constructor(driver: SqlDriver, options?: SqlStorageOptions) {
     const dialect = isObject(driver) && Object.hasOwn(DIALECTS, driver.dialect as string)
       ? DIALECTS[driver.dialect]
       : undefined;
@@ -157,35 +206,13 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         field: "driver",
       });
     }
-    if (typeof options !== "object" || options === null) {
-      throw new ConfigError(`Invalid storage options ${describe(options)}: expected an object`, {
-        field: "options",
-      });
-    }
-    const { synchronous = "NORMAL", busyTimeoutMs = 5000, now = Date.now, newId } = options;
-    if (synchronous !== "NORMAL" && synchronous !== "FULL") {
-      throw new ConfigError(`Invalid synchronous ${describe(synchronous)}: expected "NORMAL" or "FULL"`, {
-        field: "synchronous",
-      });
-    }
-    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 2_147_483_647) {
-      throw new ConfigError(
-        `Invalid busyTimeoutMs ${describe(busyTimeoutMs)}: expected an integer number of milliseconds >= 0`,
-        { field: "busyTimeoutMs" },
-      );
-    }
-    if (typeof now !== "function") {
-      throw new ConfigError(`Invalid now ${describe(now)}: expected a function`, { field: "now" });
-    }
-    if (newId !== undefined && typeof newId !== "function") {
-      throw new ConfigError(`Invalid newId ${describe(newId)}: expected a function`, { field: "newId" });
-    }
+    const { synchronous, busyTimeoutMs, now, newId } = checkSqlStorageOptions(options);
     this.#driver = driver;
     this.#dialect = dialect;
     this.#schemaVersion = dialect.migrations[dialect.migrations.length - 1]!.version;
     this.#setup = dialect.connectionSetup({ synchronous, busyTimeoutMs });
     this.#clock = now;
-    this.#newId = newId ?? (() => crypto.randomUUID());
+    this.#newId = newId;
   }
 
   /**
@@ -474,7 +501,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const op = "deliverEvent";
     this.#open(op);
     if (!isObject(event)) throw invalid(op, `invalid event ${describe(event)}: expected an object`);
-    const name = checkString(op, "event name", event.name);
+    const name = checkName(op, "event name", event.name);
     const payload = checkString(op, "event payload", event.payload);
     const createdAt = checkTime(op, "event createdAt", event.createdAt);
     if (typeof runId !== "string") return false;
@@ -499,7 +526,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
     const now = checkTime(op, "now", wait.now);
-    const stepName = checkString(op, "stepName", wait.stepName);
+    const stepName = checkName(op, "stepName", wait.stepName);
     const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
     if (typeof runId !== "string" || typeof leaseId !== "string") return { outcome: "lost" };
     const dialect = this.#dialect;
@@ -600,7 +627,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async deleteSchedule(key: string): Promise<boolean> {
     const op = "deleteSchedule";
     this.#open(op);
-    const remove = this.#dialect.deleteSchedule(checkString(op, "key", key));
+    const remove = this.#dialect.deleteSchedule(checkName(op, "key", key));
     return (await this.#run(op, "statements", (c) => c.execute(remove))).changes === 1;
   }
 

@@ -6,7 +6,9 @@
  * @module
  */
 
+import { describe } from "../describe.ts";
 import { StorageError } from "../errors.ts";
+import { malformedName } from "../names.ts";
 import type {
   ClaimRequest,
   FinishedRunStatus,
@@ -49,20 +51,7 @@ export function invalid(operation: string, message: string): StorageError {
   return new StorageError(operation, message, { kind: "other" });
 }
 
-/**
- * Quotes a value for an error message.
- *
- * @param value Any value.
- * @returns Strings as JSON, anything else as `String(value)`.
- */
-export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
+export { describe };
 
 /**
  * Whether a value is a non-null object.
@@ -88,6 +77,23 @@ export function checkString(operation: string, field: string, value: unknown): s
     throw invalid(operation, `invalid ${field} ${describe(value)}: expected a string`);
   }
   return value;
+}
+
+/**
+ * Checks a name or key to be stored (a workflow, step or event name, an idempotency or schedule
+ * key, a run id): a string of well-formed Unicode without NUL, the only text every driver stores
+ * exactly.
+ *
+ * @param operation The storage method.
+ * @param field The argument's name, for the message.
+ * @param value The value.
+ * @returns The name.
+ * @throws {StorageError} If it is not a string, or breaks the naming rule.
+ */
+export function checkName(operation: string, field: string, value: unknown): string {
+  const error = malformedName(field, checkString(operation, field, value));
+  if (error !== undefined) throw invalid(operation, error.message);
+  return value as string;
 }
 
 /**
@@ -165,7 +171,7 @@ export function checkStep(operation: string, value: unknown): StepResult {
   }
   return {
     runId: checkString(operation, "step runId", value.runId),
-    stepName: checkString(operation, "stepName", value.stepName),
+    stepName: checkName(operation, "stepName", value.stepName),
     status: status as StepStatus,
     output: value.output === null ? null : checkString(operation, "step output", value.output),
     error: value.error === null ? null : checkError(operation, "step error", value.error),
@@ -203,12 +209,12 @@ export function checkStatus(operation: string, value: unknown, allowRunning: boo
 export function checkNewRun(operation: string, value: unknown): NewRun {
   if (!isObject(value)) throw invalid(operation, `invalid run ${describe(value)}: expected an object`);
   return {
-    id: checkString(operation, "id", value.id),
-    workflowName: checkString(operation, "workflowName", value.workflowName),
+    id: checkName(operation, "id", value.id),
+    workflowName: checkName(operation, "workflowName", value.workflowName),
     input: checkString(operation, "input", value.input),
     idempotencyKey: value.idempotencyKey == null
       ? null
-      : checkString(operation, "idempotencyKey", value.idempotencyKey),
+      : checkName(operation, "idempotencyKey", value.idempotencyKey),
     createdAt: checkTime(operation, "createdAt", value.createdAt),
   };
 }
@@ -257,9 +263,10 @@ export function checkLimit(operation: string, value: unknown, min: 0 | 1): numbe
  * @throws {StorageError} If it is not an array of strings.
  */
 export function checkNames(operation: string, value: unknown): string[] {
-  if (!Array.isArray(value) || !value.every((name) => typeof name === "string")) {
+  if (!Array.isArray(value)) {
     throw invalid(operation, `invalid workflowNames ${describe(value)}: expected an array of names`);
   }
+  for (const name of value) checkName(operation, "workflowNames", name);
   return [...new Set<string>(value)];
 }
 
@@ -311,7 +318,7 @@ export function checkRunQuery(operation: string, value: unknown): RunQuery {
     ...(statuses === undefined || statuses.length === 0 ? {} : { statuses }),
     ...(workflowName === undefined
       ? {}
-      : { workflowName: checkString(operation, "workflowName", workflowName) }),
+      : { workflowName: checkName(operation, "workflowName", workflowName) }),
     ...(before === undefined ? {} : { before: checkTime(operation, "before", before) }),
     ...(beforeId === undefined ? {} : { beforeId: checkString(operation, "beforeId", beforeId) }),
   };
@@ -328,8 +335,8 @@ export function checkRunQuery(operation: string, value: unknown): RunQuery {
 export function checkNewSchedule(operation: string, value: unknown): NewSchedule {
   if (!isObject(value)) throw invalid(operation, `invalid schedule ${describe(value)}: expected an object`);
   return {
-    key: checkString(operation, "key", value.key),
-    workflowName: checkString(operation, "workflowName", value.workflowName),
+    key: checkName(operation, "key", value.key),
+    workflowName: checkName(operation, "workflowName", value.workflowName),
     input: checkString(operation, "input", value.input),
     recurrence: checkString(operation, "recurrence", value.recurrence),
     nextRunAt: checkTime(operation, "nextRunAt", value.nextRunAt),
@@ -356,7 +363,7 @@ export function checkSlotClaim(
   nextRunAt: unknown,
   run: unknown,
 ): NewRun {
-  checkString(operation, "key", key);
+  checkName(operation, "key", key);
   const from = checkTime(operation, "slot", slot);
   if (checkTime(operation, "nextRunAt", nextRunAt) <= from) {
     throw invalid(operation, `invalid nextRunAt ${nextRunAt}: expected a time after the slot ${from}`);

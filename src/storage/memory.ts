@@ -9,6 +9,7 @@ import {
   checkClaimRequest,
   checkError,
   checkLimit,
+  checkName,
   checkNames,
   checkNewRun,
   checkNewSchedule,
@@ -27,7 +28,8 @@ import {
   REQUEUEABLE,
 } from "./checks.ts";
 import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "./records.ts";
-import { StorageError } from "../errors.ts";
+import { ConfigError, StorageError } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type {
   ClaimedRun,
   ClaimRequest,
@@ -58,6 +60,8 @@ export interface MemoryStorageOptions {
    */
   readonly now?: () => number;
 }
+
+const MEMORY_STORAGE_OPTION_KEYS: OptionKeys<MemoryStorageOptions> = { now: true };
 
 // The mutable stored form of a run, plus its place in the claim index.
 interface RunRecord {
@@ -288,7 +292,11 @@ export class MemoryStorage implements StorageAdapter {
    * @param options The clock to read where a method takes no time.
    */
   constructor(options?: MemoryStorageOptions) {
-    this.#clock = options?.now ?? Date.now;
+    const now = checkOptionKeys(options, MEMORY_STORAGE_OPTION_KEYS, undefined, "MemoryStorage options")?.now;
+    if (now !== undefined && typeof now !== "function") {
+      throw new ConfigError(`Invalid now ${describe(now)}: expected a function`, { field: "now" });
+    }
+    this.#clock = now ?? Date.now;
   }
 
   /**
@@ -523,7 +531,7 @@ export class MemoryStorage implements StorageAdapter {
   deliverEvent(runId: string, event: NewEvent): Promise<boolean> {
     return this.#run("deliverEvent", (op) => {
       if (!isObject(event)) throw invalid(op, `invalid event ${describe(event)}: expected an object`);
-      const name = checkString(op, "event name", event.name);
+      const name = checkName(op, "event name", event.name);
       const payload = checkString(op, "event payload", event.payload);
       const createdAt = checkTime(op, "event createdAt", event.createdAt);
       const record = this.#runs.get(runId);
@@ -560,7 +568,7 @@ export class MemoryStorage implements StorageAdapter {
     return this.#run("awaitEvent", (op): EventWaitResult => {
       if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
       const now = checkTime(op, "now", wait.now);
-      const stepName = checkString(op, "stepName", wait.stepName);
+      const stepName = checkName(op, "stepName", wait.stepName);
       const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
       const record = this.#held(runId, leaseId);
       if (record === undefined) return { outcome: "lost" };
@@ -660,7 +668,7 @@ export class MemoryStorage implements StorageAdapter {
    * @throws {StorageError} If the storage is closed or `key` is not a string.
    */
   deleteSchedule(key: string): Promise<boolean> {
-    return this.#run("deleteSchedule", (op) => this.#schedules.delete(checkString(op, "key", key)));
+    return this.#run("deleteSchedule", (op) => this.#schedules.delete(checkName(op, "key", key)));
   }
 
   /**

@@ -3,6 +3,7 @@ import type { EngineHooks } from "../engine/events.ts";
 import type { RunDetails } from "../engine/run_info.ts";
 import { ConfigError, InternalError } from "../errors.ts";
 import type { RunStatus, StorageAdapter, StoredError } from "../storage/adapter.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { MemoryStorage } from "../storage/memory.ts";
 import type {
   AnyWorkflow,
@@ -24,6 +25,13 @@ export interface TestEngineOptions<W extends AnyWorkflow> {
   /** Hooks, as for `createEngine`. */
   readonly hooks?: EngineHooks;
 }
+
+const TEST_ENGINE_OPTION_KEYS: OptionKeys<TestEngineOptions<AnyWorkflow>> = {
+  workflows: true,
+  storage: true,
+  startTime: true,
+  hooks: true,
+};
 
 /** What {@linkcode TestEngine.run} returns: the run's outcome with its outputs typed by step name. */
 export interface TestRunResult<W extends AnyWorkflow> {
@@ -119,6 +127,7 @@ const MAX_ROUNDS = 100_000;
  * @returns A test engine.
  */
 export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptions<W>): TestEngine<W> {
+  checkOptionKeys(options, TEST_ENGINE_OPTION_KEYS, undefined, "testEngine options");
   let clock = options.startTime ?? Date.now();
   const storage = options.storage ?? new MemoryStorage({ now: () => clock });
   const engine = createEngine({
@@ -167,10 +176,11 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
 }
 
 function toResult<W extends AnyWorkflow>(details: RunDetails): TestRunResult<W> {
-  const steps: Record<string, unknown> = {};
-  for (const step of details.steps) {
-    if (step.status === "completed" || step.status === "skipped") steps[step.name] = step.output;
-  }
+  // fromEntries defines own properties, so a step named "__proto__" is a key, not the prototype.
+  const steps = Object.fromEntries(
+    details.steps.filter((step) => step.status === "completed" || step.status === "skipped")
+      .map((step) => [step.name, step.output]),
+  );
   return {
     runId: details.run.id,
     status: details.run.status,

@@ -1,4 +1,5 @@
 import { ConfigError } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 
 /**
  * How a step retries after a failed attempt. Attempt counts and the next attempt's due time
@@ -18,7 +19,21 @@ export interface RetryPolicy {
    * from [0, delay]; a fraction `j` in [0, 1] from [delay × (1 − j), delay]. Default false.
    */
   readonly jitter?: boolean | number;
+  /**
+   * Each attempt's time limit in ms, as reflow-ts spells it; the step's own `timeoutMs` wins
+   * over it.
+   */
+  readonly timeoutMs?: number;
 }
+
+const RETRY_POLICY_KEYS: OptionKeys<RetryPolicy> = {
+  maxAttempts: true,
+  backoff: true,
+  initialDelayMs: true,
+  maxDelayMs: true,
+  jitter: true,
+  timeoutMs: true,
+};
 
 /** A {@linkcode RetryPolicy} with every default filled in. */
 export interface ResolvedRetryPolicy {
@@ -46,9 +61,7 @@ export const NO_RETRY: ResolvedRetryPolicy = Object.freeze({
 /** Validates a retry policy when the workflow is built, so a typo fails at startup rather than mid-run. */
 export function resolveRetryPolicy(policy: RetryPolicy | undefined, where: string): ResolvedRetryPolicy {
   if (policy === undefined) return NO_RETRY;
-  if (typeof policy !== "object" || policy === null) {
-    throw new ConfigError(`Invalid retry policy for ${where}: expected an object`, { field: "retry" });
-  }
+  checkOptionKeys(policy, RETRY_POLICY_KEYS, "retry", `the retry policy of ${where}`);
   const maxAttempts = policy.maxAttempts ?? 3;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new ConfigError(

@@ -5,6 +5,8 @@
  */
 
 import { ConfigError, DuplicateStepError } from "../errors.ts";
+import { checkName } from "../names.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { InferSchemaInput, InferSchemaOutput, StandardSchemaV1 } from "../standard_schema.ts";
 import { type Duration, durationMs } from "./duration.ts";
 import { resolveRetryPolicy } from "./retry.ts";
@@ -98,6 +100,14 @@ export interface StepConfig<Input, Prev, Steps, R> {
   readonly when?: (context: WhenContext<Input, Prev, Steps>) => boolean | Promise<boolean>;
 }
 
+/** The keys of {@linkcode StepConfig} (and of a parallel branch's config, which refuses `when`). */
+const STEP_CONFIG_KEYS: OptionKeys<StepConfig<unknown, unknown, unknown, unknown>> = {
+  handler: true,
+  retry: true,
+  timeoutMs: true,
+  when: true,
+};
+
 /** What an `onFailure` handler receives. */
 export interface FailureContext<Input> {
   /** The failed run's id. */
@@ -170,7 +180,15 @@ export interface WaitForEventOptions<S extends StandardSchemaV1 | undefined> {
   readonly schema?: S;
   /** How long to wait before the run fails with `WaitTimeoutError`; default no limit. */
   readonly timeout?: Duration;
+  /** The same limit in ms, as reflow-ts spells it; give `timeout` or `timeoutMs`, not both. */
+  readonly timeoutMs?: number;
 }
+
+const WAIT_FOR_EVENT_OPTION_KEYS: OptionKeys<WaitForEventOptions<undefined>> = {
+  schema: true,
+  timeout: true,
+  timeoutMs: true,
+};
 
 /** What `sendEvent` accepts for a wait: the schema's input, or `unknown` without a schema. */
 export type EventInput<S> = S extends StandardSchemaV1 ? InferSchemaInput<S> : unknown;
@@ -401,6 +419,11 @@ export interface CreateWorkflowOptions<Name extends string, S extends StandardSc
   readonly input: S;
 }
 
+const CREATE_WORKFLOW_OPTION_KEYS: OptionKeys<CreateWorkflowOptions<string, StandardSchemaV1>> = {
+  name: true,
+  input: true,
+};
+
 /**
  * Creates a workflow: a name, an input schema, and (through `.step()`) a typed chain of steps.
  *
@@ -429,20 +452,20 @@ export interface CreateWorkflowOptions<Name extends string, S extends StandardSc
  *
  * @param options The name and the input schema.
  * @returns An empty workflow to add steps to.
- * @throws {ConfigError} When the name is empty or the schema is not a Standard Schema.
+ * @throws {ConfigError} When the name is empty or not well-formed Unicode without NUL
+ *   (`MalformedNameError`), an option is unknown, or the schema is not a Standard Schema.
  */
 export function createWorkflow<const Name extends string, S extends StandardSchemaV1>(
   options: CreateWorkflowOptions<Name, S>,
 ): Workflow<Name, InferSchemaInput<S>, InferSchemaOutput<S>, undefined, NoSteps, never, NoSteps> {
-  if (typeof options !== "object" || options === null) {
-    throw new ConfigError("Invalid workflow options: expected an object with name and input");
-  }
-  const { name, input } = options;
-  if (typeof name !== "string" || name.length === 0) {
-    throw new ConfigError(`Invalid workflow name ${JSON.stringify(name)}: expected a non-empty string`, {
-      field: "name",
+  if (options === undefined) {
+    throw new ConfigError("Invalid workflow options: expected an object with name and input", {
+      field: "options",
     });
   }
+  checkOptionKeys(options, CREATE_WORKFLOW_OPTION_KEYS, undefined, "workflow options");
+  const { input } = options;
+  const name = checkName(options.name, "name", " for a workflow");
   if (typeof (input as StandardSchemaV1 | undefined)?.["~standard"]?.validate !== "function") {
     throw new ConfigError(`Invalid input schema for workflow "${name}": expected a Standard Schema v1`, {
       field: "input",
@@ -494,13 +517,24 @@ class WorkflowDefinition implements AnyWorkflow {
   waitForEvent(name: string, options?: WaitForEventOptions<StandardSchemaV1 | undefined>): AnyWorkflow {
     this.#checkNewName(name);
     const where = `wait "${name}" of workflow "${this.name}"`;
-    const { schema, timeout } = options ?? {};
+    const { schema, timeout, timeoutMs: ms } =
+      checkOptionKeys(options, WAIT_FOR_EVENT_OPTION_KEYS, undefined, where) ??
+        {};
     if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
       throw new ConfigError(`Invalid schema for ${where}: expected a Standard Schema v1`, {
         field: "schema",
       });
     }
-    const timeoutMs = timeout === undefined ? null : durationMs(timeout, "timeout", where);
+    if (timeout !== undefined && ms !== undefined) {
+      throw new ConfigError(`Invalid options for ${where}: give timeout or timeoutMs, not both`, {
+        field: "timeoutMs",
+      });
+    }
+    const timeoutMs = timeout !== undefined
+      ? durationMs(timeout, "timeout", where)
+      : ms !== undefined
+      ? Math.round(checkMs(ms, "timeoutMs", where, false))
+      : null;
     return this.#with(Object.freeze({ kind: "wait", name, schema: schema ?? null, timeoutMs }));
   }
 
@@ -543,27 +577,25 @@ class WorkflowDefinition implements AnyWorkflow {
         field: "handler",
       });
     }
-    const { timeoutMs, when } = config;
-    if (
-      timeoutMs !== undefined &&
-      !(typeof timeoutMs === "number" && timeoutMs > 0 && Number.isFinite(timeoutMs))
-    ) {
-      throw new ConfigError(
-        `Invalid timeoutMs ${String(timeoutMs)} for ${where}: expected a positive number of ms`,
-        {
-          field: "timeoutMs",
-        },
-      );
-    }
+    checkOptionKeys(config, STEP_CONFIG_KEYS, undefined, where);
+    const { when } = config;
     if (when !== undefined && typeof when !== "function") {
       throw new ConfigError(`Invalid when for ${where}: expected a function`, { field: "when" });
     }
+    const retry = resolveRetryPolicy(config.retry, where);
+    // reflow-ts puts the attempt timeout in the retry policy too; the step's own wins.
+    const retryTimeoutMs = config.retry?.timeoutMs === undefined
+      ? null
+      : checkMs(config.retry.timeoutMs, "retry.timeoutMs", where, true);
+    const timeoutMs = config.timeoutMs === undefined
+      ? retryTimeoutMs
+      : checkMs(config.timeoutMs, "timeoutMs", where, true);
     return Object.freeze({
       kind: "step",
       name,
       handler: config.handler as StepUnit["handler"],
-      retry: resolveRetryPolicy(config.retry, where),
-      timeoutMs: timeoutMs ?? null,
+      retry,
+      timeoutMs,
       when: (when as StepUnit["when"]) ?? null,
     });
   }
@@ -578,15 +610,22 @@ class WorkflowDefinition implements AnyWorkflow {
   }
 
   #checkNewName(name: string): void {
-    if (typeof name !== "string" || name.length === 0) {
-      throw new ConfigError(
-        `Invalid step name ${JSON.stringify(name)} in workflow "${this.name}": expected a non-empty string`,
-        { field: "name" },
-      );
-    }
+    checkName(name, "name", ` in workflow "${this.name}"`);
     const taken = this.units.some((unit) =>
       unit.kind === "parallel" ? unit.branches.some((branch) => branch.name === name) : unit.name === name
     );
     if (taken) throw new DuplicateStepError(this.name, name);
   }
+}
+
+/**
+ * Checks a time limit given in ms: finite, and positive for an attempt's timeout (which must give
+ * the attempt a chance) or 0 or more for a wait (which may time out at once).
+ */
+function checkMs(value: unknown, field: string, where: string, positive: boolean): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (positive && value === 0)) {
+    const expected = positive ? "a positive number of ms" : "a number of ms, 0 or more";
+    throw new ConfigError(`Invalid ${field} ${String(value)} for ${where}: expected ${expected}`, { field });
+  }
+  return value;
 }
