@@ -17,6 +17,7 @@
 
 import Database from "better-sqlite3";
 import type { SqlDriver } from "../src/sql/driver.ts";
+import { isReadOnlyPath } from "./read_only.ts";
 import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
@@ -56,6 +57,7 @@ export interface BetterSqlite3Statement extends SqliteStatement {
 export function betterSqlite3Driver(pathOrHandle: string | BetterSqlite3Database): SqlDriver {
   return createSqliteDriver<BetterSqlite3Database>(pathOrHandle, {
     open: (path) => new Database(path),
+    readOnly: isReadOnlyPath,
     prepare: (handle, sql) => {
       const statement = handle.prepare(sql);
       if (!statement.reader) {

@@ -16,6 +16,7 @@
 
 import { Database } from "bun:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
+import { isReadOnlyPath } from "./read_only.ts";
 import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
@@ -53,6 +54,7 @@ export interface BunSqliteStatement extends SqliteStatement {
 export function bunSqliteDriver(pathOrHandle: string | BunSqliteDatabase): SqlDriver {
   return createSqliteDriver<BunSqliteDatabase>(pathOrHandle, {
     open: (path) => new Database(path),
+    readOnly: isReadOnlyPath,
     prepare: (handle, sql) => {
       const statement = handle.prepare(sql);
       statement.safeIntegers(true);

@@ -17,6 +17,7 @@
 
 import { DatabaseSync } from "node:sqlite";
 import type { SqlDriver } from "../src/sql/driver.ts";
+import { isReadOnlyPath } from "./read_only.ts";
 import { checkSqlStorageOptions, SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 import { createSqliteDriver, type SqliteStatement } from "../src/sql/sqlite/support.ts";
 
@@ -54,6 +55,7 @@ export interface NodeSqliteStatement extends SqliteStatement {
 export function nodeSqliteDriver(pathOrHandle: string | NodeSqliteDatabase): SqlDriver {
   return createSqliteDriver<NodeSqliteDatabase>(pathOrHandle, {
     open: (path) => new DatabaseSync(path, {}),
+    readOnly: isReadOnlyPath,
     prepare: (handle, sql) => {
       const statement = handle.prepare(sql);
       statement.setReadBigInts(true);

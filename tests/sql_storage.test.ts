@@ -2,8 +2,18 @@
 // retries, statement budgets, and each driver's evening-out of its library.
 import { after, afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ConfigError, StorageError, type StorageErrorKind } from "../src/errors.ts";
@@ -21,6 +31,21 @@ import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sql
 const T0 = 1_700_000_000_000;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SLOT_WORKER = fileURLToPath(new URL("./support/slot_worker.ts", import.meta.url));
+
+/** Whether this process may mount a tmpfs and remount it read-only (root on Linux), probed once. */
+const readOnlyMounts: boolean = (() => {
+  if (process.platform !== "linux") return false;
+  const dir = mkdtempSync(join(tmpdir(), "reflow-mount-probe-"));
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", dir], { stdio: "ignore" });
+    execFileSync("umount", [dir], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
 
 function newRun(id: string, overrides: Partial<NewRun> = {}): NewRun {
   return { id, workflowName: "wf", input: "{}", idempotencyKey: null, createdAt: T0, ...overrides };
@@ -229,6 +254,32 @@ describe("createSqliteDriver", () => {
     await assert.rejects(driver.acquire());
   });
 
+  test("reports an I/O failure on a path its library calls read-only as kind readonly", async () => {
+    const cantOpen = Object.assign(new Error("unable to open database file"), { code: "SQLITE_CANTOPEN" });
+    const library = (readOnly: boolean) => ({
+      open: () => ({ close() {} }),
+      prepare: () => ({
+        all: () => {
+          throw cantOpen;
+        },
+        run: () => ({ changes: 0 }),
+      }),
+      readOnly: () => readOnly,
+    });
+    for (const readOnly of [true, false]) {
+      const storage = new SqlStorage(createSqliteDriver("app.db", library(readOnly)));
+      await assert.rejects(storage.getRun("r1"), isStorageError(readOnly ? "readonly" : "io", "getRun"));
+      await storage.close();
+    }
+    const unopenable = {
+      ...library(true),
+      open: (): never => {
+        throw cantOpen;
+      },
+    };
+    assert.throws(() => createSqliteDriver("app.db", unopenable), isStorageError("readonly", "open"));
+  });
+
   test("classifies SQLite result codes from each library's error shape", () => {
     const cases: [object, StorageErrorKind][] = [
       [{ code: "ERR_SQLITE_ERROR", errcode: 5 }, "busy"],
@@ -269,6 +320,8 @@ describe("SqlStorage options", () => {
       { busyTimeoutMs: Infinity },
       { now: 5 },
       { newId: "x" },
+      { busyTimeout: 10 },
+      "FULL",
       null,
     ];
     for (const options of bad) {
@@ -758,6 +811,37 @@ for (const subject of sqliteSubjects) {
       assert.equal((await readonly.getRun("r1"))?.status, "pending");
       await assert.rejects(readonly.createRun(newRun("r2")), isStorageError("readonly", "createRun"));
     });
+
+    test(
+      `${label}: a database on a read-only mount is refused with kind "readonly", not "io"`,
+      { skip: readOnlyMounts ? false : "needs a tmpfs mount (root)" },
+      async () => {
+        const dir = subject.tempPath("ro-mount");
+        mkdirSync(dir);
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+        try {
+          // Written elsewhere and copied in: bun:sqlite releases a closed file only once its
+          // statements are collected, and a mount with an open file cannot turn read-only.
+          const written = subject.tempPath();
+          const writer = await open(written);
+          await writer.initialize();
+          await writer.createRun(newRun("r1"));
+          await writer.close();
+          const path = join(dir, "app.db");
+          copyFileSync(written, path);
+          const bytes = readFileSync(path);
+          execFileSync("mount", ["-o", "remount,ro", dir]);
+          const reader = await open(path);
+          // SQLite cannot create the WAL files, and says SQLITE_CANTOPEN: the disk, not the file, is at fault.
+          await assert.rejects(reader.initialize(), isStorageError("readonly", "initialize"));
+          await reader.close();
+          assert.ok(readFileSync(path).equals(bytes), "the file changed");
+        } finally {
+          // Lazily: some libraries release the file only when their handle is collected.
+          execFileSync("umount", ["-l", dir]);
+        }
+      },
+    );
 
     test(`${label}: a storage on a handle leaves the handle open when it closes`, async () => {
       const path = subject.tempPath();

@@ -63,6 +63,16 @@ export interface SqliteLibrary<Handle extends SqliteHandle> {
    * @returns The prepared statement.
    */
   prepare(handle: Handle, sql: string): SqliteStatement;
+  /**
+   * Whether a database path cannot be written (a read-only mount, a file or directory without
+   * write permission). SQLite reports such a disk as an I/O failure (`SQLITE_CANTOPEN` when the
+   * WAL files cannot be created); with this the driver reports kind `"readonly"` instead. Only
+   * asked after an I/O failure. Leave it out where the file system cannot be inspected.
+   *
+   * @param path The path given to `open`.
+   * @returns True when the path or its directory is read-only.
+   */
+  readOnly?(path: string): boolean;
 }
 
 // Cached statements beyond this are dropped oldest first; the core uses a few dozen texts.
@@ -122,10 +132,10 @@ export function createSqliteDriver<Handle extends SqliteHandle>(
       throw new StorageError(
         "open",
         `cannot open SQLite database ${JSON.stringify(pathOrHandle)}: ${messageOf(error)}`,
-        { kind: kind === "other" ? "io" : kind, cause: error },
+        { kind: refineIo(kind === "other" ? "io" : kind, library, pathOrHandle), cause: error },
       );
     }
-    return new SqliteDriver(handle, true, library);
+    return new SqliteDriver(handle, true, library, pathOrHandle);
   }
   if (typeof pathOrHandle !== "object" || pathOrHandle === null) {
     throw new ConfigError(
@@ -143,10 +153,13 @@ class SqliteDriver<Handle extends SqliteHandle> implements SqlDriver {
   #statements = new Map<string, SqliteStatement>();
   #closed = false;
 
-  constructor(handle: Handle, owned: boolean, library: SqliteLibrary<Handle>) {
+  #path: string | undefined;
+
+  constructor(handle: Handle, owned: boolean, library: SqliteLibrary<Handle>, path?: string) {
     this.#handle = handle;
     this.#owned = owned;
     this.#library = library;
+    this.#path = path;
   }
 
   async acquire(): Promise<SqlConnectionLease> {
@@ -168,7 +181,7 @@ class SqliteDriver<Handle extends SqliteHandle> implements SqlDriver {
   }
 
   classifyError(error: unknown): SqlErrorKind {
-    return classifySqliteError(error);
+    return refineIo(classifySqliteError(error), this.#library, this.#path);
   }
 
   async close(): Promise<void> {
@@ -204,6 +217,20 @@ class SqliteDriver<Handle extends SqliteHandle> implements SqlDriver {
       this.#statements.set(sql, statement);
     }
     return statement;
+  }
+}
+
+/** An I/O failure on a path the library says is read-only is a read-only disk. */
+function refineIo(
+  kind: SqlErrorKind,
+  library: SqliteLibrary<SqliteHandle>,
+  path: string | undefined,
+): SqlErrorKind {
+  if (kind !== "io" || path === undefined || library.readOnly === undefined) return kind;
+  try {
+    return library.readOnly(path) ? "readonly" : kind;
+  } catch {
+    return kind;
   }
 }
 
