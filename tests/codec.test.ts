@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 
 import { decodeValue, deepFreeze, encodeValue, MAX_VALUE_BYTES, valuesEqual } from "../src/storage/codec.ts";
 import { SerializationError } from "../src/errors.ts";
+import { malformedName } from "../src/names.ts";
 
 function roundTrip(value: unknown): unknown {
   const text = encodeValue(value);
@@ -161,6 +162,22 @@ describe("encodeValue / decodeValue round trips", () => {
   test("unicode strings and keys, including lone surrogates, round-trip", () => {
     const value = { "héllo wörld": "日本語 🎉", "\u2028": "\ud800", emoji: ["👩‍👩‍👧", "\u0000"] };
     assert.deepEqual(roundTrip(value), value);
+  });
+
+  test("lone surrogates and NUL are written as JSON escapes, so no driver ever stores them raw", () => {
+    // SQLite turns a raw lone surrogate into U+FFFD and node:sqlite cuts text at a raw NUL; the
+    // encoded text must therefore be well-formed and NUL-free whatever the value holds.
+    const odd = ["\ud83d", "\ude00x", "a\u0000b"];
+    const values = [
+      odd,
+      Object.fromEntries(odd.map((text) => [text, text])),
+      { $dollar: odd, at: new Date(0), gone: undefined, [`$${odd[0]}`]: odd[2] },
+    ];
+    for (const value of values) {
+      const text = encodeValue(value);
+      assert.equal(malformedName("text", text), undefined, text);
+      assert.deepEqual(decodeValue(text), value);
+    }
   });
 
   test("empty containers round-trip", () => {
