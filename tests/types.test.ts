@@ -122,3 +122,20 @@ test("waits, sleeps and parallel groups carry their types to later steps and to 
   };
   assert.equal(typeof send, "function");
 });
+
+test("the reflow-ts spellings type-check and unknown option keys do not", () => {
+  const approval = schema<{ by: string }>();
+  const workflow = createWorkflow({ name: "spellings", input: schema<{ n: number }>() })
+    .step("charge", { retry: { maxAttempts: 2, timeoutMs: 5000 }, handler: ({ input }) => input.n })
+    .waitForEvent("approve", { schema: approval, timeoutMs: 60_000 })
+    .step("done", ({ prev }) => prev.by);
+  assert.equal(workflow.units.length, 3);
+  assert.equal((workflow.units[0] as { timeoutMs: number | null }).timeoutMs, 5000);
+  const typos = () => {
+    // @ts-expect-error: waitForEvent takes timeout or timeoutMs, not timeoutMz.
+    workflow.waitForEvent("later", { timeoutMz: 5 });
+    // @ts-expect-error: no hook is named onRunStartt.
+    createEngine({ storage: new MemoryStorage(), workflows: [workflow], hooks: { onRunStartt: () => {} } });
+  };
+  assert.equal(typeof typos, "function");
+});
