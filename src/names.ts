@@ -28,7 +28,7 @@ interface WellFormedCheck {
  */
 export function malformedName(field: string, name: string): MalformedNameError | undefined {
   // The native checks are ~20x faster than the regex, and names are checked on every step commit.
-  if (name.indexOf("\0") === -1 && (name as WellFormedCheck).isWellFormed()) return undefined;
+  if (name.indexOf("\0") === -1 && (name as unknown as WellFormedCheck).isWellFormed()) return undefined;
   const match = BAD_UNIT.exec(name);
   if (match === null) return undefined;
   const unit = name.charCodeAt(match.index);
