@@ -517,9 +517,8 @@ class WorkflowDefinition implements AnyWorkflow {
   waitForEvent(name: string, options?: WaitForEventOptions<StandardSchemaV1 | undefined>): AnyWorkflow {
     this.#checkNewName(name);
     const where = `wait "${name}" of workflow "${this.name}"`;
-    const { schema, timeout, timeoutMs: ms } =
-      checkOptionKeys(options, WAIT_FOR_EVENT_OPTION_KEYS, undefined, where) ??
-        {};
+    const checked = checkOptionKeys(options, WAIT_FOR_EVENT_OPTION_KEYS, undefined, where);
+    const { schema, timeout, timeoutMs: ms } = checked ?? {};
     if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
       throw new ConfigError(`Invalid schema for ${where}: expected a Standard Schema v1`, {
         field: "schema",
