@@ -295,6 +295,11 @@ export interface PurgeRequest {
  * "Fenced by the lease" means: the write happens only if the run is `running` and its
  * `leaseId` equals the one given, checked in the same atomic step as the write; otherwise
  * nothing changes and the method returns `false`.
+ *
+ * Names and keys (workflow, step and event names, idempotency and schedule keys, run ids given to
+ * `createRun()`) are stored exactly as given and compared code unit by code unit. They are
+ * well-formed Unicode without NUL; a method given one with a lone surrogate or a NUL rejects with
+ * a `StorageError` of kind `"other"` and stores nothing.
  */
 export interface StorageAdapter {
   /**

@@ -14,6 +14,7 @@
 import type { StepResult, StorageAdapter, StoredError, WorkflowRun } from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
 import { listingCases } from "./conformance_listing.ts";
+import { nameCases } from "./conformance_names.ts";
 import { requeueCases } from "./conformance_requeue.ts";
 import { retentionCases } from "./conformance_retention.ts";
 import { scheduleCases } from "./conformance_schedules.ts";
@@ -1462,4 +1463,5 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...requeueCases,
   ...scheduleCases,
   ...retentionCases,
+  ...nameCases,
 ];
