@@ -4,7 +4,7 @@
 // and a storage refuses a malformed one with a StorageError instead of storing it altered.
 import assert from "node:assert/strict";
 import { createEngine, createWorkflow, type StorageAdapter, StorageError } from "../mod.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { schema } from "./support/fixtures.ts";
 
 const LONE_HIGH = "😀".slice(0, 1);
