@@ -21,4 +21,7 @@
  */
 
 export { conformanceCases } from "./src/storage/conformance.ts";
+import { conformanceCases } from "./src/storage/conformance.ts";
+/** reflow-ts's name for {@linkcode conformanceCases}: the same list. */
+export const storageConformanceCases: typeof conformanceCases = conformanceCases;
 export type { ConformanceCase, ConformanceContext } from "./src/storage/conformance_types.ts";

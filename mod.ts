@@ -52,6 +52,7 @@ export type {
   WorkflowEvents,
   WorkflowInput,
   WorkflowOutput,
+  WorkflowParsedInput,
   WorkflowSteps,
   WorkflowTypes,
   WorkflowUnit,
@@ -61,7 +62,8 @@ export type { Duration } from "./src/workflow/duration.ts";
 export type { ResolvedRetryPolicy, RetryPolicy } from "./src/workflow/retry.ts";
 
 export { createEngine } from "./src/engine/engine.ts";
-export type { Engine, EnqueueOptions, EnqueueResult, WorkflowNamed } from "./src/engine/engine.ts";
+export type { Engine, EnqueueOptions, EnqueueResult, RunHandle, WorkflowNamed } from "./src/engine/engine.ts";
+export type { WaitForRunOptions } from "./src/engine/run_waiter.ts";
 export type { EngineOptions } from "./src/engine/options.ts";
 export type {
   EngineEvent,
@@ -77,6 +79,7 @@ export type {
 export type { RunDetails, RunInfo, StepInfo } from "./src/engine/run_info.ts";
 export type { ScheduleInfo, ScheduleMethods, ScheduleOptions } from "./src/engine/scheduler.ts";
 export type { Recurrence, ScheduleRecurrence } from "./src/schedule/recurrence.ts";
+export { type CronSchedule, nextCronOccurrence, parseCron } from "./src/schedule/cron.ts";
 export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
 export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listing.ts";
 export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
@@ -93,9 +96,15 @@ export {
   MalformedNameError,
   ParallelCompleteError,
   ReflowError,
+  ResultTimeoutError,
   RunCancelledError,
+  RunFailedError,
+  RunNotFoundError,
   SerializationError,
   StepFailedError,
+  // reflow-ts's name for the error of a non-Error thrown by a handler (its code here: STEP_FAILED).
+  StepFailedError as ThrownValueError,
+  TestRunIncompleteError,
   StepTimeoutError,
   StorageError,
   ValidationError,

@@ -21,6 +21,12 @@
  */
 
 export { testEngine } from "./src/testing/test_engine.ts";
-export type { TestEngine, TestEngineOptions, TestRunResult } from "./src/testing/test_engine.ts";
+export type {
+  TestEngine,
+  TestEngineOptions,
+  TestRunResult,
+  TestStepResult,
+  TestStepResults,
+} from "./src/testing/test_engine.ts";
 export { MemoryStorage } from "./src/storage/memory.ts";
 export type { MemoryStorageOptions } from "./src/storage/memory.ts";

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { StoredError } from "./storage/adapter.ts";
+
 /** Every code a {@linkcode ReflowError} can carry. The union is closed: a `switch` over it can be exhaustive. */
 export type ReflowErrorCode =
   | "CONFIG"
@@ -24,6 +26,10 @@ export type ReflowErrorCode =
   | "PARALLEL_COMPLETE"
   | "STEP_FAILED"
   | "ENGINE_STOPPED"
+  | "RUN_FAILED"
+  | "RUN_NOT_FOUND"
+  | "RESULT_TIMEOUT"
+  | "TEST_RUN_INCOMPLETE"
   | "INTERNAL";
 
 /** The plain-object form of a {@linkcode ReflowError}, as returned by `toJSON()`. */
@@ -34,6 +40,8 @@ export interface ReflowErrorJSON {
   readonly code: string;
   /** The human-readable message. */
   readonly message: string;
+  /** The error's structured fields again, grouped as reflow-ts's `toJSON()` has them. */
+  readonly context: Readonly<Record<string, unknown>>;
   /** The error's structured fields (such as `path` or `workflowName`). */
   readonly [field: string]: unknown;
 }
@@ -73,15 +81,19 @@ export abstract class ReflowError extends Error {
   }
 
   /**
-   * A JSON-safe plain object: name, code, message, the class's own fields and the cause chain.
+   * A JSON-safe plain object: name, code, message, the class's own fields (at the top level and,
+   * as reflow-ts has them, under `context`) and the cause chain.
    *
    * @returns The serialisable form of this error.
    */
   toJSON(): ReflowErrorJSON {
-    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    const context: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(this)) {
-      if (key !== "name" && key !== "code" && key !== "cause") json[key] = toJSONValue(value);
+      if (key !== "name" && key !== "code" && key !== "cause") context[key] = toJSONValue(value);
     }
+    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    Object.assign(json, context);
+    json.context = context;
     if (this.cause !== undefined) json.cause = causeToJSON(this.cause);
     return json as ReflowErrorJSON;
   }
@@ -664,6 +676,150 @@ export class EngineStoppedError extends ReflowError {
   /** Creates an EngineStoppedError. */
   constructor() {
     super("The engine stopped before the step finished; the run will continue on the next engine");
+  }
+}
+
+/**
+ * Why `handle.result()` or `engine.waitForRun()` rejected: the run failed. `error` is its stored
+ * failure, and `cause` that failure rebuilt as an `Error` with the same name, code and message,
+ * so `error.cause.code === "STEP_TIMEOUT"` tells a timeout from a handler's own throw.
+ *
+ * @example Tell a failed run from a timeout
+ * ```ts
+ * import { RunFailedError } from "@reflow/core";
+ *
+ * const error = new RunFailedError("r1", { code: "STEP_TIMEOUT", name: "StepTimeoutError", message: "Step \"charge\" timed out after 5000 ms", stepName: "charge" });
+ * console.log(error.code, error.stepName, error.error.code); // RUN_FAILED charge STEP_TIMEOUT
+ * ```
+ */
+export class RunFailedError extends ReflowError {
+  /** Always `"RUN_FAILED"`. */
+  readonly code = "RUN_FAILED" as const;
+  /** The failed run. */
+  readonly runId: string;
+  /** The unit that failed, if the failure came from one. */
+  readonly stepName?: string;
+  /** The run's stored failure. */
+  readonly error: StoredError;
+
+  /**
+   * Creates a RunFailedError.
+   *
+   * @param runId The failed run.
+   * @param error Its stored failure (unknown failures read as an `Error` without a message).
+   */
+  constructor(runId: string, error: StoredError | null) {
+    const cause = restoreError(error);
+    super(`Run "${runId}" failed: ${cause.message}`, { cause });
+    const failure = error ?? { code: null, name: cause.name, message: cause.message };
+    this.runId = runId;
+    if (failure.stepName !== undefined) this.stepName = failure.stepName;
+    this.error = failure;
+  }
+}
+
+/**
+ * A stored failure as an `Error` again: same name, code and message (the stack is gone).
+ *
+ * @param stored The stored failure, or null for an unknown one.
+ * @returns The rebuilt error.
+ */
+export function restoreError(stored: StoredError | null): Error {
+  const error = new Error(stored?.message ?? "Unknown failure");
+  error.name = stored?.name ?? "Error";
+  if (stored?.code != null) (error as Error & { code: string }).code = stored.code;
+  return error;
+}
+
+/**
+ * `engine.waitForRun()` was given the id of a run that does not exist (or was purged).
+ *
+ * @example
+ * ```ts
+ * import { RunNotFoundError } from "@reflow/core";
+ *
+ * console.log(new RunNotFoundError("r1").runId); // r1
+ * ```
+ */
+export class RunNotFoundError extends ReflowError {
+  /** Always `"RUN_NOT_FOUND"`. */
+  readonly code = "RUN_NOT_FOUND" as const;
+  /** The unknown run id. */
+  readonly runId: string;
+
+  /**
+   * Creates a RunNotFoundError.
+   *
+   * @param runId The unknown run id.
+   */
+  constructor(runId: string) {
+    super(`Unknown run "${runId}": it does not exist or was purged`);
+    this.runId = runId;
+  }
+}
+
+/**
+ * `handle.result({ timeout })` or `engine.waitForRun(runId, { timeout })` gave up before the run
+ * finished. The run itself is untouched and goes on.
+ *
+ * @example
+ * ```ts
+ * import { ResultTimeoutError } from "@reflow/core";
+ *
+ * console.log(new ResultTimeoutError("r1", 5000).timeoutMs); // 5000
+ * ```
+ */
+export class ResultTimeoutError extends ReflowError {
+  /** Always `"RESULT_TIMEOUT"`. */
+  readonly code = "RESULT_TIMEOUT" as const;
+  /** The run waited for. */
+  readonly runId: string;
+  /** How long the caller waited, in ms. */
+  readonly timeoutMs: number;
+
+  /**
+   * Creates a ResultTimeoutError.
+   *
+   * @param runId The run waited for.
+   * @param timeoutMs How long the caller waited, in ms.
+   */
+  constructor(runId: string, timeoutMs: number) {
+    super(`Gave up waiting for run "${runId}" after ${timeoutMs} ms; the run goes on`);
+    this.runId = runId;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * `testEngine().run()` (or `drive()`, `sendEvent()`) left a run unfinished: it waits for an event,
+ * or did not settle. The run's id and status are on the error; `te.sendEvent()` or `te.advance()`
+ * and `te.drive(runId)` take it further.
+ *
+ * @example
+ * ```ts
+ * import { TestRunIncompleteError } from "@reflow/core";
+ *
+ * console.log(new TestRunIncompleteError("r1", "waiting").status); // waiting
+ * ```
+ */
+export class TestRunIncompleteError extends ReflowError {
+  /** Always `"TEST_RUN_INCOMPLETE"`. */
+  readonly code = "TEST_RUN_INCOMPLETE" as const;
+  /** The unfinished run. */
+  readonly runId: string;
+  /** Where it stopped, such as `"waiting"`. */
+  readonly status: string;
+
+  /**
+   * Creates a TestRunIncompleteError.
+   *
+   * @param runId The unfinished run.
+   * @param status Where it stopped.
+   */
+  constructor(runId: string, status: string) {
+    super(`Run "${runId}" did not finish in the test: it is ${status}`);
+    this.runId = runId;
+    this.status = status;
   }
 }
 

@@ -180,7 +180,7 @@ describeEachStorage(({ it, open }) => {
     const result = await te.run("w", { n: 1 });
     assert.equal(result.status, "completed");
     assert.equal(result.output, "LRL");
-    assert.deepEqual([result.steps.left, result.steps.right], ["L", "R"]);
+    assert.deepEqual([result.steps.left?.output, result.steps.right?.output], ["L", "R"]);
   });
 
   it("a failing branch aborts its siblings and fails the run, attributed to that branch", async () => {

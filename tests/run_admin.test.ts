@@ -42,8 +42,8 @@ async function allPages(
   const ids: string[] = [];
   let page = await engine.listRuns({ ...filters, limit });
   for (;;) {
-    assert.ok(page.runs.length <= limit);
-    ids.push(...page.runs.map((run) => run.id));
+    assert.ok(page.length <= limit);
+    ids.push(...page.map((run) => run.id));
     if (page.next === null) return ids;
     page = await engine.listRuns({ ...filters, limit, ...page.next });
   }
@@ -124,8 +124,8 @@ describeEachStorage(({ it, open }) => {
     }
     const last = await engine.listRuns({ limit: 11 });
     assert.equal(last.next, null, "a page that holds the last run has no next cursor");
-    assert.deepEqual(last.runs.map((run) => run.id), newestFirst);
-    assert.deepEqual(last.runs.find((run) => run.id === expected[10])?.input, { n: 10 });
+    assert.deepEqual(last.map((run) => run.id), newestFirst);
+    assert.deepEqual(last.find((run) => run.id === expected[10])?.input, { n: 10 });
   });
 
   it("listRuns filters by status and workflow, also across pages", async () => {

@@ -351,7 +351,7 @@ test("testEngine fires schedules on its virtual clock", async () => {
   assert.equal(await te.engine.tick(), 0, "nothing due at registration");
   te.advance(60 * MINUTE);
   assert.equal(await te.engine.tick(), 1);
-  const { runs } = await te.engine.listRuns();
+  const runs = await te.engine.listRuns();
   assert.deepEqual(runs.map((run) => [run.status, run.output, run.idempotencyKey]), [
     ["completed", 3, `schedule:hourly:${T0 + 60 * MINUTE}`],
   ]);

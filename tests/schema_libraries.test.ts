@@ -129,14 +129,14 @@ for (const [library, flow] of Object.entries(flows) as [string, AnyWorkflow][]) 
           count: "21",
         });
         assert.equal(parked.status, "waiting");
-        assert.deepEqual(parked.steps.greet, { to: "ada@example.com", seats: 42 });
+        assert.deepEqual(parked.steps.greet?.output, { to: "ada@example.com", seats: 42 });
 
         const bad = await te.sendEvent(parked.runId, "confirmed", { at: "yesterday" }).catch((e) => e);
         assert.deepEqual(paths(bad), ["at"]);
 
         const done = await te.sendEvent(parked.runId, "confirmed", { at: "2026-01-02T03:04:05Z" });
         assert.equal(done.status, "completed");
-        assert.deepEqual(done.steps.confirmed, { at: new Date("2026-01-02T03:04:05Z") });
+        assert.deepEqual(done.steps.confirmed?.output, { at: new Date("2026-01-02T03:04:05Z") });
         assert.deepEqual(done.output, { to: "ada@example.com", seats: 42, year: 2026 });
       });
     });

@@ -14,7 +14,7 @@ import {
   ReflowError,
   RunCancelledError,
 } from "../errors.ts";
-import type { ClaimedRun } from "../storage/adapter.ts";
+import type { ClaimedRun, RunStatus } from "../storage/adapter.ts";
 import { decodeValue, valuesEqual } from "../storage/codec.ts";
 import { isFinishedStatus } from "../storage/statuses.ts";
 import type {
@@ -23,6 +23,8 @@ import type {
   EventPayloadInput,
   WaitUnit,
   WorkflowInput,
+  WorkflowOutput,
+  WorkflowParsedInput,
 } from "../workflow/workflow.ts";
 import { EventBus } from "./events.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
@@ -34,6 +36,7 @@ import { type RunDetails, toRunInfo, toStepInfo } from "./run_info.ts";
 import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } from "./retention.ts";
 import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
 import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
+import { RunWaiters, type WaitForRunOptions } from "./run_waiter.ts";
 import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
 
 /** Options of `engine.enqueue()`. */
@@ -53,6 +56,37 @@ export interface EnqueueResult {
   readonly runId: string;
   /** False when an existing run with the same idempotency key was returned. */
   readonly created: boolean;
+}
+
+/**
+ * What `engine.enqueue()` resolves to: the stored run as it was at that moment (the fields
+ * reflow-ts returns), Reflow's `runId` and `created`, and `result()` to await the outcome.
+ */
+export interface RunHandle<Input = unknown, Output = unknown> extends EnqueueResult {
+  /** The run's id (the same as `runId`). */
+  readonly id: string;
+  /** Its workflow's name. */
+  readonly workflow: string;
+  /** Its status when `enqueue` returned: `pending` for a new run. */
+  readonly status: RunStatus;
+  /** Its validated input. */
+  readonly input: Input;
+  /** The idempotency key it was enqueued with, or null. */
+  readonly idempotencyKey: string | null;
+  /** Creation time, ms since the epoch. */
+  readonly createdAt: number;
+  /** Time of the last change when `enqueue` returned, ms since the epoch. */
+  readonly updatedAt: number;
+  /**
+   * Waits for the run to finish, as {@linkcode Engine.waitForRun} does.
+   *
+   * @param options A timeout and an abort signal.
+   * @returns The run's output.
+   * @throws {RunFailedError} When the run failed (its stored error is on `error`, rebuilt on `cause`).
+   * @throws {RunCancelledError} When it was cancelled.
+   * @throws {ResultTimeoutError} When the timeout passed first.
+   */
+  result(options?: WaitForRunOptions): Promise<Output>;
 }
 
 /** The workflow of `W` named `N`. */
@@ -97,8 +131,15 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    *
    * @param name A registered workflow's name.
    * @param input The workflow's input.
+   * @example Enqueue a run and wait for its output
+   * ```ts ignore
+   * const run = await engine.enqueue("signup", { email: "ada@example.com" }, { idempotencyKey: "ada" });
+   * console.log(run.id, run.status, run.created); // <id> pending true
+   * const output = await run.result({ timeout: "30s" });
+   * ```
+   *
    * @param options The idempotency key, if any.
-   * @returns The run's id, and whether it was created.
+   * @returns A handle on the stored run: its fields, `runId`, `created`, and `result()`.
    * @throws {WorkflowNotFoundError} For an unknown name.
    * @throws {ValidationError} When the schema rejects the input.
    * @throws {SerializationError} When the validated input cannot be stored.
@@ -108,7 +149,33 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
     name: N,
     input: WorkflowInput<WorkflowNamed<W, N>>,
     options?: EnqueueOptions,
-  ): Promise<EnqueueResult>;
+  ): Promise<RunHandle<WorkflowParsedInput<WorkflowNamed<W, N>>, WorkflowOutput<WorkflowNamed<W, N>>>>;
+
+  /**
+   * Waits for a run to finish: at once for a run this engine finishes or cancels, and within the
+   * poll interval (`start()`'s, default 1 s) for a run another process finishes. Waiting does not
+   * run anything: some engine on the storage must be started (or ticked) for the run to progress.
+   *
+   * @example Wait for a run enqueued elsewhere
+   * ```ts ignore
+   * try {
+   *   const output = await engine.waitForRun(runId, { timeout: "5m" });
+   *   console.log(output);
+   * } catch (error) {
+   *   if (error instanceof RunFailedError) console.log(error.stepName, error.error.message);
+   * }
+   * ```
+   *
+   * @param runId The run.
+   * @param options A timeout (a {@linkcode Duration}) and an abort signal.
+   * @returns The run's output.
+   * @throws {RunFailedError} When the run failed (its stored error is on `error`, rebuilt on `cause`).
+   * @throws {RunCancelledError} When it was cancelled.
+   * @throws {RunNotFoundError} When there is no such run.
+   * @throws {ResultTimeoutError} When the timeout passed first; the run goes on.
+   * @throws {ConfigError} On an invalid timeout or signal.
+   */
+  waitForRun(runId: string, options?: WaitForRunOptions): Promise<unknown>;
 
   /**
    * Cancels an unfinished run. Its handlers' `signal` aborts with `RunCancelledError` (at once
@@ -167,22 +234,22 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   stream(options?: StreamOptions): EventStream;
 
   /**
-   * Lists runs newest first, one page at a time, with an exact keyset cursor: runs created at the
-   * same millisecond are neither repeated nor skipped across pages.
+   * Lists runs newest first, one page at a time, as an array that carries an exact keyset cursor
+   * (`next`): runs created at the same millisecond are neither repeated nor skipped across pages.
    *
    * @example Page through failed runs
    * ```ts ignore
-   * let page = await engine.listRuns({ status: "failed", limit: 100 });
+   * let runs = await engine.listRuns({ status: "failed" });
    * for (;;) {
-   *   for (const run of page.runs) console.log(run.id, run.error?.message);
-   *   if (page.next === null) break;
-   *   page = await engine.listRuns({ status: "failed", limit: 100, ...page.next });
+   *   for (const run of runs) console.log(run.id, run.error?.message);
+   *   if (runs.next === null) break;
+   *   runs = await engine.listRuns({ status: "failed", ...runs.next });
    * }
    * ```
    *
-   * @param options Filters (`status`, `workflow`), page size (`limit`, default 50, at most 1000)
+   * @param options Filters (`status`, `workflow`), page size (`limit`, default 100, at most 1000)
    *   and the cursor (`before`, `beforeId`) from the previous page's `next`.
-   * @returns The page and the next page's cursor (null on the last page).
+   * @returns The page's runs; its `next` is the next page's cursor (null on the last page).
    * @throws {ConfigError} On an invalid filter, limit or cursor (field names it).
    */
   listRuns(options?: ListRunsOptions): Promise<RunPage>;
@@ -262,10 +329,16 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
+  readonly #waiters: RunWaiters;
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
     this.#events = new EventBus(options.hooks);
+    this.#waiters = new RunWaiters({
+      storage: options.storage,
+      events: this.#events,
+      pollIntervalMs: () => this.#pollIntervalMs,
+    });
     this.#scheduler = new Scheduler({
       options,
       initialize: () => this.#initialize(),
@@ -374,7 +447,11 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     return claimed.length;
   }
 
-  async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
+  waitForRun(runId: string, options?: WaitForRunOptions): Promise<unknown> {
+    return this.#initialize().then(() => this.#waiters.wait(runId, options));
+  }
+
+  async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<RunHandle> {
     const workflow = registeredWorkflow(this.#options.workflows, name);
     const checked = checkOptionKeys(options, ENQUEUE_OPTION_KEYS, undefined, "enqueue options");
     const idempotencyKey = optionalKey(checked?.idempotencyKey, "idempotencyKey") ?? null;
@@ -395,7 +472,18 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       throw new IdempotencyConflictError(name, idempotencyKey as string, run.id);
     }
     if (created) this.#notify();
-    return { runId: run.id, created };
+    return {
+      runId: run.id,
+      created,
+      id: run.id,
+      workflow: run.workflowName,
+      status: run.status,
+      input: created ? validated : decodeValue(run.input),
+      idempotencyKey: run.idempotencyKey,
+      createdAt: run.createdAt,
+      updatedAt: run.updatedAt,
+      result: (resultOptions) => this.#waiters.wait(run.id, resultOptions),
+    };
   }
 
   schedule(name: string, input: unknown, recurrence: unknown, options?: ScheduleOptions): Promise<string> {
@@ -413,7 +501,10 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   async cancel(runId: string): Promise<boolean> {
     await this.#initialize();
     const cancelled = await this.#options.storage.updateRunStatus(runId, "cancelled");
-    if (cancelled) this.#held.get(runId)?.controller.abort(new RunCancelledError(runId));
+    if (cancelled) {
+      this.#held.get(runId)?.controller.abort(new RunCancelledError(runId));
+      this.#waiters.notify(runId);
+    }
     return cancelled;
   }
 

@@ -471,7 +471,11 @@ class RunExecution {
       },
       signal,
       attempt,
-      complete: (...value: [] | [unknown]) => onComplete(value[0]),
+      // Thrown, so code after `complete()` does not run (as in reflow-ts); `return complete(v)` still
+      // type-checks, and a handler that swallows the throw still ends the run (onComplete noted it).
+      complete: (...value: [] | [unknown]) => {
+        throw onComplete(value[0]);
+      },
     } as StepContext<unknown, unknown, unknown>;
   }
 }

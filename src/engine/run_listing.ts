@@ -1,6 +1,6 @@
 /**
- * `engine.listRuns()`: filters and a keyset cursor checked up front, and pages that carry the
- * cursor of the next one.
+ * `engine.listRuns()`: filters and a keyset cursor checked up front, and pages (arrays, as
+ * reflow-ts returns them) that carry the cursor of the next one.
  *
  * @module
  */
@@ -14,7 +14,8 @@ import { type RunInfo, toRunInfo } from "./run_info.ts";
 
 /** The largest page `listRuns` returns; bigger pages hold a read transaction open for long. */
 export const MAX_PAGE_SIZE = 1000;
-const DEFAULT_PAGE_SIZE = 50;
+// reflow-ts code relies on 100 when it passes no limit.
+const DEFAULT_PAGE_SIZE = 100;
 
 /** Filters and cursor of `engine.listRuns()`. */
 export interface ListRunsOptions {
@@ -22,7 +23,7 @@ export interface ListRunsOptions {
   readonly status?: RunStatus | readonly RunStatus[];
   /** Only runs of this workflow. Default: any. */
   readonly workflow?: string;
-  /** Runs per page, 1 to 1000. Default 50. */
+  /** Runs per page, 1 to 1000. Default 100. */
   readonly limit?: number;
   /** Cursor: only runs created before this time (ms since the epoch), or at it with an id below `beforeId`. */
   readonly before?: number;
@@ -38,7 +39,7 @@ const LIST_RUNS_OPTION_KEYS: OptionKeys<ListRunsOptions> = {
   beforeId: true,
 };
 
-/** Where the next page starts: pass it back as `listRuns({ ...filters, ...page.next })`. */
+/** Where the next page starts: pass it back as `listRuns({ ...filters, ...runs.next })`. */
 export interface RunCursor {
   /** The `createdAt` of the last run of the page. */
   readonly before: number;
@@ -46,13 +47,12 @@ export interface RunCursor {
   readonly beforeId: string;
 }
 
-/** One page of `engine.listRuns()`, newest run first. */
-export interface RunPage {
-  /** The runs, newest first (ties on `createdAt` by id, descending). */
-  readonly runs: readonly RunInfo[];
-  /** The cursor of the next page, or null when no run is left. */
-  readonly next: RunCursor | null;
-}
+/**
+ * One page of `engine.listRuns()`: an array of runs, newest first (ties on `createdAt` by id,
+ * descending), that also carries the cursor of the next page as `next` (null when no run is left).
+ * `next` is not enumerable, so spreading, `JSON.stringify` and deep equality see a plain array.
+ */
+export type RunPage = RunInfo[] & { readonly next: RunCursor | null };
 
 /** Checks the options and turns them into a storage query that reads one run more than the page. */
 export function toRunQuery(options: ListRunsOptions | undefined): RunQuery {
@@ -80,12 +80,10 @@ export async function listRunPage(storage: StorageAdapter, query: RunQuery): Pro
   const rows = await storage.listRuns(query);
   const page = rows.slice(0, query.limit - 1);
   const last = page.at(-1);
-  return {
-    runs: page.map(toRunInfo),
-    next: rows.length > page.length && last !== undefined
-      ? { before: last.createdAt, beforeId: last.id }
-      : null,
-  };
+  const next = rows.length > page.length && last !== undefined
+    ? { before: last.createdAt, beforeId: last.id }
+    : null;
+  return Object.defineProperty(page.map(toRunInfo), "next", { value: next }) as RunPage;
 }
 
 function invalid(field: string, value: unknown, expected: string): never {

@@ -1,5 +1,6 @@
 import { isPromiseLike } from "../async.ts";
 import { StepFailedError, StepTimeoutError } from "../errors.ts";
+import { Completion } from "../workflow/workflow.ts";
 
 /** How one attempt ended. */
 export type AttemptOutcome =
@@ -36,6 +37,8 @@ export async function runAttempt(
     const value = isPromiseLike(result) ? await untilAborted(result, signal) : result;
     return { ok: true, value };
   } catch (thrown) {
+    // `complete()` throws its completion to end the handler there: a success, not a failure.
+    if (Completion.is(thrown)) return { ok: true, value: thrown };
     const error = signal.aborted && thrown === signal.reason ? signal.reason : thrown;
     return { ok: false, error: toError(error, stepName) };
   } finally {

@@ -30,9 +30,4 @@ export function toStoredError(error: Error, stepName: string | undefined): Store
 }
 
 /** Rebuilds an error from its stored form, for a run whose failure must be committed again. */
-export function restoreError(stored: StoredError | null): Error {
-  const error = new Error(stored?.message ?? "Unknown failure");
-  error.name = stored?.name ?? "Error";
-  if (stored?.code != null) (error as Error & { code: string }).code = stored.code;
-  return error;
-}
+export { restoreError } from "../errors.ts";

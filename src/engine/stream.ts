@@ -12,8 +12,9 @@ import type { EngineEvent, EventBus } from "./events.ts";
 export interface StreamOptions {
   /**
    * How many unread events the stream holds before it pushes back: once it holds this many, runs
-   * on this engine pause before their next step until the consumer reads. A positive integer, or
-   * `Infinity` (the default) for an unbounded buffer that never slows the engine.
+   * on this engine pause before their next step until the consumer reads. A positive integer,
+   * `Infinity` (the default) for an unbounded buffer that never slows the engine, or `0` for a
+   * rendezvous: runs pause whenever an event is unread, so each is handed over as the consumer asks.
    */
   readonly bufferSize?: number;
 }
@@ -28,6 +29,11 @@ const STREAM_OPTION_KEYS: OptionKeys<StreamOptions> = { bufferSize: true };
 export interface EventStream extends AsyncIterableIterator<EngineEvent>, AsyncDisposable {
   /** Ends the stream, as leaving a `for await` loop does; resolves as done. */
   return(): Promise<IteratorResult<EngineEvent>>;
+  /**
+   * Ends the stream, as an async generator does when it is thrown into: unread events are
+   * dropped, and the returned promise rejects with `error`.
+   */
+  throw(error?: unknown): Promise<IteratorResult<EngineEvent>>;
   /** Ends the stream now; unread events are dropped and a pending `next()` resolves as done. */
   close(): void;
 }
@@ -36,12 +42,13 @@ export interface EventStream extends AsyncIterableIterator<EngineEvent>, AsyncDi
 export function resolveBufferSize(options: StreamOptions | undefined): number {
   const size = checkOptionKeys(options, STREAM_OPTION_KEYS, undefined, "stream options")?.bufferSize ??
     Infinity;
-  if (size !== Infinity && !(Number.isSafeInteger(size) && size > 0)) {
-    throw new ConfigError(`Invalid bufferSize ${String(size)}: expected a positive integer or Infinity`, {
+  if (size !== Infinity && !(Number.isSafeInteger(size) && size >= 0)) {
+    throw new ConfigError(`Invalid bufferSize ${String(size)}: expected 0, a positive integer or Infinity`, {
       field: "bufferSize",
     });
   }
-  return size;
+  // A rendezvous pushes back on the first unread event, as a buffer of one does.
+  return Math.max(size, 1);
 }
 
 /**
@@ -79,6 +86,11 @@ export class BufferedEventStream implements EventStream {
   return(): Promise<IteratorResult<EngineEvent>> {
     this.close();
     return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<EngineEvent>> {
+    this.close();
+    return Promise.reject(error);
   }
 
   close(): void {

@@ -375,3 +375,25 @@ function utcTime(year: number, month: number, day: number, hour: number, minute:
   date.setUTCHours(hour, minute, 0, 0);
   return date.getTime();
 }
+
+/**
+ * The first occurrence of a cron expression strictly after `after`, in UTC: the one-call form
+ * reflow-ts offers beside {@linkcode parseCron}.
+ *
+ * @example The next weekday morning
+ * ```ts
+ * import { nextCronOccurrence } from "@reflow/core";
+ *
+ * const next = nextCronOccurrence("0 9 * * 1-5", new Date("2025-01-03T10:00:00Z"));
+ * console.log(next.toISOString()); // 2025-01-06T09:00:00.000Z
+ * ```
+ *
+ * @param expression Five whitespace-separated fields, or one macro such as `@daily`.
+ * @param after A `Date`, or a time in ms since the epoch.
+ * @returns The occurrence, as a `Date`.
+ * @throws {ConfigError} When the expression is malformed (as {@linkcode parseCron}) or `after` is not
+ *   a valid time (field `"after"`).
+ */
+export function nextCronOccurrence(expression: string, after: Date | number): Date {
+  return new Date(parseCron(expression).next(after instanceof Date ? after.getTime() : after));
+}

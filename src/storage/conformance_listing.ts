@@ -6,7 +6,7 @@
  */
 
 import type { RunQuery, RunStatus, StorageAdapter, WorkflowRun } from "./adapter.ts";
-import type { ConformanceCase } from "./conformance_types.ts";
+import type { ContractCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
@@ -55,7 +55,7 @@ async function createTiedRuns(storage: StorageAdapter): Promise<void> {
 const TIED_ORDER = ["late", "a6", "a5", "a4", "a3", "a2", "a1", "a0", "early"];
 
 /** The conformance cases of `listRuns()`. */
-export const listingCases: readonly ConformanceCase[] = [
+export const listingCases: readonly ContractCase[] = [
   {
     name: "`listRuns()` returns runs newest first by createdAt, ties by id descending, at most limit",
     async run(storage) {

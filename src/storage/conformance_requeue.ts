@@ -6,7 +6,7 @@
  */
 
 import type { StepResult, StorageAdapter, WorkflowRun } from "./adapter.ts";
-import type { ConformanceCase } from "./conformance_types.ts";
+import type { ContractCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
@@ -61,7 +61,7 @@ async function failedWithSteps(storage: StorageAdapter): Promise<WorkflowRun> {
 }
 
 /** The conformance cases of `requeueRun()`. */
-export const requeueCases: readonly ConformanceCase[] = [
+export const requeueCases: readonly ContractCase[] = [
   {
     name:
       "`requeueRun()` makes a failed run pending and due at now, clears output, error and lease, keeps claimCount",

@@ -6,7 +6,7 @@
  */
 
 import type { PurgeRequest, StorageAdapter } from "./adapter.ts";
-import type { ConformanceCase } from "./conformance_types.ts";
+import type { ContractCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
@@ -33,7 +33,7 @@ async function storedIds(storage: StorageAdapter): Promise<string[]> {
 }
 
 /** The conformance cases of `purgeRuns()`. */
-export const retentionCases: readonly ConformanceCase[] = [
+export const retentionCases: readonly ContractCase[] = [
   {
     name: "`purgeRuns()` deletes finished runs whose updatedAt is before the cutoff, and returns how many",
     async run(storage) {

@@ -8,7 +8,7 @@
 
 import { StorageError } from "../errors.ts";
 import type { NewSchedule, ScheduleRecord, StorageAdapter, UpsertScheduleResult } from "./adapter.ts";
-import type { ConformanceCase } from "./conformance_types.ts";
+import type { ContractCase } from "./conformance_types.ts";
 import {
   check,
   checkEqual,
@@ -78,7 +78,7 @@ async function upsertAgainAfterAClaim(
 }
 
 /** The conformance cases of schedules. */
-export const scheduleCases: readonly ConformanceCase[] = [
+export const scheduleCases: readonly ContractCase[] = [
   {
     name: "`upsertSchedule()` stores a new key with createdAt = updatedAt = now and no last run",
     async run(storage) {

@@ -1,8 +1,8 @@
 import { createEngine, type Engine, type EnqueueOptions, type WorkflowNamed } from "../engine/engine.ts";
 import type { EngineHooks } from "../engine/events.ts";
 import type { RunDetails } from "../engine/run_info.ts";
-import { ConfigError, InternalError } from "../errors.ts";
-import type { RunStatus, StorageAdapter, StoredError } from "../storage/adapter.ts";
+import { ConfigError, InternalError, TestRunIncompleteError } from "../errors.ts";
+import type { RunStatus, StepStatus, StorageAdapter, StoredError } from "../storage/adapter.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { MemoryStorage } from "../storage/memory.ts";
 import type {
@@ -33,7 +33,26 @@ const TEST_ENGINE_OPTION_KEYS: OptionKeys<TestEngineOptions<AnyWorkflow>> = {
   hooks: true,
 };
 
-/** What {@linkcode TestEngine.run} returns: the run's outcome with its outputs typed by step name. */
+/**
+ * One unit's result in {@linkcode TestRunResult.steps}, as reflow-ts's test engine has it:
+ * `completed` with its output, `failed` with its error's message, or `skipped` (a `when` said no).
+ * A unit the run left in another state (a wait being waited on, a retry) shows that status.
+ */
+export type TestStepResult<Output> =
+  | { readonly status: "completed"; readonly output: Output; readonly error: null }
+  | { readonly status: "skipped"; readonly output: undefined; readonly error: null }
+  | {
+    readonly status: Exclude<StepStatus, "completed" | "skipped">;
+    readonly output: null;
+    readonly error: string | null;
+  };
+
+/** The units' results of a run of `W` by name, each typed by its step's output. */
+export type TestStepResults<W extends AnyWorkflow> = {
+  readonly [K in keyof WorkflowSteps<W>]?: TestStepResult<Exclude<WorkflowSteps<W>[K], undefined>>;
+};
+
+/** What {@linkcode TestEngine.run} returns: the run's outcome with its units' results typed by name. */
 export interface TestRunResult<W extends AnyWorkflow> {
   /** The run's id. */
   readonly runId: string;
@@ -43,8 +62,8 @@ export interface TestRunResult<W extends AnyWorkflow> {
   readonly output: WorkflowOutput<W> | undefined;
   /** Why it failed, once failed. */
   readonly error: StoredError | null;
-  /** Each finished unit's output by name (skipped units map to undefined). */
-  readonly steps: Partial<WorkflowSteps<W>>;
+  /** Each unit's result by name, `{ status, output, error }`; units not reached are absent. */
+  readonly steps: TestStepResults<W>;
   /** Everything stored about the run. */
   readonly details: RunDetails;
 }
@@ -67,10 +86,18 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    * Enqueues a run and drives it until it finishes or waits for an event. Sleeps and retry delays
    * are skipped by advancing the virtual clock.
    *
+   * @example Read a step's result
+   * ```ts ignore
+   * const result = await te.run("checkout", { amount: 5 });
+   * if (result.steps.charge?.status === "completed") console.log(result.steps.charge.output);
+   * ```
+   *
    * @param name The workflow.
    * @param input Its input.
    * @param options The idempotency key, if any.
    * @returns The run's outcome.
+   * @throws {TestRunIncompleteError} When the run neither finishes nor reaches a wait (another
+   *   engine holds it, or it loops through retries without end).
    */
   run<N extends W["name"]>(
     name: N,
@@ -120,7 +147,7 @@ const MAX_ROUNDS = 100_000;
  *
  * await using te = testEngine({ workflows: [checkout] });
  * const result = await te.run("checkout", { amount: 5 });
- * console.log(result.status, result.steps.charge?.charged, result.output); // completed 5 receipt for 5
+ * console.log(result.status, result.steps.charge?.output?.charged, result.output); // completed 5 receipt for 5
  * ```
  *
  * @param options The workflows and, optionally, storage, start time and hooks.
@@ -148,7 +175,8 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
       if (status === "waiting" && (dueAt === null || dueAt > clock)) return toResult(details);
       if (dueAt !== null && dueAt > clock) clock = dueAt; // a sleep or a retry delay: skip it
     }
-    throw new InternalError(`Run "${runId}" did not settle within ${MAX_ROUNDS} rounds`);
+    const details = await engine.getRunStatus(runId);
+    throw new TestRunIncompleteError(runId, details?.run.status ?? "gone");
   }
 
   return {
@@ -176,17 +204,23 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
 }
 
 function toResult<W extends AnyWorkflow>(details: RunDetails): TestRunResult<W> {
-  // fromEntries defines own properties, so a step named "__proto__" is a key, not the prototype.
+  // Entries are built as a list and turned into own properties, so a step named "__proto__" is a key.
   const steps = Object.fromEntries(
-    details.steps.filter((step) => step.status === "completed" || step.status === "skipped")
-      .map((step) => [step.name, step.output]),
+    details.steps.map(({ name, status, output, error }): [string, TestStepResult<unknown>] => [
+      name,
+      status === "completed"
+        ? { status, output, error: null }
+        : status === "skipped"
+        ? { status, output: undefined, error: null }
+        : { status, output: null, error: error?.message ?? null },
+    ]),
   );
   return {
     runId: details.run.id,
     status: details.run.status,
     output: details.run.output as WorkflowOutput<W> | undefined,
     error: details.run.error,
-    steps: steps as Partial<WorkflowSteps<W>>,
+    steps: steps as TestStepResults<W>,
     details,
   };
 }

@@ -9,7 +9,9 @@ import { checkName } from "../names.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { InferSchemaInput, InferSchemaOutput, StandardSchemaV1 } from "../standard_schema.ts";
 import { type Duration, durationMs } from "./duration.ts";
+import { isPromiseLike } from "../async.ts";
 import { resolveRetryPolicy } from "./retry.ts";
+import { validateWithSchema } from "./validate.ts";
 import type { ResolvedRetryPolicy, RetryPolicy } from "./retry.ts";
 
 /**
@@ -66,8 +68,9 @@ export interface StepContext<Input, Prev, Steps> {
   /** This attempt's number, from 1. */
   readonly attempt: number;
   /**
-   * Ends the run early with `value` as its output, once this step's result is committed.
-   * Return what it returns: `return complete(value)`.
+   * Ends the run early with `value` as its output, once this step's result is committed. It ends
+   * the handler where it is called (code after it does not run), so `complete(value)` and
+   * `return complete(value)` do the same; the returned form lets TypeScript see the value's type.
    */
   complete<T = undefined>(...value: [] | [T]): Completion<T>;
 }
@@ -382,6 +385,32 @@ export interface Workflow<
   >;
 
   /**
+   * Validates a value with the workflow's input schema, synchronously, as `enqueue` would.
+   *
+   * @example Check input before enqueuing
+   * ```ts
+   * import { createWorkflow, type StandardSchemaV1 } from "@reflow/core";
+   *
+   * const positive: StandardSchemaV1<number> = {
+   *   "~standard": {
+   *     version: 1,
+   *     vendor: "example",
+   *     validate: (value) =>
+   *       typeof value === "number" && value > 0 ? { value } : { issues: [{ message: "Expected a positive number" }] },
+   *   },
+   * };
+   * const charge = createWorkflow({ name: "charge", input: positive }).step("charge", ({ input }) => input);
+   * console.log(charge.parseInput(5)); // 5
+   * ```
+   *
+   * @param value The candidate input.
+   * @returns The schema's output for it.
+   * @throws {ValidationError} When the schema rejects it.
+   * @throws {ConfigError} When the schema validates asynchronously (use `enqueue`, which awaits it).
+   */
+  parseInput(value: unknown): Input;
+
+  /**
    * Sets the compensation handler: run once, after the run is marked failed (not on cancellation).
    * If it throws, the error goes to the engine's `onError` hook; the run stays failed.
    *
@@ -397,6 +426,8 @@ export type AnyWorkflow = Workflow<string, any, any, any, any, any, any>;
 
 /** The output of a completed run of `W`. */
 export type WorkflowOutput<W extends AnyWorkflow> = NonNullable<W["~types"]>["output"];
+/** What handlers receive as `input` for `W`: its schema's output. */
+export type WorkflowParsedInput<W extends AnyWorkflow> = NonNullable<W["~types"]>["input"];
 /** What `enqueue` accepts for `W`. */
 export type WorkflowInput<W extends AnyWorkflow> = NonNullable<W["~types"]>["enqueueInput"];
 /** The outputs by unit name of `W`. */
@@ -597,6 +628,19 @@ class WorkflowDefinition implements AnyWorkflow {
       timeoutMs,
       when: (when as StepUnit["when"]) ?? null,
     });
+  }
+
+  parseInput(value: unknown): unknown {
+    const result = validateWithSchema(this.inputSchema, value, `input for workflow "${this.name}"`);
+    if (isPromiseLike(result)) {
+      // The rejection of an async check must not go unhandled; the caller gets a clear error instead.
+      result.then(undefined, () => {});
+      throw new ConfigError(
+        `Cannot parse input of workflow "${this.name}" synchronously: its schema validates asynchronously`,
+        { field: "input" },
+      );
+    }
+    return result;
   }
 
   onFailure(handler: FailureHandler<unknown>): AnyWorkflow {
