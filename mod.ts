@@ -104,9 +104,9 @@ export {
   StepFailedError,
   // reflow-ts's name for the error of a non-Error thrown by a handler (its code here: STEP_FAILED).
   StepFailedError as ThrownValueError,
-  TestRunIncompleteError,
   StepTimeoutError,
   StorageError,
+  TestRunIncompleteError,
   ValidationError,
   WaitTimeoutError,
   WorkflowNotFoundError,

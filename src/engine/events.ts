@@ -51,6 +51,8 @@ export interface StepCompleteEvent {
   readonly stepName: string;
   /** The attempt that succeeded. */
   readonly attempt: number;
+  /** The same number, under reflow-ts's name for it. */
+  readonly attempts: number;
   /** The step's output. */
   readonly output: unknown;
   /** How long the successful attempt took, in ms. */
@@ -111,10 +113,10 @@ export type EngineEvent =
   | RunCompleteEvent
   | RunFailedEvent;
 
-/** An event's own fields: the executor adds its type, run id and workflow name. */
+/** An event's own fields: the executor adds its type, run id, workflow name (and `attempts`). */
 export type EventFields<T extends EngineEvent["type"]> = Omit<
   Extract<EngineEvent, { readonly type: T }>,
-  "type" | "runId" | "workflow"
+  "type" | "runId" | "workflow" | "attempts"
 >;
 
 /**

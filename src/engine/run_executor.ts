@@ -385,9 +385,15 @@ class RunExecution {
   #emit<T extends EngineEvent["type"]>(type: T, fields: EventFields<T>): void {
     const { events } = this.#deps;
     if (!events.wants(type)) return;
-    events.emit(
-      { type, runId: this.#run.id, workflow: this.#workflow.name, ...fields } as unknown as EngineEvent,
-    );
+    const event: Record<string, unknown> = {
+      type,
+      runId: this.#run.id,
+      workflow: this.#workflow.name,
+      ...fields,
+    };
+    // reflow-ts's name for the successful attempt's number.
+    if (type === "stepComplete") event.attempts = event.attempt;
+    events.emit(event as unknown as EngineEvent);
   }
 
   #emitComplete(output: unknown): RunExit {

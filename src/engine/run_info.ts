@@ -29,6 +29,10 @@ export interface RunInfo {
 
 /** One unit's stored result, as `getRunStatus` reports it. */
 export interface StepInfo {
+  /** The row's id: `<runId>/<name>`, stable (a run has one row per unit). */
+  readonly id: string;
+  /** The run it belongs to. */
+  readonly runId: string;
   /** The unit's name. */
   readonly name: string;
   /** Where it is. */
@@ -73,6 +77,8 @@ export function toRunInfo(run: WorkflowRun): RunInfo {
 /** Decodes a stored step result for callers. */
 export function toStepInfo(step: StepResult): StepInfo {
   return {
+    id: `${step.runId}/${step.stepName}`,
+    runId: step.runId,
     name: step.stepName,
     status: step.status,
     output: step.output === null ? undefined : decodeValue(step.output),

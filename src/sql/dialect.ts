@@ -121,6 +121,14 @@ export interface Dialect {
   readSchemaVersion(connection: SqlConnection): Promise<number>;
   /** Records the schema version. */
   writeSchemaVersion(version: number): SqlStatement;
+  /**
+   * Copies another engine's tables found in a database Reflow initialises for the first time
+   * into Reflow's, inside the migration transaction; absent where there is nothing to adopt.
+   *
+   * @param connection The migration's connection, inside its transaction.
+   * @param now The storage clock's time.
+   */
+  importForeign?(connection: SqlConnection, now: number): Promise<unknown>;
 
   /** Stores a new pending run unless its workflow already has a run with its idempotency key. */
   insertRun(run: NewRun): SqlStatement;

@@ -219,7 +219,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    * Switches the database to WAL and applies pending schema migrations, in one `BEGIN
    * IMMEDIATE` transaction that re-reads the version under the write lock, so concurrent
    * callers (other processes included) apply each migration exactly once. A database already
-   * at this version is only read.
+   * at this version is only read. A reflow-ts 0.7 database (its `workflow_*` tables) is imported
+   * in the same transaction, its tables kept; see `sqlite/reflow_ts_import.ts`.
    *
    * @returns When the schema is current.
    * @throws {StorageError} Kind `"schema"`, changing nothing, if the database was written by a
@@ -245,6 +246,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         if (migration.version <= current) continue;
         for (const sql of migration.statements) await c.execute({ sql, params: [] });
       }
+      // A file Reflow never opened may hold another engine's tables (a reflow-ts 0.7 database).
+      if (current === 0) await dialect.importForeign?.(c, this.#clock());
       if (current < latest) await c.execute(dialect.writeSchemaVersion(latest));
     });
   }

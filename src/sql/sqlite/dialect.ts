@@ -10,6 +10,7 @@
 import type { ClaimedRow, Dialect, WaitFinding } from "../dialect.ts";
 import { scheduleParams, statement, stepParams } from "../dialect.ts";
 import type { SqlConnection } from "../driver.ts";
+import { importReflowTs } from "./reflow_ts_import.ts";
 import { MIGRATIONS } from "./schema.ts";
 import * as SQL from "./statements.ts";
 
@@ -27,6 +28,8 @@ export const sqliteDialect: Dialect = {
     statement(SQL.pragmas.synchronous(synchronous)),
   ],
   databaseSetup: [statement(SQL.pragmas.journalModeWal)],
+  // reflow-ts 0.7 kept its runs in workflow_* tables of the same kind of file.
+  importForeign: importReflowTs,
   async readSchemaVersion(connection) {
     const [meta] = await connection.query(statement(SQL.META_EXISTS));
     if (meta?.n === 0) return 0;
