@@ -96,8 +96,8 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    * @param input Its input.
    * @param options The idempotency key, if any.
    * @returns The run's outcome.
-   * @throws {TestRunIncompleteError} When the run neither finishes nor reaches a wait (another
-   *   engine holds it, or it loops through retries without end).
+   * @throws {TestRunIncompleteError} When the run neither finishes nor reaches a wait (its workflow
+   *   is not one of this engine's, or it retries without end).
    */
   run<N extends W["name"]>(
     name: N,
@@ -109,6 +109,7 @@ export interface TestEngine<W extends AnyWorkflow> extends AsyncDisposable {
    *
    * @param runId The run.
    * @returns The run's outcome.
+   * @throws {TestRunIncompleteError} As `run()`.
    */
   drive(runId: string): Promise<TestRunResult<W>>;
   /**
@@ -166,11 +167,15 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
 
   async function drive(runId: string): Promise<TestRunResult<W>> {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      await engine.tick();
+      const claimed = await engine.tick();
       const details = await engine.getRunStatus(runId);
       if (details === null) throw new InternalError(`Run "${runId}" disappeared from storage`);
       const { status, dueAt } = details.run;
       if (status === "completed" || status === "failed" || status === "cancelled") return toResult(details);
+      // Due, yet nothing was claimed: no workflow here can run it (its workflow is not registered).
+      if (claimed === 0 && (status === "pending" || status === "running") && (dueAt ?? clock) <= clock) {
+        throw new TestRunIncompleteError(runId, status);
+      }
       // A wait is left to the test: send the event, or advance() past its timeout and drive() again.
       if (status === "waiting" && (dueAt === null || dueAt > clock)) return toResult(details);
       if (dueAt !== null && dueAt > clock) clock = dueAt; // a sleep or a retry delay: skip it
