@@ -47,8 +47,8 @@ export interface BetterSqlite3Statement extends SqliteStatement {
  *
  * @example Wrap the driver in a storage of your own
  * ```ts
- * import { SqlStorage } from "../src/sql/sql_storage.ts";
- * import { betterSqlite3Driver } from "./better_sqlite3.ts";
+ * import { SqlStorage } from "@reflow/core";
+ * import { betterSqlite3Driver } from "@reflow/core/sqlite-node";
  *
  * await using storage = new SqlStorage(betterSqlite3Driver(":memory:"), { busyTimeoutMs: 10_000 });
  * await storage.initialize();
@@ -78,7 +78,7 @@ export function betterSqlite3Driver(pathOrHandle: string | BetterSqlite3Database
  *
  * @example Open, initialise and close
  * ```ts
- * import { SQLiteStorage } from "./better_sqlite3.ts";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-node";
  *
  * await using storage = new SQLiteStorage(":memory:", { synchronous: "FULL" });
  * await storage.initialize();

@@ -44,8 +44,8 @@ export interface BunSqliteStatement extends SqliteStatement {
  *
  * @example Wrap the driver in a storage of your own
  * ```ts
- * import { SqlStorage } from "../src/sql/sql_storage.ts";
- * import { bunSqliteDriver } from "./bun_sqlite.ts";
+ * import { SqlStorage } from "@reflow/core";
+ * import { bunSqliteDriver } from "@reflow/core/sqlite-bun";
  *
  * await using storage = new SqlStorage(bunSqliteDriver(":memory:"), { busyTimeoutMs: 10_000 });
  * await storage.initialize();
@@ -69,7 +69,7 @@ export function bunSqliteDriver(pathOrHandle: string | BunSqliteDatabase): SqlDr
  *
  * @example Open, initialise and close
  * ```ts
- * import { SQLiteStorage } from "./bun_sqlite.ts";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-bun";
  *
  * await using storage = new SQLiteStorage(":memory:", { synchronous: "FULL" });
  * await storage.initialize();

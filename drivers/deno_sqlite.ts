@@ -4,7 +4,7 @@
  *
  * @example Open, initialise and close
  * ```ts
- * import { SQLiteStorage } from "./deno_sqlite.ts";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-deno";
  *
  * await using storage = new SQLiteStorage(":memory:");
  * await storage.initialize();

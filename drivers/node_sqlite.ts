@@ -45,8 +45,8 @@ export interface NodeSqliteStatement extends SqliteStatement {
  *
  * @example Wrap the driver in a storage of your own
  * ```ts
- * import { SqlStorage } from "../src/sql/sql_storage.ts";
- * import { nodeSqliteDriver } from "./node_sqlite.ts";
+ * import { SqlStorage } from "@reflow/core";
+ * import { nodeSqliteDriver } from "@reflow/core/sqlite-node-builtin";
  *
  * await using storage = new SqlStorage(nodeSqliteDriver(":memory:"), { busyTimeoutMs: 10_000 });
  * await storage.initialize();
@@ -70,7 +70,7 @@ export function nodeSqliteDriver(pathOrHandle: string | NodeSqliteDatabase): Sql
  *
  * @example Open, initialise and close
  * ```ts
- * import { SQLiteStorage } from "./node_sqlite.ts";
+ * import { SQLiteStorage } from "@reflow/core/sqlite-node-builtin";
  *
  * await using storage = new SQLiteStorage(":memory:", { synchronous: "FULL" });
  * await storage.initialize();

@@ -1,5 +1,5 @@
-// Static checks, stopping at the first failure. The entry points are read from deno.json "exports",
-// so a new subpath is checked and doc-linted without touching this file. Ends by building the npm
+// Static checks and the doc examples, stopping at the first failure. The entry points are read from
+// deno.json "exports", so a new subpath is checked and doc-linted without touching this file. Ends by building the npm
 // package into dist/npm and linting it as published (publint, arethetypeswrong).
 // REFLOW_USE_PATH_RUNTIMES=1 uses deno/tsc from PATH instead of node_modules (as in test_matrix.ts).
 import { spawnSync } from "node:child_process";
@@ -22,8 +22,16 @@ const exports: string | Record<string, string> = JSON.parse(readFileSync("deno.j
 const entries = typeof exports === "string" ? [exports] : Object.values(exports);
 const dirs = ["tests/", "scripts/", "examples/"].filter((d) => existsSync(d));
 
+// Doc examples import the package by name ("@reflow/core"), which deno.json's name and exports
+// resolve to this checkout, so the shipped examples are the ones checked. The driver entry points'
+// examples are type-checked only: running them needs their own runtime (bun:sqlite, ...).
+const docFiles = [...entries.filter((entry) => !entry.startsWith("./drivers/")), "src/"];
+const docPermissions = ["--allow-env", "--allow-read", "--allow-write", "--allow-ffi", "--allow-sys"];
+
 const steps: string[][] = [
   ["deno", "check", ...entries, ...dirs],
+  ["deno", "check", "--doc", ...entries, "src/"],
+  ["deno", "test", "--doc", "-q", ...docPermissions, ...docFiles],
   ["deno", "lint"],
   ["deno", "fmt", "--check"],
   // Together in one call: linted alone, an entry point fails with private-type-ref to shared types.

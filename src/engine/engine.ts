@@ -103,6 +103,20 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * `pollIntervalMs` (default 1000) only to notice work from other processes. Due schedules fire on
    * time, each round before claiming.
    *
+   * @example Run workflows in the background
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * await engine.start(); // `await using` stops it at the end of the scope
+   * const run = await engine.enqueue("greet", "ada");
+   * console.log(await run.result()); // hello ada
+   * ```
+   *
    * @param pollIntervalMs How often to look for work this engine was not told about.
    * @throws {ConfigError} On an invalid interval.
    * @throws {StorageError} When storage cannot be initialised.
@@ -112,6 +126,23 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Stops claiming, lets in-flight steps finish within `stopTimeoutMs` (then aborts their
    * signals), and hands the runs it holds back to storage so another engine continues at once.
+   *
+   * @example Stop without `await using`
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * const engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * await engine.start();
+   * try {
+   *   await engine.enqueue("greet", "ada");
+   * } finally {
+   *   await engine.stop(); // in-flight runs finish or are handed back to storage
+   * }
+   * ```
    */
   stop(): Promise<void>;
 
@@ -122,6 +153,20 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * local `schedule()`, and otherwise at most once per poll interval (1 s unless `start()` set
    * another), so a tight `tick()` loop does not pay a schedule query per round.
    *
+   * @example Drive runs by hand, as a CLI would
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * const { runId } = await engine.enqueue("greet", "ada");
+   * console.log(await engine.tick()); // 1
+   * console.log((await engine.getRunStatus(runId))?.run.output); // hello ada
+   * ```
+   *
    * @returns How many runs were claimed.
    */
   tick(): Promise<number>;
@@ -129,15 +174,23 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Validates the input with the workflow's schema and stores a new pending run.
    *
-   * @param name A registered workflow's name.
-   * @param input The workflow's input.
    * @example Enqueue a run and wait for its output
-   * ```ts ignore
-   * const run = await engine.enqueue("signup", { email: "ada@example.com" }, { idempotencyKey: "ada" });
-   * console.log(run.id, run.status, run.created); // <id> pending true
-   * const output = await run.result({ timeout: "30s" });
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * await engine.start();
+   * const run = await engine.enqueue("greet", "ada", { idempotencyKey: "greet-ada" });
+   * console.log(run.id === run.runId, run.workflow, run.status, run.created); // true greet pending true
+   * console.log(await run.result({ timeout: "30s" })); // hello ada
    * ```
    *
+   * @param name A registered workflow's name.
+   * @param input The workflow's input.
    * @param options The idempotency key, if any.
    * @returns A handle on the stored run: its fields, `runId`, `created`, and `result()`.
    * @throws {WorkflowNotFoundError} For an unknown name.
@@ -156,13 +209,25 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * poll interval (`start()`'s, default 1 s) for a run another process finishes. Waiting does not
    * run anything: some engine on the storage must be started (or ticked) for the run to progress.
    *
-   * @example Wait for a run enqueued elsewhere
-   * ```ts ignore
+   * @example Wait for a run by its id
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * import { RunFailedError } from "@reflow/core";
+   *
+   * const charge = createWorkflow({ name: "charge", input: z.number() }).step("charge", ({ input }) => {
+   *   if (input < 0) throw new Error("negative amount");
+   *   return input;
+   * });
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [charge] });
+   * await engine.start();
+   * const { runId } = await engine.enqueue("charge", -5);
    * try {
-   *   const output = await engine.waitForRun(runId, { timeout: "5m" });
-   *   console.log(output);
+   *   await engine.waitForRun(runId, { timeout: "5m" });
    * } catch (error) {
-   *   if (error instanceof RunFailedError) console.log(error.stepName, error.error.message);
+   *   if (error instanceof RunFailedError) console.log(error.stepName, error.error.message); // charge negative amount
    * }
    * ```
    *
@@ -182,6 +247,23 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * on this engine, at the next heartbeat on another) and no later write of theirs lands.
    *
    * @param runId The run.
+   * @example Cancel a run that waits
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const publish = createWorkflow({ name: "publish", input: z.string() })
+   *   .waitForEvent("approved", { schema: z.object({ by: z.string() }) })
+   *   .step("post", ({ input, prev }) => `${input}, approved by ${prev.by}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [publish] });
+   * const { runId } = await engine.enqueue("publish", "draft");
+   * await engine.tick(); // the run parks at the wait
+   * console.log(await engine.cancel(runId)); // true
+   * console.log((await engine.getRunStatus(runId))?.run.status); // cancelled
+   * ```
+   *
    * @returns True if it cancelled, false if the run had already finished or does not exist.
    */
   cancel(runId: string): Promise<boolean>;
@@ -190,6 +272,23 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * Sends an event to a run. The payload is validated by the wait's schema and stored; a run
    * waiting for this name wakes at once, and a run that has not reached the wait yet finds the
    * event there when it does (events of one name are consumed oldest first).
+   *
+   * @example Approve a waiting run
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const publish = createWorkflow({ name: "publish", input: z.string() })
+   *   .waitForEvent("approved", { schema: z.object({ by: z.string() }) })
+   *   .step("post", ({ input, prev }) => `${input}, approved by ${prev.by}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [publish] });
+   * await engine.start();
+   * const run = await engine.enqueue("publish", "post #1");
+   * await engine.sendEvent(run.id, "approved", { by: "ada" });
+   * console.log(await run.result()); // post #1, approved by ada
+   * ```
    *
    * @param runId The run.
    * @param name The name of a `waitForEvent` unit of the run's workflow.
@@ -209,6 +308,21 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Reads a run and its units' results.
    *
+   * @example Inspect a run's steps
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * const { runId } = await engine.enqueue("greet", "ada");
+   * await engine.tick();
+   * const details = await engine.getRunStatus(runId);
+   * console.log(details?.run.status, details?.steps.map((step) => [step.name, step.status])); // completed [["hello", "completed"]]
+   * ```
+   *
    * @param runId The run.
    * @returns The run and its steps, or null for an unknown id.
    */
@@ -221,9 +335,22 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * or a cancellation.
    *
    * @example Follow runs as they finish
-   * ```ts ignore
-   * for await (const event of engine.stream({ bufferSize: 100 })) {
-   *   if (event.type === "runComplete") console.log(event.runId, event.output);
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
+   * const events = engine.stream({ bufferSize: 100 });
+   * await engine.start();
+   * await engine.enqueue("greet", "ada");
+   * for await (const event of events) {
+   *   if (event.type === "runComplete") {
+   *     console.log(event.workflow, event.output); // greet hello ada
+   *     break; // leaving the loop ends the stream
+   *   }
    * }
    * ```
    *
@@ -238,12 +365,24 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * (`next`): runs created at the same millisecond are neither repeated nor skipped across pages.
    *
    * @example Page through failed runs
-   * ```ts ignore
-   * let runs = await engine.listRuns({ status: "failed" });
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const charge = createWorkflow({ name: "charge", input: z.number() }).step("charge", ({ input }) => {
+   *   if (input < 0) throw new Error("negative amount");
+   *   return input;
+   * });
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [charge] });
+   * for (const amount of [-1, -2, 3]) await engine.enqueue("charge", amount);
+   * while (await engine.tick() > 0);
+   *
+   * let runs = await engine.listRuns({ status: "failed", limit: 1 });
    * for (;;) {
-   *   for (const run of runs) console.log(run.id, run.error?.message);
+   *   for (const run of runs) console.log(run.id, run.error?.message); // <id> negative amount (twice)
    *   if (runs.next === null) break;
-   *   runs = await engine.listRuns({ status: "failed", ...runs.next });
+   *   runs = await engine.listRuns({ status: "failed", limit: 1, ...runs.next });
    * }
    * ```
    *
@@ -258,6 +397,26 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * Puts a failed or cancelled run back in the queue. Its completed and skipped steps are kept
    * and not run again; the step that failed starts over with fresh attempts.
    *
+   * @example Retry a failed run once the cause is fixed
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * let healthy = false;
+   * const sync = createWorkflow({ name: "sync", input: z.string() }).step("push", ({ input }) => {
+   *   if (!healthy) throw new Error("remote is down");
+   *   return `pushed ${input}`;
+   * });
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [sync] });
+   * const { runId } = await engine.enqueue("sync", "inventory");
+   * await engine.tick(); // fails: the remote is down
+   * healthy = true;
+   * console.log(await engine.resume(runId)); // true
+   * await engine.tick();
+   * console.log((await engine.getRunStatus(runId))?.run.output); // pushed inventory
+   * ```
+   *
    * @param runId The run.
    * @returns True if it was re-queued; false if it does not exist or is not failed or cancelled.
    */
@@ -268,7 +427,14 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * in batches of `batchSize` per transaction. Runs that are not finished are never touched.
    *
    * @example Keep failed runs for a month, the rest for a week
-   * ```ts ignore
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const greet = createWorkflow({ name: "greet", input: z.string() }).step("hello", ({ input }) => `hello ${input}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [greet] });
    * await engine.purge({ olderThan: "7d", status: ["completed", "cancelled"] });
    * await engine.purge({ olderThan: "30d", status: "failed" });
    * ```

@@ -97,9 +97,18 @@ export interface ScheduleMethods<W extends AnyWorkflow = AnyWorkflow> {
    * slot after now. Each slot's run has idempotency key `schedule:<key>:<slot>`.
    *
    * @example Every weekday at 09:00 UTC, and every five minutes
-   * ```ts ignore
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const report = createWorkflow({ name: "report", input: z.object({ team: z.string() }) })
+   *   .step("build", ({ input }) => `report for ${input.team}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [report] });
    * await engine.schedule("report", { team: "sales" }, { cron: "0 9 * * 1-5" }, { key: "sales-report" });
-   * const key = await engine.schedule("cleanup", {}, { every: "5m" }); // "cleanup:3f1c…"
+   * const key = await engine.schedule("report", { team: "ops" }, { every: "5m" });
+   * console.log(key.startsWith("report:")); // true: a key derived from the workflow, recurrence and input
    * ```
    *
    * @param name A registered workflow's name.
@@ -122,6 +131,21 @@ export interface ScheduleMethods<W extends AnyWorkflow = AnyWorkflow> {
   /**
    * Deletes a schedule. Runs it created are kept.
    *
+   * @example Stop a schedule
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const report = createWorkflow({ name: "report", input: z.object({ team: z.string() }) })
+   *   .step("build", ({ input }) => `report for ${input.team}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [report] });
+   * await engine.schedule("report", { team: "sales" }, { every: "1h" }, { key: "sales-report" });
+   * console.log(await engine.unschedule("sales-report")); // true
+   * console.log(await engine.unschedule("sales-report")); // false
+   * ```
+   *
    * @param key The schedule's key.
    * @returns Whether it existed.
    */
@@ -129,6 +153,22 @@ export interface ScheduleMethods<W extends AnyWorkflow = AnyWorkflow> {
 
   /**
    * Reads every schedule in storage (of any workflow), ordered by key.
+   *
+   * @example List what is scheduled
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const report = createWorkflow({ name: "report", input: z.object({ team: z.string() }) })
+   *   .step("build", ({ input }) => `report for ${input.team}`);
+   *
+   * await using engine = createEngine({ storage: new MemoryStorage(), workflows: [report] });
+   * await engine.schedule("report", { team: "sales" }, { cron: "0 9 * * 1-5" }, { key: "sales-report" });
+   * for (const schedule of await engine.listSchedules()) {
+   *   console.log(schedule.key, schedule.workflow, schedule.recurrence, new Date(schedule.nextRunAt)); // sales-report report { cron: "0 9 * * 1-5" } …
+   * }
+   * ```
    *
    * @returns The schedules.
    */

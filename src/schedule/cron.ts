@@ -11,7 +11,7 @@ import { ConfigError, InternalError } from "../errors.ts";
  *
  * @example Every weekday at 22:00 UTC
  * ```ts
- * import { parseCron } from "./cron.ts";
+ * import { parseCron } from "@reflow/core";
  *
  * const schedule = parseCron("0 22 * * MON-FRI");
  * const friday = Date.parse("2025-01-03T22:00:00Z");
@@ -28,7 +28,7 @@ export interface CronSchedule {
    *
    * @example Successive occurrences
    * ```ts
-   * import { parseCron } from "./cron.ts";
+   * import { parseCron } from "@reflow/core";
    *
    * const leapDay = parseCron("0 12 29 2 *");
    * const first = leapDay.next(Date.parse("2025-01-01T00:00:00Z")); // 2028-02-29T12:00Z
@@ -144,7 +144,7 @@ interface ParsedField {
  *
  * @example Parse once, then ask for occurrences
  * ```ts
- * import { parseCron } from "./cron.ts";
+ * import { parseCron } from "@reflow/core";
  *
  * const quarterHour = parseCron("0,15,30,45 9-17 * * mon-fri");
  * const at = quarterHour.next(Date.parse("2025-01-03T17:50:00Z")); // Friday, after the last slot
@@ -153,8 +153,7 @@ interface ParsedField {
  *
  * @example Invalid expressions name the field at fault
  * ```ts
- * import { ConfigError } from "../errors.ts";
- * import { parseCron } from "./cron.ts";
+ * import { ConfigError, parseCron } from "@reflow/core";
  *
  * try {
  *   parseCron("0 0 30 2 *");

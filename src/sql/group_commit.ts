@@ -59,8 +59,8 @@ const LINGER_TURNS = 48;
  * alone. An idle storage waits a single microtask. FIFO order is kept within and across groups,
  * so one caller's writes are applied in the order it submitted them.
  *
- * @example Two writes, one transaction
- * ```ts
+ * @example Two writes, one transaction (internal: not exported from the package)
+ * ```ts ignore
  * const log: string[] = [];
  * const commit = new GroupCommit(async (body) => {
  *   log.push("BEGIN");

@@ -156,7 +156,7 @@ type Mode = "statements" | "transaction";
  *
  * @example Run a storage on a driver
  * ```ts
- * import type { SqlDriver } from "./driver.ts";
+ * import type { SqlDriver } from "@reflow/core";
  *
  * async function firstRunStatus(driver: SqlDriver): Promise<string | undefined> {
  *   await using storage = new SqlStorage(driver, { synchronous: "FULL" });

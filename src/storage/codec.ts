@@ -84,7 +84,7 @@ const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u;
  *
  * @example Encode a step output
  * ```ts
- * import { encodeValue } from "./codec.ts";
+ * import { encodeValue } from "@reflow/core";
  *
  * const text = encodeValue({ at: new Date(0), note: undefined, $ref: 1 });
  * console.log(text); // {"at":{"$date":"1970-01-01T00:00:00.000Z"},"note":{"$undefined":1},"$$ref":1}
@@ -288,7 +288,7 @@ function describeUnsupported(value: object, proto: unknown): string {
  *
  * @example Decode a stored value
  * ```ts
- * import { decodeValue } from "./codec.ts";
+ * import { decodeValue } from "@reflow/core";
  *
  * const value = decodeValue('{"at":{"$date":"1970-01-01T00:00:00.000Z"},"$$ref":1}') as Record<string, unknown>;
  * console.log(value.at instanceof Date, value.$ref); // true 1
@@ -404,8 +404,6 @@ function decodeTag(
  *
  * @example Freeze a decoded snapshot
  * ```ts
- * import { deepFreeze } from "./codec.ts";
- *
  * const snapshot = deepFreeze({ user: { tags: ["a"] } });
  * console.log(Object.isFrozen(snapshot.user.tags)); // true
  * ```
@@ -443,8 +441,6 @@ function freezeNode(node: object): void {
  *
  * @example Compare two enqueue inputs
  * ```ts
- * import { valuesEqual } from "./codec.ts";
- *
  * console.log(valuesEqual({ a: 1, b: [new Date(0)] }, { b: [new Date(0)], a: 1 })); // true
  * console.log(valuesEqual({ a: undefined }, {})); // false
  * ```

@@ -264,6 +264,20 @@ export interface Workflow<
   /**
    * Adds a step.
    *
+   * @example Chain steps: each gets the previous output as `prev`
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const signup = createWorkflow({ name: "signup", input: z.object({ email: z.string() }) })
+   *   .step("create-user", ({ input }) => ({ id: "u1", email: input.email }))
+   *   .step("welcome", ({ prev, steps }) => `welcome ${prev.email} (${steps["create-user"].id})`);
+   *
+   * await using te = testEngine({ workflows: [signup] });
+   * console.log((await te.run("signup", { email: "ada@example.com" })).output); // welcome ada@example.com (u1)
+   * ```
+   *
    * @param name Unique within the workflow.
    * @param handler The work; its resolved value is the step's output.
    * @returns A new workflow.
@@ -284,6 +298,21 @@ export interface Workflow<
   /**
    * Adds a conditional step: it runs only when `when` returns true, else its output is `undefined`.
    *
+   * @example Skip a step
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const ship = createWorkflow({ name: "ship", input: z.object({ gift: z.boolean() }) })
+   *   .step("wrap", { when: ({ input }) => input.gift, handler: () => "wrapped" })
+   *   .step("send", ({ prev }) => prev ?? "plain box");
+   *
+   * await using te = testEngine({ workflows: [ship] });
+   * const result = await te.run("ship", { gift: false });
+   * console.log(result.steps.wrap?.status, result.output); // skipped plain box
+   * ```
+   *
    * @throws {DuplicateStepError} When the name is taken.
    * @throws {ConfigError} When an option is invalid.
    */
@@ -303,6 +332,28 @@ export interface Workflow<
   >;
   /**
    * Adds a step with options (retry, timeout).
+   *
+   * @example Retries with backoff, a time limit per attempt
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * let calls = 0;
+   * const pay = createWorkflow({ name: "pay", input: z.number() })
+   *   .step("charge", {
+   *     retry: { maxAttempts: 3, backoff: "exponential", initialDelayMs: 500 },
+   *     timeoutMs: 10_000,
+   *     handler: ({ input, attempt }) => {
+   *       calls++;
+   *       if (attempt < 2) throw new Error("gateway busy");
+   *       return { charged: input };
+   *     },
+   *   });
+   *
+   * await using te = testEngine({ workflows: [pay] }); // retry delays pass on its virtual clock
+   * console.log((await te.run("pay", 42)).output, calls); // { charged: 42 } 2
+   * ```
    *
    * @throws {DuplicateStepError} When the name is taken.
    * @throws {ConfigError} When an option is invalid.
@@ -325,6 +376,21 @@ export interface Workflow<
    * same storage continues it once the time has passed; the wake time is fixed when the sleep is
    * first reached. A sleep passes `prev` through unchanged and adds nothing to `steps`.
    *
+   * @example Wait three days, durably
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const trial = createWorkflow({ name: "trial", input: z.string() })
+   *   .step("start", ({ input }) => input)
+   *   .sleep("trial-period", "3d")
+   *   .step("remind", ({ prev }) => `trial over for ${prev}`);
+   *
+   * await using te = testEngine({ workflows: [trial] }); // the sleep passes on its virtual clock
+   * console.log((await te.run("trial", "ada")).output); // trial over for ada
+   * ```
+   *
    * @param name Unique within the workflow.
    * @param duration Milliseconds, or a string such as `"30s"`, `"5m"`, `"24h"`, `"7d"`.
    * @returns A new workflow.
@@ -340,6 +406,22 @@ export interface Workflow<
    * Parks the run as `waiting` until `engine.sendEvent(runId, name, payload)`. Events sent before
    * the run reaches the wait are kept and consumed oldest first. The payload becomes `prev` for
    * the next unit and `steps[name]`.
+   *
+   * @example Wait for an approval
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const publish = createWorkflow({ name: "publish", input: z.string() })
+   *   .waitForEvent("approved", { schema: z.object({ by: z.string() }), timeout: "7d" })
+   *   .step("post", ({ input, prev }) => `${input}, approved by ${prev.by}`);
+   *
+   * await using te = testEngine({ workflows: [publish] });
+   * const parked = await te.run("publish", "post #1"); // status "waiting"
+   * const done = await te.sendEvent(parked.runId, "approved", { by: "ada" });
+   * console.log(done.output); // post #1, approved by ada
+   * ```
    *
    * @param name Unique within the workflow; also the event's name.
    * @param options A schema for the payload and a timeout.
@@ -366,6 +448,23 @@ export interface Workflow<
    * unfinished ones. The first branch to fail for good aborts its siblings' signals and fails the
    * run. The next unit's `prev` is the outputs by branch name. `complete()` is not allowed in a
    * branch (`ParallelCompleteError`).
+   *
+   * @example Fetch two things at once
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const profile = createWorkflow({ name: "profile", input: z.string() })
+   *   .parallel({
+   *     orders: ({ input }) => [`${input}-order-1`],
+   *     tickets: { retry: { maxAttempts: 3 }, handler: () => 0 },
+   *   })
+   *   .step("summary", ({ prev }) => `${prev.orders.length} orders, ${prev.tickets} tickets`);
+   *
+   * await using te = testEngine({ workflows: [profile] });
+   * console.log((await te.run("profile", "u1")).output); // 1 orders, 0 tickets
+   * ```
    *
    * @param branches Branch handlers or configs by name; the names are unique within the workflow.
    * @returns A new workflow.
@@ -413,6 +512,28 @@ export interface Workflow<
   /**
    * Sets the compensation handler: run once, after the run is marked failed (not on cancellation).
    * If it throws, the error goes to the engine's `onError` hook; the run stays failed.
+   *
+   * @example Undo a reservation when a later step fails
+   * ```ts
+   * import { createWorkflow } from "@reflow/core";
+   * import { testEngine } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const released: string[] = [];
+   * const book = createWorkflow({ name: "book", input: z.object({ seat: z.string() }) })
+   *   .step("reserve", ({ input }) => input.seat)
+   *   .step("pay", () => {
+   *     throw new Error("card declined");
+   *   })
+   *   .onFailure(({ error, stepName, input }) => {
+   *     released.push(`${input.seat} after ${stepName}: ${error.message}`);
+   *   });
+   *
+   * await using te = testEngine({ workflows: [book] });
+   * console.log((await te.run("book", { seat: "12A" })).status); // failed
+   * await new Promise((resolve) => setTimeout(resolve, 0)); // onFailure runs after the failure is stored
+   * console.log(released); // ["12A after pay: card declined"]
+   * ```
    *
    * @param handler The compensation.
    * @returns A new workflow.
@@ -473,7 +594,7 @@ const CREATE_WORKFLOW_OPTION_KEYS: OptionKeys<CreateWorkflowOptions<string, Stan
  *   },
  * };
  *
- * export const signup = createWorkflow({ name: "signup", input: signupInput })
+ * const signup = createWorkflow({ name: "signup", input: signupInput })
  *   .step("create-user", ({ input }) => ({ userId: `u-${input.email}` }))
  *   .step("send-welcome", {
  *     retry: { maxAttempts: 5, backoff: "exponential", initialDelayMs: 500 },
