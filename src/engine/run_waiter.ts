@@ -6,6 +6,7 @@
  * @module
  */
 
+import { delay } from "../async.ts";
 import {
   ConfigError,
   ResultTimeoutError,
@@ -70,12 +71,12 @@ export class RunWaiters {
     }
     signal?.throwIfAborted();
     const deadline = timeoutMs === null ? Infinity : Date.now() + timeoutMs;
-    let wake: () => void = () => {};
-    const stopWaking = this.#register(runId, () => wake());
+    let wake = new AbortController();
+    const stopWaking = this.#register(runId, () => wake.abort());
     try {
       for (;;) {
         // Armed before the read, so a finish between the read and the sleep is not missed.
-        const woken = new Promise<void>((resolve) => wake = resolve);
+        wake = new AbortController();
         const run = await this.#deps.storage.getRun(runId);
         if (run === null) throw new RunNotFoundError(runId);
         if (run.status === "completed") return run.output === null ? undefined : decodeValue(run.output);
@@ -83,7 +84,8 @@ export class RunWaiters {
         if (run.status === "cancelled") throw new RunCancelledError(runId);
         const left = deadline - Date.now();
         if (left <= 0) throw new ResultTimeoutError(runId, timeoutMs ?? 0);
-        await sleepUntil(woken, Math.min(left, this.#deps.pollIntervalMs()), signal);
+        const woken = signal === undefined ? wake.signal : AbortSignal.any([wake.signal, signal]);
+        await delay(Math.min(left, this.#deps.pollIntervalMs()), woken);
         signal?.throwIfAborted();
       }
     } finally {
@@ -108,18 +110,4 @@ export class RunWaiters {
       }
     };
   }
-}
-
-/** Resolves when `woken` does, after `ms`, or when `signal` aborts, whichever is first. */
-function sleepUntil(woken: Promise<void>, ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-    void woken.then(done);
-  });
 }
