@@ -22,7 +22,9 @@ import {
 import { MemoryStorage, testEngine } from "../testing.ts";
 import { storageConformanceCases } from "../conformance.ts";
 import type { SqlStorage } from "../src/sql/sql_storage.ts";
+import type { StorageAdapter } from "../src/storage/adapter.ts";
 import { eventually, schema } from "./support/fixtures.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { FIXTURE_RUNS, PLACED_AT, writeReflowTsFixture } from "./support/reflow_ts_fixture.ts";
 import { runtimeName } from "./support/runtime.ts";
 import { sqliteSubjects } from "./support/sqlite_subjects.ts";
@@ -53,13 +55,15 @@ function check(name: string, body: (use: Use) => Promise<void>): void {
   });
 }
 
-function engineOn(storage = new MemoryStorage()) {
+function engineOn(storage: StorageAdapter = new MemoryStorage()) {
   return createEngine({ storage, workflows: [charge, approval] });
 }
 
-describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
-  check("the handle has reflow-ts's run fields and Reflow's runId and created", async (use) => {
-    const engine = use(engineOn());
+// item 1: enqueue() resolves to the stored run, with result()
+describeEachStorage((cell) => {
+  const engineHere = async () => cell.stopAfter(engineOn(await cell.open()));
+  cell.it("the handle has reflow-ts's run fields and Reflow's runId and created", async () => {
+    const engine = await engineHere();
     const run = await engine.enqueue("charge", { amount: 5 }, { idempotencyKey: "order-1" });
     assert.equal(run.id, run.runId);
     assert.equal(run.workflow, "charge");
@@ -73,8 +77,8 @@ describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
     assert.deepEqual([again.id, again.created], [run.id, false]);
   });
 
-  check("result() resolves to the output of a run this engine finishes", async (use) => {
-    const engine = use(engineOn());
+  cell.it("result() resolves to the output of a run this engine finishes", async () => {
+    const engine = await engineHere();
     await engine.start(10);
     const run = await engine.enqueue("charge", { amount: 5 });
     const output = await run.result({ timeout: "10s" });
@@ -82,8 +86,8 @@ describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
     assert.equal(output, "charged 500");
   });
 
-  check("result() of a failed run rejects with RunFailedError carrying the stored error", async (use) => {
-    const engine = use(engineOn());
+  cell.it("result() of a failed run rejects with RunFailedError carrying the stored error", async () => {
+    const engine = await engineHere();
     await engine.start(10);
     const run = await engine.enqueue("charge", { amount: -1 });
     const error = await run.result().catch((thrown: unknown) => thrown);
@@ -101,10 +105,10 @@ describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
     assert.equal(error.cause.message, "negative amount");
   });
 
-  check(
+  cell.it(
     "result() of a cancelled run rejects with RunCancelledError as soon as it is cancelled",
-    async (use) => {
-      const engine = use(engineOn());
+    async () => {
+      const engine = await engineHere();
       await engine.start(10);
       const run = await engine.enqueue("approval", { id: "a" });
       const outcome = run.result().catch((thrown: unknown) => thrown);
@@ -118,10 +122,10 @@ describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
     },
   );
 
-  check(
+  cell.it(
     "a timeout rejects with ResultTimeoutError and an aborted signal with its reason; the run goes on",
-    async (use) => {
-      const engine = use(engineOn());
+    async () => {
+      const engine = await engineHere();
       await engine.start(10);
       const run = await engine.enqueue("approval", { id: "b" });
       const timedOut = await run.result({ timeout: 20 }).catch((thrown: unknown) => thrown);
@@ -137,18 +141,17 @@ describe("enqueue() resolves to the stored run, with result() (item 1)", () => {
     },
   );
 
-  check("waitForRun() notices a run another engine finished, by reading storage", async (use) => {
-    const storage = new MemoryStorage();
-    const waiter = use(engineOn(storage));
-    const worker = use(engineOn(storage));
+  cell.it("waitForRun() notices a run another engine finished, by reading storage", async () => {
+    const waiter = cell.stopAfter(engineOn(await cell.open()));
+    const worker = cell.stopAfter(engineOn(await cell.openPeer()));
     const { runId } = await worker.enqueue("charge", { amount: 2 });
     const output = waiter.waitForRun(runId, { timeout: "10s" });
     await worker.start(10);
     assert.equal(await output, "charged 200");
   });
 
-  check("waitForRun() on an unknown id rejects with RunNotFoundError", async (use) => {
-    const engine = use(engineOn());
+  cell.it("waitForRun() on an unknown id rejects with RunNotFoundError", async () => {
+    const engine = await engineHere();
     const error = await engine.waitForRun("no-such-run").catch((thrown: unknown) => thrown);
     assert.ok(error instanceof RunNotFoundError);
     assert.equal(error.runId, "no-such-run");
