@@ -422,10 +422,10 @@ for (const subject of sqliteSubjects) {
           assert.equal((await status(FIXTURE_RUNS.cancelled))?.status, "cancelled");
           const schedules = await engine.listSchedules();
           assert.deepEqual(
-            schedules.map((schedule) => [schedule.key, schedule.workflow, schedule.recurrence]),
+            schedules.map((s) => [s.key, s.workflow, s.recurrence, s.intervalMs, s.cron]),
             [
-              ["hourly-report", "order", { every: 3_600_000 }],
-              ["nightly-report", "order", { cron: "0 3 * * *" }],
+              ["hourly-report", "order", { every: 3_600_000 }, 3_600_000, null],
+              ["nightly-report", "order", { cron: "0 3 * * *" }, null, "0 3 * * *"],
             ],
           );
           const again = await engine.enqueue("order", {

@@ -76,6 +76,10 @@ export interface ScheduleInfo {
   readonly input: unknown;
   /** How often it fires. */
   readonly recurrence: ScheduleRecurrence;
+  /** The interval in ms of an `every` schedule, else null (reflow-ts's `intervalMs`). */
+  readonly intervalMs: number | null;
+  /** The expression of a `cron` schedule, else null (as reflow-ts has it). */
+  readonly cron: string | null;
   /** The next slot, ms since the epoch. */
   readonly nextRunAt: number;
   /** The slot of the last run it created, or null. */
@@ -337,11 +341,14 @@ export class Scheduler {
 }
 
 function toScheduleInfo(record: ScheduleRecord, recurrence: ResolvedRecurrence): ScheduleInfo {
+  const info = recurrence.info;
   return {
     key: record.key,
     workflow: record.workflowName,
     input: decodeValue(record.input),
-    recurrence: { ...recurrence.info },
+    recurrence: { ...info },
+    intervalMs: "every" in info ? info.every : null,
+    cron: "cron" in info ? info.cron : null,
     nextRunAt: record.nextRunAt,
     lastRunAt: record.lastRunAt,
     lastRunId: record.lastRunId,
