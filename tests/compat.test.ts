@@ -15,6 +15,7 @@ import {
   RunFailedError,
   RunNotFoundError,
   StepTimeoutError,
+  StorageError,
   TestRunIncompleteError,
   ThrownValueError,
   ValidationError,
@@ -385,6 +386,33 @@ for (const subject of sqliteSubjects) {
     skip: subject.skipReason,
   }, () => {
     after(() => subject.cleanup());
+
+    test("a row Reflow cannot hold fails initialize() with a schema StorageError, changing nothing", async () => {
+      const mod = await subject.load();
+      const path = subject.tempPath();
+      const handle = await mod.openHandle(path);
+      writeReflowTsFixture(handle, Date.now());
+      handle.prepare("UPDATE workflow_runs SET status = 'paused' WHERE id = ?").run(FIXTURE_RUNS.waiting);
+      handle.close();
+      const storage = mod.open(path);
+      try {
+        const error = await storage.initialize().catch((thrown: unknown) => thrown);
+        assert.ok(error instanceof StorageError);
+        assert.equal(error.kind, "schema");
+        assert.match(error.message, /run "rts-waiting" has status "paused"/);
+      } finally {
+        await storage.close();
+      }
+      const raw = await mod.openHandle(path, { readonly: true });
+      try {
+        const tables = raw.prepare(
+          "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'reflow%'",
+        ).all();
+        assert.deepEqual(tables, [], "the migration transaction was rolled back");
+      } finally {
+        raw.close();
+      }
+    });
 
     check(
       "initialize() imports it once, keeps its tables, and its in-flight runs complete under Reflow",
