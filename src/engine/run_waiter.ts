@@ -14,6 +14,7 @@ import {
   RunFailedError,
   RunNotFoundError,
 } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { StorageAdapter } from "../storage/adapter.ts";
 import { decodeValue } from "../storage/codec.ts";
 import { type Duration, durationMs } from "../workflow/duration.ts";
@@ -26,6 +27,8 @@ export interface WaitForRunOptions {
   /** Stops waiting when it aborts: the promise rejects with the signal's reason. */
   readonly signal?: AbortSignal;
 }
+
+const WAIT_FOR_RUN_OPTION_KEYS: OptionKeys<WaitForRunOptions> = { timeout: true, signal: true };
 
 /** What the waiters need of the engine. */
 export interface RunWaiterDeps {
@@ -62,7 +65,8 @@ export class RunWaiters {
    * @throws {ConfigError} On invalid options.
    */
   async wait(runId: string, options?: WaitForRunOptions): Promise<unknown> {
-    const { timeout, signal } = options ?? {};
+    const { timeout, signal } =
+      checkOptionKeys(options, WAIT_FOR_RUN_OPTION_KEYS, undefined, "wait options") ?? {};
     const timeoutMs = timeout === undefined ? null : durationMs(timeout, "timeout", "waiting for a run");
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new ConfigError("Invalid signal for waiting for a run: expected an AbortSignal", {
