@@ -132,6 +132,7 @@ export type {
   NewSchedule,
   PurgeRequest,
   RunAdvance,
+  RunCounts,
   RunQuery,
   RunStatus,
   ScheduleRecord,

@@ -183,6 +183,8 @@ export interface Dialect {
   deleteEvent(seq: number): SqlStatement;
   /** One `listRuns()` page. */
   selectRunsPage(query: RunQuery): SqlStatement;
+  /** The runs per status, each count reading at most `cap` index entries; rows `{ status, n }`. */
+  countRuns(statuses: readonly RunStatus[], cap: number): SqlStatement;
   /** Re-queues a failed or cancelled run. */
   requeueRun(runId: string, now: number): SqlStatement;
   /** Deletes a run's failed step results. */

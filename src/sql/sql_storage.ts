@@ -17,6 +17,7 @@ import type {
   NewSchedule,
   PurgeRequest,
   RunAdvance,
+  RunCounts,
   RunQuery,
   RunStatus,
   ScheduleRecord,
@@ -59,7 +60,14 @@ import type { Dialect } from "./dialect.ts";
 import { DIALECTS } from "./dialects.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { GroupCommit } from "./group_commit.ts";
-import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "../storage/records.ts";
+import {
+  claimedSchedule,
+  pendingRun,
+  upsertedSchedule,
+  waitStepResult,
+  zeroCounts,
+} from "../storage/records.ts";
+import { RUN_STATUSES } from "../storage/statuses.ts";
 
 /** Options of {@linkcode SqlStorage} (and of every `SQLiteStorage`). */
 export interface SqlStorageOptions {
@@ -566,6 +574,25 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     const page = this.#dialect.selectRunsPage(checkRunQuery(op, query));
     return (await this.#run(op, "statements", (c) => c.query(page))).map(toRun);
+  }
+
+  /**
+   * Counts runs per status in one query, each arm reading at most `cap` entries of the status index.
+   *
+   * @param cap The most counted per status (an integer >= 1).
+   * @returns The count of every status.
+   * @throws {StorageError} On a driver failure or a malformed `cap`.
+   */
+  async countRuns(cap: number): Promise<RunCounts> {
+    const op = "countRuns";
+    this.#open(op);
+    const limit = checkLimit(op, cap, 1);
+    const count = this.#dialect.countRuns(RUN_STATUSES, limit);
+    const counts = zeroCounts();
+    for (const row of await this.#run(op, "statements", (c) => c.query(count))) {
+      counts[row.status as RunStatus] = Number(row.n);
+    }
+    return counts;
   }
 
   /**

@@ -231,6 +231,12 @@ export interface RunQuery {
   readonly beforeId?: string;
 }
 
+/**
+ * How many runs are in each status, as {@linkcode StorageAdapter.countRuns} reports it: every status
+ * is present; a count equal to the cap asked for means "at least that many".
+ */
+export type RunCounts = Readonly<Record<RunStatus, number>>;
+
 /** A stored schedule: a workflow run created at every slot of a recurrence. */
 export interface ScheduleRecord {
   /** Unique key, chosen by the application. */
@@ -400,6 +406,13 @@ export interface StorageAdapter {
    * by status or by workflow: cost grows with the page, not with the number of runs.
    */
   listRuns(query: RunQuery): Promise<WorkflowRun[]>;
+
+  /**
+   * Counts the runs in each status, up to `cap` per status (an integer >= 1): a status holding
+   * more than `cap` runs reports `cap`, so that the count stays cheap on a large store. Reads only.
+   * Must use an index per status: cost grows with `cap`, not with the number of runs.
+   */
+  countRuns(cap: number): Promise<RunCounts>;
 
   /**
    * Re-queues a failed or cancelled run, atomically: only if its status is `failed` or

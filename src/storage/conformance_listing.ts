@@ -1,6 +1,6 @@
 /**
- * Conformance cases of `listRuns()`: page order, keyset cursors across `createdAt` ties, filters,
- * and input checks.
+ * Conformance cases of `listRuns()` and `countRuns()`: page order, keyset cursors across `createdAt`
+ * ties, filters, capped counts, and input checks.
  *
  * @module
  */
@@ -199,6 +199,39 @@ export const listingCases: readonly ContractCase[] = [
         await expectInvalid("listRuns", what, () => storage.listRuns(query as RunQuery));
       }
       checkEqual(ids(await storage.listRuns({ limit: 1 })), ["r1"], "runs after the rejected queries");
+    },
+  },
+  {
+    name: "`countRuns()` counts runs per status, every status present, each capped at the cap",
+    async run(storage) {
+      const none = { pending: 0, running: 0, sleeping: 0, waiting: 0, completed: 0, failed: 0, cancelled: 0 };
+      checkEqual(await storage.countRuns(10), none, "counts of an empty storage");
+      await finishRuns(storage, [
+        ["done1", "completed", T0 + 1],
+        ["done2", "completed", T0 + 1],
+        ["done3", "completed", T0 + 1],
+        ["fail1", "failed", T0 + 1],
+      ]);
+      for (let i = 0; i < 4; i++) await create(storage, `p${i}`, { createdAt: T0 + 5 });
+      await claim(storage, T0 + 5, 1);
+      checkEqual(
+        await storage.countRuns(100),
+        { ...none, pending: 3, running: 1, completed: 3, failed: 1 },
+        "counts",
+      );
+      checkEqual(
+        await storage.countRuns(2),
+        { ...none, pending: 2, running: 1, completed: 2, failed: 1 },
+        "counts capped at 2",
+      );
+    },
+  },
+  {
+    name: "`countRuns()` rejects a cap that is not a positive integer with a StorageError",
+    async run(storage) {
+      for (const cap of [0, -1, 1.5, Number.NaN, "5", undefined]) {
+        await expectInvalid("countRuns", `cap ${show(cap)}`, () => storage.countRuns(cap as number));
+      }
     },
   },
 ];

@@ -27,7 +27,7 @@ import {
   isObject,
   REQUEUEABLE,
 } from "./checks.ts";
-import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult } from "./records.ts";
+import { claimedSchedule, pendingRun, upsertedSchedule, waitStepResult, zeroCounts } from "./records.ts";
 import { ConfigError, StorageError } from "../errors.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type {
@@ -41,6 +41,7 @@ import type {
   NewSchedule,
   PurgeRequest,
   RunAdvance,
+  RunCounts,
   RunQuery,
   RunStatus,
   ScheduleRecord,
@@ -618,6 +619,25 @@ export class MemoryStorage implements StorageAdapter {
         page.push(record);
       }
       return page.sort(newerFirst).slice(0, limit).map(copyRun);
+    });
+  }
+
+  /**
+   * Counts the runs per status, capped. Scans every run (O(n)): this storage is for tests and small
+   * ephemeral workloads.
+   *
+   * @param cap The most counted per status (an integer >= 1).
+   * @returns The count of every status.
+   * @throws {StorageError} If the storage is closed or `cap` is malformed.
+   */
+  countRuns(cap: number): Promise<RunCounts> {
+    return this.#run("countRuns", (op) => {
+      const limit = checkLimit(op, cap, 1);
+      const counts = zeroCounts();
+      for (const record of this.#runs.values()) {
+        counts[record.status] = Math.min(limit, counts[record.status] + 1);
+      }
+      return counts;
     });
   }
 

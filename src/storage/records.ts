@@ -8,11 +8,14 @@ import type {
   EncodedValue,
   NewRun,
   NewSchedule,
+  RunCounts,
+  RunStatus,
   ScheduleRecord,
   StepResult,
   UpsertScheduleResult,
   WorkflowRun,
 } from "./adapter.ts";
+import { RUN_STATUSES } from "./statuses.ts";
 
 /** A newly created run: `pending`, due at once, never claimed. */
 export function pendingRun(run: NewRun): WorkflowRun {
@@ -96,4 +99,9 @@ export function claimedSchedule(
   now: number,
 ): ScheduleRecord {
   return { ...existing, nextRunAt, lastRunAt: existing.nextRunAt, lastRunId: runId, updatedAt: now };
+}
+
+/** Counts of zero for every status, for `countRuns()` to fill in. */
+export function zeroCounts(): Record<RunStatus, number> & RunCounts {
+  return Object.fromEntries(RUN_STATUSES.map((status) => [status, 0])) as Record<RunStatus, number>;
 }

@@ -120,6 +120,8 @@ export const sqliteDialect: Dialect = {
     }
     return statement(sql, ...params, limit);
   },
+  countRuns: (statuses, cap) =>
+    statement(SQL.countRunsByStatus(statuses.length), ...statuses.flatMap((status) => [status, status, cap])),
   requeueRun: (runId, now) => statement(SQL.REQUEUE_RUN, now, now, runId),
   deleteFailedSteps: (runId) => statement(SQL.DELETE_FAILED_STEPS, runId),
   deleteEventsOfRun: (runId) => statement(SQL.DELETE_EVENTS_OF_RUN, runId),
