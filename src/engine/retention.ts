@@ -97,7 +97,8 @@ export function resolveRetention(options: RetentionOptions | undefined): Retenti
 
 /**
  * Deletes every finished run the plan covers, one bounded batch per transaction, and yields to the
- * event loop between batches so that runs in flight keep committing. Stops early when `signal` aborts.
+ * event loop between batches so that runs in flight keep committing. Stops early when `signal` aborts;
+ * `onBatch` hears the running total after each batch (the CLI's progress).
  *
  * @returns How many runs were deleted.
  */
@@ -106,6 +107,7 @@ export async function purgeFinishedRuns(
   plan: PurgePlan,
   now: number,
   signal?: AbortSignal,
+  onBatch?: (total: number) => void,
 ): Promise<number> {
   const request: PurgeRequest = {
     finishedBefore: now - plan.ageMs,
@@ -116,6 +118,7 @@ export async function purgeFinishedRuns(
   for (;;) {
     const deleted = await storage.purgeRuns(request);
     total += deleted;
+    onBatch?.(total);
     if (deleted < plan.batchSize || signal?.aborted) return total;
     await new Promise((resolve) => setTimeout(resolve, 0));
   }

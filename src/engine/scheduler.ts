@@ -340,7 +340,8 @@ export class Scheduler {
   }
 }
 
-function toScheduleInfo(record: ScheduleRecord, recurrence: ResolvedRecurrence): ScheduleInfo {
+/** A stored schedule as `listSchedules()` reports it, with its input decoded. */
+export function toScheduleInfo(record: ScheduleRecord, recurrence: ResolvedRecurrence): ScheduleInfo {
   const info = recurrence.info;
   return {
     key: record.key,

@@ -1,0 +1,98 @@
+/**
+ * What an operator does to runs, straight on a {@linkcode StorageAdapter}, without the workflows'
+ * code: the CLI and the dashboard share these, so both list, show, cancel and resume alike.
+ *
+ * @module
+ */
+
+import { ConfigError } from "../errors.ts";
+import type { RunCounts, StorageAdapter } from "../storage/adapter.ts";
+import { decodeRecurrence } from "../schedule/recurrence.ts";
+import { type ScheduleInfo, toScheduleInfo } from "../engine/scheduler.ts";
+import {
+  listRunPage,
+  type ListRunsOptions,
+  type RunCursor,
+  type RunPage,
+  toRunQuery,
+} from "../engine/run_listing.ts";
+import { type RunDetails, toRunInfo, toStepInfo } from "../engine/run_info.ts";
+
+/** Counts per status stop here, so that a million runs cost what ten thousand do. */
+export const COUNT_CAP = 10_000;
+
+/** What an action did: done, no such run, or refused because of the run's status. */
+export type ActionOutcome =
+  | { readonly outcome: "done" }
+  | { readonly outcome: "notFound" }
+  | { readonly outcome: "refused"; readonly status: string };
+
+/** Reads one page of runs, newest first; throws {@linkcode ConfigError} on a bad filter or cursor. */
+export function readRunPage(storage: StorageAdapter, options: ListRunsOptions): Promise<RunPage> {
+  return listRunPage(storage, toRunQuery(options));
+}
+
+/** Reads the capped counts per status. */
+export function readRunCounts(storage: StorageAdapter): Promise<RunCounts> {
+  return storage.countRuns(COUNT_CAP);
+}
+
+/** Reads a run with its units' results, decoded; null when there is no such run. */
+export async function readRun(storage: StorageAdapter, runId: string): Promise<RunDetails | null> {
+  const run = await storage.getRun(runId);
+  if (run === null) return null;
+  const steps = run.claimCount === 0 ? [] : await storage.getStepResults(runId);
+  return { run: toRunInfo(run), steps: steps.map(toStepInfo) };
+}
+
+/**
+ * Cancels an unfinished run. The engine holding it notices at its next heartbeat (its writes are
+ * fenced by the lease), so the step in flight may still finish, but its result is not committed.
+ */
+export async function cancelStoredRun(storage: StorageAdapter, runId: string): Promise<ActionOutcome> {
+  if (await storage.updateRunStatus(runId, "cancelled")) return { outcome: "done" };
+  return await refusal(storage, runId);
+}
+
+/** Re-queues a failed or cancelled run; an engine that has its workflow runs it. */
+export async function resumeStoredRun(
+  storage: StorageAdapter,
+  runId: string,
+  now: number,
+): Promise<ActionOutcome> {
+  if (await storage.requeueRun(runId, now)) return { outcome: "done" };
+  return await refusal(storage, runId);
+}
+
+async function refusal(storage: StorageAdapter, runId: string): Promise<ActionOutcome> {
+  const run = await storage.getRun(runId);
+  return run === null ? { outcome: "notFound" } : { outcome: "refused", status: run.status };
+}
+
+/** Reads every schedule, decoded as `engine.listSchedules()` reports them. */
+export async function readSchedules(storage: StorageAdapter): Promise<ScheduleInfo[]> {
+  const records = await storage.listSchedules();
+  return records.map((record) => toScheduleInfo(record, decodeRecurrence(record.recurrence)));
+}
+
+/** A cursor as one word, `<createdAt>:<id>`, for a command line or a URL. */
+export function formatCursor(cursor: RunCursor): string {
+  return `${cursor.before}:${cursor.beforeId}`;
+}
+
+/**
+ * Reads a cursor written by {@linkcode formatCursor}.
+ *
+ * @throws {ConfigError} With field `before` when it is not one.
+ */
+export function parseCursor(text: string): RunCursor {
+  const colon = text.indexOf(":");
+  const before = Number(text.slice(0, colon));
+  if (colon < 1 || !Number.isSafeInteger(before) || colon === text.length - 1) {
+    throw new ConfigError(
+      `Invalid cursor ${JSON.stringify(text)}: expected <createdAt>:<id>, as the last page printed`,
+      { field: "before" },
+    );
+  }
+  return { before, beforeId: text.slice(colon + 1) };
+}
