@@ -41,18 +41,19 @@ svg.bar{display:block}svg.bar rect{fill:var(--accent);opacity:.55}.grid2{display
 `;
 
 /**
- * The script: relative times kept fresh, and live refresh of the element marked `data-live` by
- * fetching the same URL and swapping that element in place, every 3 s while the tab is visible.
- * The markup it swaps in comes from the server, escaped there.
+ * The script: relative times kept fresh, and live refresh of the element marked `data-live="on"` by
+ * fetching the same URL (the server answers with the page's body only) and swapping that element in
+ * place, every 3 s while the tab is visible. The markup comes from the server, escaped there, and
+ * is parsed in an inert template. The new element says whether to go on (`"off"` once a run finished).
  */
 export const SCRIPT: string = `
 const units=[["d",864e5],["h",36e5],["m",6e4],["s",1e3]];
 function ago(t){const d=Date.now()-t;const a=Math.abs(d);if(a<1e3)return"just now";let s="";
 for(const[u,n]of units){if(a>=n){s=Math.floor(a/n)+u;break}}return d>0?s+" ago":"in "+s}
 function times(){for(const e of document.querySelectorAll("time[data-t]"))e.textContent=ago(Number(e.dataset.t))}
-async function refresh(){const live=document.querySelector("[data-live]");if(!live||document.hidden)return;
+async function refresh(){const live=document.querySelector('[data-live="on"]');if(!live||document.hidden)return;
 try{const r=await fetch(location.href,{headers:{"x-reflow-live":"1"}});if(!r.ok)return;
-const doc=new DOMParser().parseFromString(await r.text(),"text/html");const next=doc.querySelector("[data-live]");
+const t=document.createElement("template");t.innerHTML=await r.text();const next=t.content.querySelector("[data-live]");
 if(next){live.replaceWith(next);times()}}catch{}}
-times();setInterval(times,1e3);if(document.querySelector("[data-live]"))setInterval(refresh,3e3);
+times();setInterval(times,1e3);setInterval(refresh,3e3);
 `;

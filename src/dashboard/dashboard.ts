@@ -88,7 +88,8 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     const url = new URL(request.url);
     if (url.pathname !== base && !url.pathname.startsWith(`${base}/`)) return text(404, "Not found");
     const path = url.pathname.slice(base.length) || "/";
-    const c: PageContext = { base, now: now(), nonce: randomHex(), csrf };
+    const live = request.headers.get("x-reflow-live") === "1";
+    const c: PageContext = { base, now: now(), nonce: randomHex(), csrf, live };
     try {
       const runMatch = /^\/runs\/([^/]+)(?:\/(cancel|resume))?$/.exec(path);
       if (request.method === "POST") {
@@ -170,7 +171,8 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
 
 const SECURITY_HEADERS: Record<string, string> = {
   "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
+  // Not no-referrer: under it Chromium sends `Origin: null` with the forms' POSTs, which the CSRF check refuses.
+  "referrer-policy": "same-origin",
   "x-frame-options": "DENY",
   "cache-control": "no-store",
 };

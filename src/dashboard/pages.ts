@@ -32,6 +32,8 @@ export interface PageContext {
   readonly nonce: string;
   /** The CSRF token forms carry, or null when the dashboard is read-only. */
   readonly csrf: string | null;
+  /** A live refresh from the page's script: only the body is sent. */
+  readonly live: boolean;
 }
 
 /** The filters of the runs page, as read from its URL. */
@@ -43,6 +45,7 @@ export interface RunFilters {
 
 /** The whole page around `body`. */
 export function layout(c: PageContext, title: string, tab: "runs" | "schedules", body: Html): Html {
+  if (c.live) return body;
   const nav = (name: typeof tab, href: string, label: string) =>
     html`<a href="${c.base}${href}" class="${tab === name ? "on" : ""}">${label}</a>`;
   return html`
@@ -50,7 +53,7 @@ export function layout(c: PageContext, title: string, tab: "runs" | "schedules",
     <html lang="en">
       <head>
         <meta charset="utf-8">
-        <meta name="viewport" content="width=device-width,initial-scale=1">
+        <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">
         <title>${title} · Reflow</title>
         <style nonce="${c.nonce}">${raw(STYLE)}</style>
       </head>
@@ -130,7 +133,7 @@ export function runsPage(c: PageContext, filters: RunFilters, counts: RunCounts,
   }</select>
 <input name="workflow" placeholder="workflow" aria-label="Workflow" value="${filters.workflow ?? ""}">
 <button type="submit">Filter</button></form>
-<div ${live ? raw("data-live") : ""}><nav class="tabs">${tab(undefined, "All")}${
+<div data-live="${live ? "on" : "off"}"><nav class="tabs">${tab(undefined, "All")}${
     RUN_STATUSES.map((s) => tab(s, s, counts[s]))
   }</nav>${table}</div>
 <div class="pager">${first}${next}</div>`;
@@ -177,7 +180,7 @@ export function runPage(c: PageContext, details: RunDetails, notice: string | nu
       <dt>${label}</dt>
       <dd>${value}</dd>
     `;
-  return html`<div ${finished ? "" : raw("data-live")}>
+  return html`<div data-live="${finished ? "off" : "on"}">
 <h1>Run <span class="mono">${run.id}</span> ${badge(run.status)}${actions}</h1>
 ${notice === null ? "" : html`<div class="notice">${notice}</div>`}
 ${
@@ -295,7 +298,7 @@ function time(at: number, now: number): Html {
   }</time>`;
 }
 
-/** Markup written in this file (the stylesheet, the script, an attribute name). */
+/** Markup written in this file (the stylesheet, the script). */
 function raw(text: string): Html {
   return new Html(text);
 }
