@@ -75,6 +75,8 @@ const denoPerms = [
   "--allow-ffi",
   "--allow-sys",
   "--allow-run",
+  // The dashboard's browser tests serve it on 127.0.0.1.
+  "--allow-net=127.0.0.1",
 ];
 const all: Runtime[] = [
   {

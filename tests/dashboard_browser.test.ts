@@ -4,11 +4,11 @@
 // standalone token, with an engine that has the workflows running beside it for Resume.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import fs from "node:fs";
+import type { BrowserContext, Page } from "playwright-core";
 import { createEngine, createWorkflow, type StorageAdapter } from "../mod.ts";
 import { createDashboard, requireToken } from "../dashboard.ts";
 import { serve, type Served, serverName } from "../adapters/serve.ts";
@@ -16,9 +16,17 @@ import { runtimeName } from "./support/runtime.ts";
 import { schema } from "./support/fixtures.ts";
 import { seedStore, XSS } from "./support/operate_fixture.ts";
 
+// Playwright probes /proc/sys/fs/binfmt_misc/WSLInterop when it loads, which Deno grants only under
+// --allow-all; the suite runs with named permissions, so under Deno that probe answers "no" (not WSL).
+if (runtimeName === "deno") {
+  const existsSync = fs.existsSync;
+  fs.existsSync = (path) => String(path).startsWith("/proc/sys/") ? false : existsSync(path);
+}
+const { chromium } = await import("playwright-core");
+
 /** Debian's Chromium; CI installs it (.ci/run), a developer machine without it skips this file. */
 export const CHROMIUM = process.env.REFLOW_CHROMIUM ?? "/usr/bin/chromium";
-const missing = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`;
+const missing = fs.existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`;
 if (missing && process.env.CI === "true") throw new Error(`CI needs the browser tests: ${missing}`);
 
 /** Headless, with everything that would reach the network or a profile outside the test switched off. */
@@ -52,7 +60,7 @@ const approval = createWorkflow({ name: "approval", input: schema<{ request: str
   .waitForEvent("approved");
 
 describe(`dashboard in Chromium, served by ${serverName} on ${runtimeName}`, { skip: missing }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "reflow-browser-"));
+  const dir = fs.mkdtempSync(join(tmpdir(), "reflow-browser-"));
   const token = "t0k3n-for-the-browser-test";
   let storage: StorageAdapter & { close(): Promise<void> };
   let served: Served;
@@ -80,7 +88,7 @@ describe(`dashboard in Chromium, served by ${serverName} on ${runtimeName}`, { s
     await browser?.close();
     await served?.close();
     await storage?.close();
-    rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   /** Does `action` and waits for the page it navigates to. */

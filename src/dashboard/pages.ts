@@ -53,7 +53,8 @@ export function layout(c: PageContext, title: string, tab: "runs" | "schedules",
     <html lang="en">
       <head>
         <meta charset="utf-8">
-        <meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">
+        <meta name="viewport" content="width=device-width,initial-scale=1">
+        <link rel="icon" href="data:,">
         <title>${title} · Reflow</title>
         <style nonce="${c.nonce}">${raw(STYLE)}</style>
       </head>
