@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,11 +53,13 @@ async function reflow(...args: string[]): Promise<Result> {
   return { code, stdout, stderr };
 }
 
-/** A copy of the seeded database, for a command that changes it. */
+/** Another seeded database, for a command that changes it. */
 let copies = 0;
-function freshCopy(): string {
+async function freshCopy(): Promise<string> {
   const path = join(dir, `copy${++copies}.db`);
-  copyFileSync(seeded, path);
+  const storage = await openSqlite(path);
+  await seedStore(storage);
+  await storage.close();
   return path;
 }
 
@@ -82,7 +84,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
   before(async () => {
     const storage = await openSqlite(seeded);
     await seedStore(storage);
-    await storage.close(); // a checkpointed file, so that copies carry every run
+    await storage.close();
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -192,7 +194,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
   });
 
   test("cancel cancels an unfinished run and refuses a finished or unknown one", async () => {
-    const db = freshCopy();
+    const db = await freshCopy();
     const cancelled = await reflow("cancel", "run-waiting", "--db", db);
     assert.equal(cancelled.code, 0, cancelled.stderr);
     assert.equal(cancelled.stdout, "Cancelled run run-waiting.\n");
@@ -209,7 +211,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
   });
 
   test("resume re-queues a failed run and refuses one that did not fail or was not cancelled", async () => {
-    const db = freshCopy();
+    const db = await freshCopy();
     const resumed = await reflow("resume", "run-failed", "--db", db);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(
@@ -227,7 +229,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
   });
 
   test("purge deletes finished runs past the age, by status, and keeps the others", async () => {
-    const db = freshCopy();
+    const db = await freshCopy();
     assert.deepEqual(
       JSON.parse(
         (await reflow("purge", "--older-than", "30d", "--status", "completed", "--db", db, "--json")).stdout,
@@ -305,7 +307,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
   });
 
   test("bad input is a usage error (exit 2, one line) and changes nothing", async () => {
-    const db = freshCopy();
+    const db = await freshCopy();
     const cases: [string[], RegExp][] = [
       [["frobnicate", "--db", db], /Unknown command "frobnicate"/],
       [["runs"], /Give --db <file>/],
@@ -343,7 +345,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     const shown = spawned("run", "run-failed", "--db", seeded, "--json");
     assert.equal(shown.code, 0, shown.stderr);
     assert.equal(JSON.parse(shown.stdout).run.error.message, "card declined");
-    const db = freshCopy();
+    const db = await freshCopy();
     const cancelled = spawned("cancel", "run-waiting", "--db", db);
     assert.deepEqual([cancelled.code, cancelled.stdout], [0, "Cancelled run run-waiting.\n"]);
     assert.equal(await statusOf(db, "run-waiting"), "cancelled");
