@@ -1,0 +1,197 @@
+// createDashboard() as a plain Request -> Response handler, on every storage of the shared table:
+// routing under basePath, the CSRF guard and read-only mode, escaping and the security headers.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError } from "../mod.ts";
+import { createDashboard, requireToken } from "../dashboard.ts";
+import type { StorageAdapter } from "../mod.ts";
+import { MemoryStorage } from "../src/storage/memory.ts";
+import { sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { seedStore, XSS } from "./support/operate_fixture.ts";
+import { runtimeName } from "./support/runtime.ts";
+
+const ORIGIN = "http://app.test";
+const get = (path: string, headers: Record<string, string> = {}) =>
+  new Request(`${ORIGIN}${path}`, { headers });
+const post = (path: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
+  new Request(`${ORIGIN}${path}`, { method: "POST", body: new URLSearchParams(form), headers });
+
+/** MemoryStorage and every SQLite driver that loads here, each opening a fresh storage. */
+const subjects: {
+  name: string;
+  skip: string | false;
+  open(): Promise<StorageAdapter>;
+  done(): Promise<void>;
+}[] = [
+  {
+    name: "MemoryStorage",
+    skip: false,
+    open: () => Promise.resolve(new MemoryStorage()),
+    done: () => Promise.resolve(),
+  },
+  ...sqliteSubjects.map((s) => ({
+    name: s.name,
+    skip: s.skipReason,
+    open: () => s.open(),
+    done: () => s.cleanup(),
+  })),
+];
+
+for (const subject of subjects) {
+  describe(`createDashboard() on ${subject.name} on ${runtimeName}`, { skip: subject.skip }, () => {
+    const withStore = (body: (storage: StorageAdapter) => Promise<void>) => async () => {
+      const storage = await subject.open();
+      try {
+        await seedStore(storage);
+        await body(storage);
+      } finally {
+        await storage.close();
+        await subject.done();
+      }
+    };
+
+    test(
+      "serves only under basePath, and answers 404 for other paths and unknown runs",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage, basePath: "/ops/reflow/" });
+        assert.equal((await dashboard(get("/ops/reflow"))).status, 200);
+        assert.equal((await dashboard(get("/ops/reflow/"))).status, 200);
+        assert.equal((await dashboard(get("/ops/reflow/schedules"))).status, 200);
+        assert.equal((await dashboard(get("/ops/reflow/runs/run-done"))).status, 200);
+        assert.equal((await dashboard(get("/"))).status, 404);
+        assert.equal((await dashboard(get("/ops/reflowx"))).status, 404);
+        assert.equal((await dashboard(get("/ops/reflow/runs/nope"))).status, 404);
+        assert.equal((await dashboard(get("/ops/reflow/elsewhere"))).status, 404);
+        assert.equal((await dashboard(new Request(`${ORIGIN}/ops/reflow/`, { method: "PUT" }))).status, 405);
+        const links = await (await dashboard(get("/ops/reflow/"))).text();
+        assert.match(links, /href="\/ops\/reflow\/runs\/run-failed"/);
+      }),
+    );
+
+    test(
+      "every page has a nonce CSP that its only style and script carry, and escapes run values",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage });
+        for (const path of ["/", "/runs/run-xss", "/schedules", "/?workflow=" + encodeURIComponent(XSS)]) {
+          const response = await dashboard(get(path));
+          const csp = response.headers.get("content-security-policy") ?? "";
+          const nonce = /script-src 'nonce-([0-9a-f]{32})'/.exec(csp)?.[1];
+          assert.ok(nonce, `${path}: ${csp}`);
+          assert.match(csp, /default-src 'none'/);
+          assert.match(csp, /frame-ancestors 'none'/);
+          assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+          const body = await response.text();
+          assert.deepEqual(body.match(/<script[^>]*>/g), [`<script nonce="${nonce}">`], path);
+          assert.deepEqual(body.match(/<style[^>]*>/g), [`<style nonce="${nonce}">`], path);
+          assert.ok(!body.includes("<img"), path);
+          if (path !== "/schedules") {
+            assert.ok(body.includes("&lt;script&gt;globalThis.__reflowXss = 1&lt;/script&gt;"), path);
+          }
+        }
+      }),
+    );
+
+    test(
+      "cancel and resume need the form's token and a same-host Origin, else 403 and nothing changes",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage, csrfSecret: "s3cret" });
+        const page = await (await dashboard(get("/runs/run-waiting"))).text();
+        assert.match(page, /<input type="hidden" name="csrf" value="s3cret">/);
+        const refused = [
+          post("/runs/run-waiting/cancel", {}),
+          post("/runs/run-waiting/cancel", { csrf: "wrong" }),
+          post("/runs/run-waiting/cancel", { csrf: "s3cret" }, { origin: "http://evil.test" }),
+          post("/runs/run-waiting/cancel", { csrf: "s3cret" }, { origin: "null" }),
+          post("/runs/run-waiting/cancel", { csrf: "s3cret" }, { "sec-fetch-site": "cross-site" }),
+        ];
+        for (const request of refused) assert.equal((await dashboard(request)).status, 403);
+        assert.equal((await storage.getRun("run-waiting"))?.status, "waiting");
+
+        const done = await dashboard(
+          post("/runs/run-waiting/cancel", { csrf: "s3cret" }, { origin: ORIGIN }),
+        );
+        assert.equal(done.status, 303);
+        assert.match(done.headers.get("location") ?? "", /^\/runs\/run-waiting\?notice=/);
+        assert.equal((await storage.getRun("run-waiting"))?.status, "cancelled");
+        const again = await dashboard(post("/runs/run-waiting/cancel", { csrf: "s3cret" }));
+        assert.equal(again.status, 409);
+        assert.match(await again.text(), /Cannot cancel run &quot;run-waiting&quot;: it is cancelled/);
+        assert.equal((await dashboard(post("/runs/nope/resume", { csrf: "s3cret" }))).status, 404);
+        assert.equal((await dashboard(post("/runs/run-failed/resume", { csrf: "s3cret" }))).status, 303);
+        assert.equal((await storage.getRun("run-failed"))?.status, "pending");
+      }),
+    );
+
+    test(
+      "readOnly shows no action and refuses every POST",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage, readOnly: true });
+        for (const id of ["run-failed", "run-waiting"]) {
+          const page = await (await dashboard(get(`/runs/${id}`))).text();
+          assert.ok(!page.includes('<form method="post"'), id);
+          assert.ok(!page.includes('name="csrf"'), id);
+        }
+        assert.equal((await dashboard(post("/runs/run-failed/resume", { csrf: "" }))).status, 403);
+        assert.equal((await storage.getRun("run-failed"))?.status, "failed");
+      }),
+    );
+
+    test(
+      "lists with filters, counts per status and a next-page link; a bad filter is a 400",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage });
+        const listed = async (query: string) =>
+          [...(await (await dashboard(get(`/${query}`))).text()).matchAll(
+            /<td class="mono"><a href="\/runs\/([^"]+)"/g,
+          )]
+            .map((m) => m[1]);
+        assert.deepEqual(await listed(""), [
+          "run-xss",
+          "run-pending",
+          "run-waiting",
+          "run-failed",
+          "run-done",
+        ]);
+        assert.deepEqual(await listed("?status=failed"), ["run-failed"]);
+        assert.deepEqual(await listed("?workflow=orders&status=completed"), ["run-done"]);
+        const first = await (await dashboard(get("/"))).text();
+        assert.match(first, /status=completed" class="">\s*completed<span>2<\/span>/);
+        assert.ok(!first.includes("Older runs"), "one page");
+        for (const bad of ["?status=bogus", "?before=yesterday"]) {
+          const response = await dashboard(get(`/${bad}`));
+          assert.equal(response.status, 400, bad);
+        }
+        const live = await dashboard(get("/", { "x-reflow-live": "1" }));
+        const fragment = await live.text();
+        assert.ok(
+          fragment.includes('data-live="on"') && !fragment.includes("<style"),
+          "a live refresh gets the body only",
+        );
+      }),
+    );
+  });
+}
+
+test("createDashboard() rejects a missing storage or a relative basePath with a ConfigError", () => {
+  assert.throws(() => createDashboard({} as never), ConfigError);
+  assert.throws(
+    () => createDashboard({ storage: new MemoryStorage(), basePath: "reflow" }),
+    ConfigError,
+  );
+});
+
+test("requireToken() answers 401 without the token and lets it in by query (once), cookie or bearer", async () => {
+  const handler = requireToken(() => Promise.resolve(new Response("in")), "tok");
+  assert.equal((await handler(get("/"))).status, 401);
+  assert.equal((await handler(get("/", { cookie: "reflow_token=nope" }))).status, 401);
+  assert.equal((await handler(get("/", { authorization: "Bearer nope" }))).status, 401);
+  const redirect = await handler(get("/runs/x?token=tok&a=1"));
+  assert.equal(redirect.status, 303);
+  assert.equal(redirect.headers.get("location"), "/runs/x?a=1");
+  assert.match(
+    redirect.headers.get("set-cookie") ?? "",
+    /^reflow_token=tok; Path=\/; HttpOnly; SameSite=Strict$/,
+  );
+  assert.equal(await (await handler(get("/", { cookie: "a=b; reflow_token=tok" }))).text(), "in");
+  assert.equal(await (await handler(get("/", { authorization: "Bearer tok" }))).text(), "in");
+});
