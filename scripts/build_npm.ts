@@ -84,6 +84,8 @@ const packageJson = {
       { types: emitted(source, ".d.ts"), default: emitted(source, ".js") },
     ]),
   ),
+  // `npx reflow …` / `bunx reflow …`: the ./cli entry (its #! line runs it with node).
+  bin: { reflow: emitted(exports["./cli"] ?? "./cli.ts", ".js") },
   // For TypeScript's legacy `moduleResolution: "node"` (node10), which ignores `exports`: the root
   // through main/types, the subpaths through typesVersions (arethetypeswrong found them unresolvable).
   main: emitted(exports["."], ".js"),

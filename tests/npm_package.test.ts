@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -38,8 +39,14 @@ const loadsHere: Record<string, boolean> = {
   "./sqlite-deno": hasNodeSqlite,
   // bun:sqlite exists only in Bun; elsewhere importing the subpath must fail, and only it.
   "./sqlite-bun": runtimeName === "bun",
+  "./dashboard": true,
+  // node:http, which Deno and Bun provide too.
+  "./dashboard/node": true,
+  // An executable: importing it runs the command line, so it is run as the package's bin instead.
+  "./cli": true,
 };
-const loadable = subpaths.filter((s) => loadsHere[s]);
+const imported = (subpath: string) => subpath !== "./cli";
+const loadable = subpaths.filter((s) => loadsHere[s] && imported(s));
 const unloadable = subpaths.filter((s) => loadsHere[s] === false);
 
 const work = mkdtempSync(join(tmpdir(), "reflow-npm-"));
@@ -76,6 +83,7 @@ describe(`npm package reflow-ts on ${runtimeName}`, () => {
     const deno = JSON.parse(readFileSync(join(root, "deno.json"), "utf8"));
     assert.equal(pkg.version, deno.version);
     assert.deepEqual(pkg.peerDependenciesMeta, { "better-sqlite3": { optional: true } });
+    assert.deepEqual(pkg.bin, { reflow: "./cli.js" });
     assert.deepEqual(Object.keys(loadsHere).sort(), [...subpaths].sort(), "every subpath is in loadsHere");
   });
 
@@ -134,6 +142,21 @@ describe(`npm package reflow-ts on ${runtimeName}`, () => {
       assert.deepEqual(report.testEngineOutput, { doubled: 4, again: 4 });
       assert.ok(report.conformanceCases > 0);
       if (runtimeName === "node") assert.equal(report.required, true, "require(esm) of reflow-ts");
+
+      // The bin, on the database the consumer left behind (npm links it as node_modules/.bin/reflow).
+      assert.ok(existsSync(join(appDir, "node_modules/.bin/reflow")), "npm linked the reflow bin");
+      const cli = (...args: string[]) => {
+        const run = spawnArgs(join(appDir, "node_modules/reflow-ts/cli.js"), args);
+        return execFileSync(run.command, run.args, { cwd: appDir, encoding: "utf8", timeout });
+      };
+      assert.match(cli("--help"), /^Usage: reflow <command>/m);
+      const listed = JSON.parse(cli("runs", "--db", "sqlite-node-builtin.db", "--json"));
+      assert.deepEqual(
+        listed.runs.map((run: { workflow: string; status: string }) => [run.workflow, run.status]),
+        [
+          ["smoke", "completed"],
+        ],
+      );
     },
   );
 });
