@@ -18,7 +18,8 @@ main{max-width:1180px;margin:0 auto;padding:20px 24px}h1{font-size:18px;margin:0
 h2{font-size:14px;margin:22px 0 8px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
 a{color:var(--accent)}.mono,code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;overflow:hidden}
-table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:7px 12px;border-bottom:1px solid var(--line);vertical-align:top}
+table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:7px 12px;border-bottom:1px solid var(--line);vertical-align:middle}
+td.mono a{text-decoration:none}span.err{color:var(--failed)}
 th{font-size:12px;color:var(--muted);font-weight:500;background:var(--bg)}tr:last-child td{border-bottom:0}
 td.err{color:var(--failed);max-width:360px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--pending)}
@@ -35,7 +36,7 @@ dl{display:grid;grid-template-columns:120px 1fr;gap:6px 12px;margin:0;padding:14
 pre{margin:0;padding:12px;white-space:pre-wrap;word-break:break-word;max-height:320px;overflow:auto}
 .error{border:1px solid var(--failed);border-left-width:4px;border-radius:6px;padding:10px 12px;margin:12px 0;background:var(--card)}
 .error b{color:var(--failed)}.notice{padding:8px 12px;border-radius:6px;background:var(--card);border:1px solid var(--line);margin-bottom:12px}
-.actions{display:flex;gap:8px;margin-left:auto}.actions form{margin:0}.muted{color:var(--muted)}
+.actions{display:flex;gap:8px;margin-left:auto;font-size:14px;font-weight:400}.actions form{margin:0}.muted{color:var(--muted)}
 svg.bar{display:block}svg.bar rect{fill:var(--accent);opacity:.55}.grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 @media (max-width:800px){.grid2{grid-template-columns:1fr}}
 `;

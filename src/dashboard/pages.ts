@@ -185,15 +185,15 @@ export function runPage(c: PageContext, details: RunDetails, notice: string | nu
 <h1>Run <span class="mono">${run.id}</span> ${badge(run.status)}${actions}</h1>
 ${notice === null ? "" : html`<div class="notice">${notice}</div>`}
 ${
-    run.error === null
-      ? ""
-      : html`<div class="error"><b>${
-        run.error.code ?? run.error.name
-      }</b> ${run.error.name}: ${html`<span class="mono">${run.error.message}</span>`}${
-        run.error.stepName === undefined ? "" : html`
-          <span class="muted">in unit ${run.error.stepName}</span>
-        `
-      }</div>`
+    run.error === null ? "" : html`<div class="error">${
+      run.error.code === null ? "" : html`
+        <b>${run.error.code}</b>
+      `
+    }${run.error.name}: <span class="mono">${run.error.message}</span>${
+      run.error.stepName === undefined ? "" : html`
+        <span class="muted">in unit ${run.error.stepName}</span>
+      `
+    }</div>`
   }
 <div class="card"><dl>${field("Workflow", run.workflow)}${
     field("Created", html`${formatTime(run.createdAt)} · ${time(run.createdAt, c.now)}`)
