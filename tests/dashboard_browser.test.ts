@@ -31,7 +31,9 @@ const { chromium } = await import("playwright-core");
  */
 export const CHROMIUM = process.env.REFLOW_CHROMIUM ?? "/usr/bin/chromium";
 const missing = fs.existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`;
-if (missing && process.env.REFLOW_REQUIRE_BROWSER === "1") throw new Error(`The browser tests need ${missing}`);
+if (missing && process.env.REFLOW_REQUIRE_BROWSER === "1") {
+  throw new Error(`The browser tests need ${missing}`);
+}
 
 /** Headless, with everything that would reach the network or a profile outside the test switched off. */
 export function launchChromium(userDataDir: string): Promise<BrowserContext> {
