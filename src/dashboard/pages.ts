@@ -99,29 +99,8 @@ export function runsPage(c: PageContext, filters: RunFilters, counts: RunCounts,
       </tr>
     `
   );
-  const table = html`
-    <div class="card">
-      <table>
-        <thead>
-          <tr>
-            <th>Run</th>
-            <th>Workflow</th>
-            <th>Status</th>
-            <th>Created</th>
-            <th>Updated</th>
-            <th>Error</th>
-          </tr>
-        </thead>
-        <tbody>${rows.length === 0
-          ? html`
-            <tr>
-              <td colspan="6" class="muted">No runs.</td>
-            </tr>
-          `
-          : rows}</tbody>
-      </table>
-    </div>
-  `;
+  const table = cardTable(["Run", "Workflow", "Status", "Created", "Updated", "Error"], rows, "No runs.");
+
   const next = page.next === null
     ? ""
     : html`<a href="${link({ before: formatCursor(page.next) })}">Older runs →</a>`;
@@ -212,16 +191,13 @@ ${
       ? formatValue(run.output, { indent: 2 })
       : html`<span class="muted">none yet</span>`
   }</pre></div></div></div>
-<h2>Timeline</h2><div class="card"><table><thead><tr><th>Unit</th><th>Status</th><th>Attempts</th><th>At</th>
-<th>Took</th><th>Output / error</th></tr></thead><tbody>${
-    timeline.length === 0
-      ? html`
-        <tr>
-          <td colspan="6" class="muted">No unit has run yet.</td>
-        </tr>
-      `
-      : timeline
-  }</tbody></table></div>
+<h2>Timeline</h2>${
+    cardTable(
+      ["Unit", "Status", "Attempts", "At", "Took", "Output / error"],
+      timeline,
+      "No unit has run yet.",
+    )
+  }
 <h2>Events</h2><p class="muted">An event a wait received is that wait unit's output above; events sent but not yet
 received are kept by the store until a wait takes them.</p></div>`;
 }
@@ -246,27 +222,7 @@ export function schedulesPage(c: PageContext, schedules: readonly ScheduleInfo[]
   );
   return html`
     <h1>Schedules</h1>
-    <div class="card">
-      <table>
-        <thead>
-          <tr>
-            <th>Key</th>
-            <th>Workflow</th>
-            <th>Recurrence</th>
-            <th>Next slot</th>
-            <th>Last run</th>
-            <th>Input</th>
-          </tr>
-        </thead>
-        <tbody>${rows.length === 0
-          ? html`
-            <tr>
-              <td colspan="6" class="muted">No schedules.</td>
-            </tr>
-          `
-          : rows}</tbody>
-      </table>
-    </div>
+    ${cardTable(["Key", "Workflow", "Recurrence", "Next slot", "Last run", "Input"], rows, "No schedules.")}
   `;
 }
 
@@ -283,6 +239,26 @@ function action(c: PageContext, run: RunInfo, name: string, label: string, kind:
     runHref(c, run.id)
   }/${name}"><input type="hidden" name="csrf" value="${c.csrf}">
 <button type="submit" class="${kind}">${label}</button></form>`;
+}
+
+/** A table in a card, with a row saying `empty` when there are no rows. */
+function cardTable(header: readonly string[], rows: readonly Html[], empty: string): Html {
+  return html`
+    <div class="card">
+      <table>
+        <thead>
+          <tr>${header.map((name) => html`<th>${name}</th>`)}</tr>
+        </thead>
+        <tbody>${rows.length === 0
+          ? html`
+            <tr>
+              <td colspan="${header.length}" class="muted">${empty}</td>
+            </tr>
+          `
+          : rows}</tbody>
+      </table>
+    </div>
+  `;
 }
 
 function runHref(c: PageContext, runId: string): string {
