@@ -1,12 +1,12 @@
 // createDashboard() as a plain Request -> Response handler, on every storage of the shared table:
 // routing under basePath, the CSRF guard and read-only mode, escaping and the security headers.
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../mod.ts";
 import { createDashboard, requireToken } from "../dashboard.ts";
 import type { StorageAdapter } from "../mod.ts";
 import { MemoryStorage } from "../src/storage/memory.ts";
-import { sqliteSubjects } from "./support/sqlite_subjects.ts";
+import { storages } from "./support/storages.ts";
 import { seedStore, XSS } from "./support/operate_fixture.ts";
 import { runtimeName } from "./support/runtime.ts";
 
@@ -16,37 +16,17 @@ const get = (path: string, headers: Record<string, string> = {}) =>
 const post = (path: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
   new Request(`${ORIGIN}${path}`, { method: "POST", body: new URLSearchParams(form), headers });
 
-/** MemoryStorage and every SQLite driver that loads here, each opening a fresh storage. */
-const subjects: {
-  name: string;
-  skip: string | false;
-  open(): Promise<StorageAdapter>;
-  done(): Promise<void>;
-}[] = [
-  {
-    name: "MemoryStorage",
-    skip: false,
-    open: () => Promise.resolve(new MemoryStorage()),
-    done: () => Promise.resolve(),
-  },
-  ...sqliteSubjects.map((s) => ({
-    name: s.name,
-    skip: s.skipReason,
-    open: () => s.open(),
-    done: () => s.cleanup(),
-  })),
-];
-
-for (const subject of subjects) {
+for (const subject of storages) {
   describe(`createDashboard() on ${subject.name} on ${runtimeName}`, { skip: subject.skip }, () => {
+    after(() => subject.cleanup());
     const withStore = (body: (storage: StorageAdapter) => Promise<void>) => async () => {
-      const storage = await subject.open();
+      const database = await subject.database();
       try {
+        const storage = await database.open();
         await seedStore(storage);
         await body(storage);
       } finally {
-        await storage.close();
-        await subject.done();
+        await database.close();
       }
     };
 
