@@ -502,7 +502,7 @@ for (const subject of sqliteSubjects) {
       );
     });
 
-    test(`${label}: listing, purge and due-schedule queries walk their indexes, with no temp b-tree, even after ANALYZE`, async () => {
+    test(`${label}: listing, counting, purge and due-schedule queries walk their indexes, with no temp b-tree, even after ANALYZE`, async () => {
       const path = subject.tempPath();
       const storage = await open(path);
       await storage.initialize();
@@ -570,6 +570,11 @@ for (const subject of sqliteSubjects) {
           SQL.selectPurgeable(2),
           ["completed", T0 + 1_000, T0 + 1_000, "failed", T0 + 1_000, T0 + 1_000, 25],
           /SEARCH reflow_runs USING INDEX reflow_runs_status_created \(status=\? AND created_at<\?\)/,
+        ],
+        [
+          SQL.countRunsByStatus(2),
+          ["completed", "completed", 10_000, "failed", "failed", 10_000],
+          /SEARCH reflow_runs USING COVERING INDEX reflow_runs_status_created \(status=\?\)/,
         ],
         [
           SQL.SELECT_DUE_SCHEDULES,
