@@ -59,7 +59,11 @@ async function handle(handler: FetchHandler, req: IncomingMessage, res: ServerRe
     ...(hasBody ? { duplex: "half" } : {}),
   } as RequestInit);
   const response = await handler(request);
-  res.writeHead(response.status, Object.fromEntries(response.headers));
+  const outgoing: Record<string, string | string[]> = Object.fromEntries(response.headers);
+  // Several cookies stay several headers (iterating Headers would keep only the last one here).
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) outgoing["set-cookie"] = cookies;
+  res.writeHead(response.status, outgoing);
   res.end(req.method === "HEAD" ? undefined : new Uint8Array(await response.arrayBuffer()));
 }
 

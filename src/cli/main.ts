@@ -106,7 +106,7 @@ const COMMANDS: Handlers = {
   help: () => Promise.resolve(0),
   async runs(command, { storage, host, json }) {
     const { runs, next } = await readRunPage(storage, {
-      status: command.status?.split(",") as RunStatus[] | undefined,
+      status: list(command.status) as RunStatus[] | undefined,
       workflow: command.workflow,
       limit: command.limit === undefined ? undefined : integer(command.limit, "limit"),
       ...(command.before === undefined ? {} : parseCursor(command.before)),
@@ -189,7 +189,7 @@ const COMMANDS: Handlers = {
   async purge(command, { storage, host, json }) {
     const plan = resolvePurge({
       olderThan: command.olderThan as Duration,
-      status: command.status?.split(",") as FinishedRunStatus[] | undefined,
+      status: list(command.status) as FinishedRunStatus[] | undefined,
     });
     const progress = host.isTerminal && !json;
     const purged = await purgeFinishedRuns(storage, plan, host.now(), undefined, (total) => {
@@ -272,6 +272,11 @@ function notFound(host: CliHost, runId: string): Exit {
 function print(host: CliHost, value: unknown): Exit {
   host.stdout(`${JSON.stringify(value, null, 2)}\n`);
   return 0;
+}
+
+/** A comma list of an option, e.g. `--status failed,cancelled`. */
+function list(text: string | undefined): string[] | undefined {
+  return text?.split(",").map((item) => item.trim());
 }
 
 function integer(text: string, field: string, min = 1, max = Number.MAX_SAFE_INTEGER): number {
