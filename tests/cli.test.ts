@@ -338,7 +338,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     );
   });
 
-  test("cli.ts run by the runtime prints, exits 0, 1 and 2 as its commands end", async () => {
+  test("cli.ts run by the runtime prints every command as runCli does, and exits 0, 1 and 2", async () => {
     const help = spawned("--help");
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^Usage: reflow <command>/m);
@@ -353,6 +353,17 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     assert.deepEqual([missing.code, missing.stderr], [1, 'reflow: Run "nope" not found\n']);
     assertUsageError(spawned("runs", "--db", join(dir, "absent.db")), /No database at/);
     assert.equal(existsSync(join(dir, "absent.db")), false, "no database file was created");
+
+    // Every other command prints from the child what the in-process runs above print.
+    const reads = [["runs", "--status", "failed,waiting"], ["run", "run-done"], ["schedules"]];
+    for (const args of reads) {
+      const child = spawned(...args, "--db", seeded, "--json");
+      assert.deepEqual(child, await reflow(...args, "--db", seeded, "--json"), args.join(" "));
+    }
+    for (const args of [["resume", "run-failed"], ["purge", "--older-than", "30d"]]) {
+      const child = spawned(...args, "--db", await freshCopy(), "--json");
+      assert.deepEqual(child, await reflow(...args, "--db", await freshCopy(), "--json"), args.join(" "));
+    }
   });
 
   test("dashboard serves on loopback and refuses every request without the printed token", async () => {
