@@ -67,7 +67,7 @@ type Exit = 0 | 1 | 2;
  * @param argv The arguments after `reflow`.
  * @param host The runtime.
  * @returns The exit status: 0 done, 1 not found, refused or failed, 2 usage error. `dashboard`
- *   resolves only if it could not start.
+ *   resolves once it serves, and its server keeps the process alive (its store stays open).
  */
 export async function runCli(argv: readonly string[], host: CliHost): Promise<Exit> {
   let storage: StorageAdapter | undefined;
@@ -226,9 +226,16 @@ const COMMANDS: Handlers = {
     const open = `${url}?token=${token}`;
     if (json) return print(host, { url: open, token });
     host.stdout(`Reflow dashboard: ${open}\n(the token is required for every request; Ctrl-C stops)\n`);
+    if (!LOOPBACK.has(hostname)) {
+      host.stderr(
+        `reflow: warning: ${hostname} is not loopback; anyone who reaches it with the token can cancel runs\n`,
+      );
+    }
     return 0;
   },
 };
+
+const LOOPBACK: ReadonlySet<string> = new Set(["127.0.0.1", "::1", "localhost"]);
 
 function openStore(store: StoreLocation, host: CliHost): StorageAdapter {
   if (store.kind === "postgres") {
