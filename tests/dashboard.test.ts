@@ -152,8 +152,12 @@ for (const subject of storages) {
   });
 }
 
-test("createDashboard() rejects a missing storage or a relative basePath with a ConfigError", () => {
+test("createDashboard() rejects a missing storage, a relative basePath or an unknown option with a ConfigError", () => {
   assert.throws(() => createDashboard({} as never), ConfigError);
+  assert.throws(
+    () => createDashboard({ storage: new MemoryStorage(), readonly: true } as never),
+    (error) => error instanceof ConfigError && error.field === "readonly",
+  );
   assert.throws(
     () => createDashboard({ storage: new MemoryStorage(), basePath: "reflow" }),
     ConfigError,

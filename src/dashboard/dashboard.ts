@@ -6,6 +6,7 @@
  */
 
 import { ConfigError, ReflowError } from "../errors.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { RunStatus, StorageAdapter } from "../storage/adapter.ts";
 import {
   cancelStoredRun,
@@ -38,6 +39,14 @@ export interface DashboardOptions {
   readonly now?: () => number;
 }
 
+const DASHBOARD_OPTION_KEYS: OptionKeys<DashboardOptions> = {
+  storage: true,
+  basePath: true,
+  readOnly: true,
+  csrfSecret: true,
+  now: true,
+};
+
 /** A Web-standard request handler. */
 export type DashboardHandler = (request: Request) => Promise<Response>;
 
@@ -53,7 +62,7 @@ const PAGE_SIZE = 50;
  *
  * @param options The store, mount path and whether actions are allowed.
  * @returns The handler.
- * @throws {ConfigError} If `storage` is missing or `basePath` does not start with `/`.
+ * @throws {ConfigError} If `storage` is missing, `basePath` does not start with `/`, or an option is unknown.
  *
  * @example Mount under /reflow with Deno.serve
  * ```ts ignore
@@ -67,6 +76,7 @@ const PAGE_SIZE = 50;
  * ```
  */
 export function createDashboard(options: DashboardOptions): DashboardHandler {
+  checkOptionKeys(options, DASHBOARD_OPTION_KEYS, undefined, "dashboard options");
   if (typeof options?.storage?.listRuns !== "function") {
     throw new ConfigError("createDashboard needs { storage }: the StorageAdapter your engines use", {
       field: "storage",
