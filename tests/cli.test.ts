@@ -178,6 +178,8 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     const json = JSON.parse((await reflow("run", "run-done", "--db", seeded, "--json")).stdout);
     assert.equal(json.run.id, "run-done");
     assert.deepEqual(json.steps, [{
+      id: "run-done/charge",
+      runId: "run-done",
       name: "charge",
       status: "completed",
       output: { charged: 42 },
@@ -298,6 +300,8 @@ describe(`reflow CLI on ${runtimeName}`, () => {
       workflow: "orders",
       input: { report: true },
       recurrence: { cron: "0 3 * * *" },
+      intervalMs: null,
+      cron: "0 3 * * *",
       nextRunAt: T0 + 86_400_000,
       lastRunAt: null,
       lastRunId: null,

@@ -7,7 +7,6 @@
 
 import type { RunCounts } from "../storage/adapter.ts";
 import type { RunDetails, RunInfo } from "../engine/run_info.ts";
-import type { RunPage } from "../engine/run_listing.ts";
 import type { ScheduleInfo } from "../engine/scheduler.ts";
 import { FINISHED_RUN_STATUSES, RUN_STATUSES } from "../storage/statuses.ts";
 import {
@@ -18,7 +17,7 @@ import {
   formatTime,
   formatValue,
 } from "../operate/format.ts";
-import { COUNT_CAP, formatCursor } from "../operate/store_actions.ts";
+import { COUNT_CAP, formatCursor, type RunListing } from "../operate/store_actions.ts";
 import { Html, html } from "./html.ts";
 import { SCRIPT, STYLE } from "./assets.ts";
 
@@ -72,7 +71,7 @@ export function layout(c: PageContext, title: string, tab: "runs" | "schedules",
 }
 
 /** The runs page: counts per status, filters, one page of runs and the link to the next. */
-export function runsPage(c: PageContext, filters: RunFilters, counts: RunCounts, page: RunPage): Html {
+export function runsPage(c: PageContext, filters: RunFilters, counts: RunCounts, page: RunListing): Html {
   const link = (change: RunFilters) => {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries({ ...filters, before: undefined, ...change })) {

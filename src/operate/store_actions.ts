@@ -9,14 +9,8 @@ import { ConfigError } from "../errors.ts";
 import type { RunCounts, StorageAdapter } from "../storage/adapter.ts";
 import { decodeRecurrence } from "../schedule/recurrence.ts";
 import { type ScheduleInfo, toScheduleInfo } from "../engine/scheduler.ts";
-import {
-  listRunPage,
-  type ListRunsOptions,
-  type RunCursor,
-  type RunPage,
-  toRunQuery,
-} from "../engine/run_listing.ts";
-import { type RunDetails, toRunInfo, toStepInfo } from "../engine/run_info.ts";
+import { listRunPage, type ListRunsOptions, type RunCursor, toRunQuery } from "../engine/run_listing.ts";
+import { type RunDetails, type RunInfo, toRunInfo, toStepInfo } from "../engine/run_info.ts";
 
 /** Counts per status stop here, so that a million runs cost what ten thousand do. */
 export const COUNT_CAP = 10_000;
@@ -27,9 +21,18 @@ export type ActionOutcome =
   | { readonly outcome: "notFound" }
   | { readonly outcome: "refused"; readonly status: string };
 
+/** One page of runs and the cursor of the next (null on the last page). */
+export interface RunListing {
+  /** The runs, newest first. */
+  readonly runs: readonly RunInfo[];
+  /** Where the next page starts. */
+  readonly next: RunCursor | null;
+}
+
 /** Reads one page of runs, newest first; throws {@linkcode ConfigError} on a bad filter or cursor. */
-export function readRunPage(storage: StorageAdapter, options: ListRunsOptions): Promise<RunPage> {
-  return listRunPage(storage, toRunQuery(options));
+export async function readRunPage(storage: StorageAdapter, options: ListRunsOptions): Promise<RunListing> {
+  const page = await listRunPage(storage, toRunQuery(options));
+  return { runs: [...page], next: page.next };
 }
 
 /** Reads the capped counts per status. */
