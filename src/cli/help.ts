@@ -11,7 +11,7 @@ Usage: reflow <command> [arguments] --db <file> [--json]
 
 Commands:
   runs [--status s] [--workflow w] [--limit n] [--before cursor]
-                         Runs, newest first, one page (default 50, at most 1000); prints the
+                         Runs, newest first, one page (default 100, at most 1000); prints the
                          cursor of the next page. --status takes one status or a comma list.
   run <id>               A run and its timeline: each unit's status, attempts, time, error, output.
   cancel <id>            Cancels an unfinished run.
