@@ -120,17 +120,34 @@ describeEachStorage(({ it, open }) => {
     assert.equal(await te.engine.sendEvent("no-such-run", "approved", { by: "ada" }), false);
   });
 
-  it("events sent before the wait is reached are kept and consumed oldest first", async () => {
+  it("an event sent before the wait is reached is kept for it; a second of that name is refused", async () => {
     const workflow = createWorkflow({ name: "w", input })
       .step("first", () => 1)
       .waitForEvent("go", { schema: approval });
     const te = testEngine({ workflows: [workflow], storage: await open() });
     const { runId } = await te.engine.enqueue("w", { n: 1 });
     assert.equal(await te.engine.sendEvent(runId, "go", { by: "first" }), true);
-    assert.equal(await te.engine.sendEvent(runId, "go", { by: "second" }), true);
+    assert.equal(await te.engine.sendEvent(runId, "go", { by: "second" }), false, "a wait takes one event");
     const result = await te.drive(runId);
     assert.equal(result.status, "completed");
     assert.deepEqual(result.output, { by: "first" });
+  });
+
+  it("an event sent after its wait is over is refused, while the run goes on", async () => {
+    const workflow = createWorkflow({ name: "w", input })
+      .waitForEvent("go", { schema: approval })
+      .sleep("nap", "1h")
+      .step("done", ({ steps }) => steps.go);
+    const te = testEngine({ workflows: [workflow], storage: await open() });
+    const { runId } = await te.engine.enqueue("w", { n: 1 });
+    assert.equal(await te.engine.sendEvent(runId, "go", { by: "first" }), true);
+    await te.engine.tick();
+    assert.equal((await te.engine.getRunStatus(runId))?.run.status, "sleeping");
+    assert.equal(await te.engine.sendEvent(runId, "go", { by: "late" }), false, "the wait is over");
+    const result = await te.drive(runId);
+    assert.equal(result.status, "completed");
+    assert.deepEqual(result.output, { by: "first" });
+    assert.equal(await te.engine.sendEvent(runId, "go", { by: "after" }), false, "the run is finished");
   });
 
   it("only an event of the awaited name wakes a waiting run", async () => {

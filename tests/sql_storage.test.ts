@@ -25,6 +25,7 @@ import { MIGRATIONS, SCHEMA_VERSION } from "../src/sql/sqlite/schema.ts";
 import * as SQL from "../src/sql/sqlite/statements.ts";
 import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite/support.ts";
 import type { NewRun, StepResult } from "../src/storage/adapter.ts";
+import { wait as eventWait } from "../src/storage/conformance_support.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
 import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
 
@@ -366,7 +367,9 @@ for (const subject of sqliteSubjects) {
       handle.prepare(SQL.UPSERT_STEP).run(
         ...[runId, stepName, status, output, null, null, null, null, attempts, dueAt, updatedAt],
       );
-      if (version >= 2) handle.prepare(SQL.INSERT_EVENT).run("r1", "e", '"p"', T0, "r1");
+      if (version >= 2) {
+        handle.prepare(SQL.INSERT_EVENT).run("r1", "e", '"p"', T0, "r1", "r1", "e", "r1", "e");
+      }
       handles.splice(handles.indexOf(handle), 1);
       handle.close();
       return path;
@@ -497,7 +500,7 @@ for (const subject of sqliteSubjects) {
       assert.deepEqual(claimed.map((run) => run.id), ["r1", "r2"]);
       assert.equal(await storage.deliverEvent("r1", { name: "e", payload: '"p"', createdAt: T0 + 2 }), true);
       assert.deepEqual(
-        await storage.awaitEvent("r1", claimed[0]!.leaseId, { now: T0 + 3, stepName: "e", timeoutAt: null }),
+        await storage.awaitEvent("r1", claimed[0]!.leaseId, eventWait("e", T0 + 3, null)),
         { outcome: "received", payload: '"p"' },
       );
     });
@@ -634,7 +637,7 @@ for (const subject of sqliteSubjects) {
       });
       assert.equal(held?.id, "r1");
       assert.deepEqual(
-        await storage.awaitEvent("r1", held.leaseId, { now: T0 + 1, stepName: "e", timeoutAt: null }),
+        await storage.awaitEvent("r1", held.leaseId, eventWait("e", T0 + 1, null)),
         { outcome: "received", payload: '"p"' },
       );
       const { created } = await storage.upsertSchedule({
@@ -726,11 +729,14 @@ for (const subject of sqliteSubjects) {
         leaseDurationMs: 60_000,
       });
       assert.ok(held && parked);
-      for (const payload of ['"one"', '"two"']) {
-        assert.equal(await first.deliverEvent("held", { name: "e", payload, createdAt: T0 + 1 }), true);
+      for (const [name, payload] of [["e", '"one"'], ["f", '"two"']]) {
+        assert.equal(
+          await first.deliverEvent("held", { name: name!, payload: payload!, createdAt: T0 + 1 }),
+          true,
+        );
       }
       assert.deepEqual(
-        await first.awaitEvent("parked", parked.leaseId, { now: T0 + 2, stepName: "e", timeoutAt: null }),
+        await first.awaitEvent("parked", parked.leaseId, eventWait("e", T0 + 2, null)),
         { outcome: "parked" },
       );
       await first.close();
@@ -738,7 +744,7 @@ for (const subject of sqliteSubjects) {
       const second = await open(path);
       await second.initialize();
       assert.deepEqual(
-        await second.awaitEvent("held", held.leaseId, { now: T0 + 3, stepName: "e", timeoutAt: null }),
+        await second.awaitEvent("held", held.leaseId, eventWait("e", T0 + 3, null)),
         { outcome: "received", payload: '"one"' },
       );
       const waiting = await second.getRun("parked");
@@ -748,7 +754,7 @@ for (const subject of sqliteSubjects) {
       const third = await open(path);
       await third.initialize();
       assert.deepEqual(
-        await third.awaitEvent("held", held.leaseId, { now: T0 + 4, stepName: "e", timeoutAt: null }),
+        await third.awaitEvent("held", held.leaseId, eventWait("f", T0 + 4, null)),
         { outcome: "received", payload: '"two"' },
       );
       assert.equal(
@@ -763,7 +769,7 @@ for (const subject of sqliteSubjects) {
       });
       assert.equal(woken?.id, "parked");
       assert.deepEqual(
-        await third.awaitEvent("parked", woken.leaseId, { now: T0 + 6, stepName: "e", timeoutAt: null }),
+        await third.awaitEvent("parked", woken.leaseId, eventWait("e", T0 + 6, null)),
         { outcome: "received", payload: '"go"' },
       );
       const handle = await raw(path);
@@ -1082,7 +1088,7 @@ for (const subject of sqliteSubjects) {
         await action();
         return [...log];
       };
-      const wait = (now: number, timeoutAt: number | null) => ({ now, stepName: "e", timeoutAt });
+      const wait = (now: number, timeoutAt: number | null) => eventWait("e", now, timeoutAt);
       const deliver = () => storage.deliverEvent("r1", { name: "e", payload: "1", createdAt: T0 + 1 });
       assert.deepEqual(await sent(deliver), [SQL.BEGIN, SQL.INSERT_EVENT, SQL.WAKE_RUN, SQL.COMMIT]);
       assert.deepEqual(
@@ -1095,19 +1101,26 @@ for (const subject of sqliteSubjects) {
         "received",
       );
       assert.deepEqual(
-        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 3, T0 + 3))),
-        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.COMMIT],
-        "timedOut",
-      );
-      assert.deepEqual(
         await sent(() => storage.awaitEvent("r1", "wrong", wait(T0 + 3, null))),
         [SQL.BEGIN, SQL.SELECT_WAIT, SQL.COMMIT],
         "lost",
       );
       assert.deepEqual(
-        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 3, null))),
+        await sent(() => storage.awaitEvent("r1", run.leaseId, wait(T0 + 3, T0 + 4))),
         [SQL.BEGIN, SQL.SELECT_WAIT, SQL.PARK_RUN, SQL.UPSERT_STEP, SQL.COMMIT],
         "parked",
+      );
+      const [again] = await storage.claimRuns({
+        workflowNames: ["wf"],
+        limit: 1,
+        now: T0 + 4,
+        leaseDurationMs: 1,
+      });
+      assert.ok(again);
+      assert.deepEqual(
+        await sent(() => storage.awaitEvent("r1", again.leaseId, wait(T0 + 4, T0 + 4))),
+        [SQL.BEGIN, SQL.SELECT_WAIT, SQL.PARK_RUN, SQL.UPSERT_STEP, SQL.COMMIT],
+        "timedOut: the failure is committed with the decision",
       );
     });
 

@@ -160,10 +160,14 @@ class RunExecution {
       : unit.timeoutMs === null
       ? null
       : now + unit.timeoutMs;
+    const timeout = new WaitTimeoutError(unit.name, unit.timeoutMs ?? 0);
+    // The storage decides the timeout and commits the failure in one transaction, so an event
+    // sent at that moment is either consumed here or refused: never acknowledged and then lost.
     const result = await options.storage.awaitEvent(this.#run.id, this.#held.leaseId, {
       now,
       stepName: unit.name,
       timeoutAt,
+      timeoutError: toStoredError(timeout, unit.name),
     });
     switch (result.outcome) {
       case "lost":
@@ -171,7 +175,7 @@ class RunExecution {
       case "parked":
         return { kind: "parked", dueAt: timeoutAt };
       case "timedOut":
-        return await this.#fail(unit.name, new WaitTimeoutError(unit.name, unit.timeoutMs ?? 0), 1);
+        return await this.#failed(unit.name, timeout);
     }
     // The event and the step result were committed together; only the run's completion is left.
     const payload = decodeValue(result.payload);
@@ -358,20 +362,20 @@ class RunExecution {
       status: "failed",
       error: storedError,
     };
-    if (!await this.#advance(change)) return LOST;
-    this.#emit("runFailed", { stepName, error });
-    await this.#compensate(error, stepName);
-    return FINISHED;
+    return await this.#advance(change) ? await this.#failed(stepName, error) : LOST;
   }
 
-  async #compensate(error: Error, stepName: string | undefined): Promise<void> {
+  /** After the failure is committed: reports it and runs the workflow's `onFailure` once. */
+  async #failed(stepName: string | undefined, error: Error): Promise<RunExit> {
+    this.#emit("runFailed", { stepName, error });
     const handler = this.#workflow.failureHandler;
-    if (handler === null) return;
+    if (handler === null) return FINISHED;
     try {
       await handler({ runId: this.#run.id, error, stepName, input: this.#input });
     } catch (thrown) {
       this.#deps.events.reportError(new HookError("onFailure", thrown));
     }
+    return FINISHED;
   }
 
   /** Completes the run with `output`, when no unit's commit could carry the completion. */

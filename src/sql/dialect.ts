@@ -170,11 +170,12 @@ export interface Dialect {
    * runner's transaction, ordered against {@linkcode Dialect.findWait} so that a wait either
    * sees the event or is woken by it.
    *
-   * @returns False, storing nothing, if the run does not exist or has finished.
+   * @returns False, storing nothing, if no wait could consume the event: the run does not exist
+   *   or has finished, its wait of that name is over, or an event of that name is already stored.
    */
   deliverEvent(connection: SqlConnection, runId: string, event: NewEvent): Promise<boolean>;
   /**
-   * Checks the lease of a wait and finds the oldest unconsumed event of its name, inside the
+   * Checks the lease of a wait and finds the unconsumed event of its name, inside the
    * runner's transaction; the run stays locked against {@linkcode Dialect.deliverEvent} until
    * the transaction ends.
    */

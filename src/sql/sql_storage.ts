@@ -30,6 +30,7 @@ import type {
 import {
   checkClaimRequest,
   checkError,
+  checkEventWait,
   checkLimit,
   checkName,
   checkNames,
@@ -505,7 +506,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    *
    * @param runId The run.
    * @param event The event.
-   * @returns False, storing nothing, if the run does not exist or has finished.
+   * @returns False, storing nothing, if the run does not exist or has finished, its wait of that
+   *   name is over, or an event of that name is already stored.
    * @throws {StorageError} On a driver failure or a malformed event.
    */
   async deliverEvent(runId: string, event: NewEvent): Promise<boolean> {
@@ -522,23 +524,21 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
   /**
    * Resolves a wait in one `BEGIN IMMEDIATE` transaction, fenced by the lease: one query checks
-   * the lease and finds the oldest unconsumed event of the name; then either the event is deleted
-   * and committed as the step's result, or (with none and `timeoutAt` passed) nothing is written,
-   * or the run is parked as `waiting` until `timeoutAt` with a `waiting` step result.
+   * the lease and finds the unconsumed event of the name; then either the event is deleted and
+   * committed as the step's result, or (with none and `timeoutAt` passed) the wait and the run
+   * are failed with `timeoutError`, or the run is parked as `waiting` until `timeoutAt` with a
+   * `waiting` step result.
    *
    * @param runId The run.
    * @param leaseId The lease the caller holds.
-   * @param wait The time, the wait's name and its timeout.
+   * @param wait The time, the wait's name, its timeout and the error of a timeout.
    * @returns `received` with the payload, `parked`, `timedOut`, or `lost` if the lease is not held.
    * @throws {StorageError} On a driver failure or a malformed wait.
    */
   async awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult> {
     const op = "awaitEvent";
     this.#open(op);
-    if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
-    const now = checkTime(op, "now", wait.now);
-    const stepName = checkName(op, "stepName", wait.stepName);
-    const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
+    const { now, stepName, timeoutAt, timeoutError } = checkEventWait(op, wait);
     if (typeof runId !== "string" || typeof leaseId !== "string") return { outcome: "lost" };
     const dialect = this.#dialect;
     return await this.#run(op, "transaction", async (c): Promise<EventWaitResult> => {
@@ -551,13 +551,32 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         await c.execute(dialect.upsertStep(waitStepResult(runId, stepName, now, { payload })));
         return { outcome: "received", payload };
       }
-      if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
-      const waiting = waitStepResult(runId, stepName, now, { timeoutAt });
-      // findWait checked the lease under a lock this transaction keeps, so the park cannot miss.
-      const park = { runId, leaseId, status: "waiting", now, dueAt: timeoutAt } as const;
-      await c.execute(dialect.parkRun({ ...park, output: undefined, error: undefined }));
-      await c.execute(dialect.upsertStep(waiting));
-      return { outcome: "parked" };
+      // findWait checked the lease under a lock this transaction keeps, so neither write can miss,
+      // and an event sent meanwhile waits for that lock, then finds the wait over and is refused.
+      const timedOut = timeoutAt !== null && timeoutAt <= now;
+      const result = waitStepResult(runId, stepName, now, timedOut ? { error: timeoutError } : { timeoutAt });
+      const park = timedOut
+        ? {
+          runId,
+          leaseId,
+          status: "failed",
+          now,
+          dueAt: null,
+          output: undefined,
+          error: timeoutError,
+        } as const
+        : {
+          runId,
+          leaseId,
+          status: "waiting",
+          now,
+          dueAt: timeoutAt,
+          output: undefined,
+          error: undefined,
+        } as const;
+      await c.execute(dialect.parkRun(park));
+      await c.execute(dialect.upsertStep(result));
+      return { outcome: timedOut ? "timedOut" : "parked" };
     });
   }
 

@@ -192,6 +192,8 @@ export interface EventWait {
   readonly stepName: string;
   /** When the wait times out (fixed when the wait was first reached), or null for never. */
   readonly timeoutAt: number | null;
+  /** What the run fails with when the wait has timed out: committed by the same transaction. */
+  readonly timeoutError: StoredError;
 }
 
 /**
@@ -200,7 +202,9 @@ export interface EventWait {
  * - `received`: the oldest unconsumed event of that name was consumed and committed as the wait's
  *   output (`payload`); the run stays `running` under the same lease;
  * - `parked`: no event yet; the run is now `waiting` with no lease, due at `timeoutAt`;
- * - `timedOut`: no event and `timeoutAt` has passed; nothing was changed;
+ * - `timedOut`: no event and `timeoutAt` has passed; the wait's step result is now `failed` with
+ *   `timeoutError` and the run `failed` with it, with no lease (decided and committed together, so
+ *   an event delivered at that moment is either consumed or refused, never acknowledged and lost);
  * - `lost`: the lease is not held; nothing was changed.
  */
 export type EventWaitResult =
@@ -382,9 +386,14 @@ export interface StorageAdapter {
    * Stores an event for an unfinished run, in one atomic step with waking it: when the run is
    * `waiting` and its step result named `event.name` has status `waiting`, the run becomes due at
    * once (`dueAt` lowered to `event.createdAt`), so the next claim picks it up; a run waiting for
-   * another name is not woken. Events are kept until a wait of their name consumes them, oldest
-   * first (by order of delivery). Not fenced: anyone may send. Returns false, storing nothing, when
-   * the run does not exist or has finished.
+   * another name is not woken. An event is kept until the wait of its name consumes it. Not fenced:
+   * anyone may send.
+   *
+   * A wait consumes one event, so `true` promises that this event is the one its wait will take
+   * (unless the run finishes first). Returns false, storing nothing, when no wait could consume
+   * it: the run does not exist or has finished; the run has a step result named `event.name` in
+   * any status but `waiting` (the wait is over: it received an event or timed out); or an earlier
+   * event of that name is stored, unconsumed (the first one delivered wins).
    */
   deliverEvent(runId: string, event: NewEvent): Promise<boolean>;
 
@@ -392,9 +401,10 @@ export interface StorageAdapter {
    * Resolves a wait in one transaction, fenced by the lease, so that an event delivered at the
    * same moment either is consumed here or wakes the parked run (never neither): takes the oldest
    * unconsumed event named `wait.stepName` and commits it as the step result (`completed`, output
-   * = payload, attempts 1); or, with none and `timeoutAt` passed, changes nothing (`timedOut`);
+   * = payload, attempts 1); or, with none and `timeoutAt` passed, fails the run (`timedOut`: step
+   * result `failed` with `timeoutError`, attempts 1, run `failed` with `timeoutError`, no lease);
    * or parks the run: step result `waiting` with `dueAt = timeoutAt`, run `waiting` with
-   * `dueAt = timeoutAt` and no lease.
+   * `dueAt = timeoutAt` and no lease. An event wins over a timeout that has passed.
    */
   awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult>;
 

@@ -11,6 +11,7 @@ import { StorageError } from "../errors.ts";
 import { malformedName } from "../names.ts";
 import type {
   ClaimRequest,
+  EventWait,
   FinishedRunStatus,
   NewRun,
   NewSchedule,
@@ -147,6 +148,24 @@ export function checkError(operation: string, field: string, value: unknown): St
   return value.stepName === undefined
     ? error
     : { ...error, stepName: checkString(operation, `${field}.stepName`, value.stepName) };
+}
+
+/**
+ * Checks an event wait and copies it.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy.
+ * @throws {StorageError} If it is not an event wait.
+ */
+export function checkEventWait(operation: string, value: unknown): EventWait {
+  if (!isObject(value)) throw invalid(operation, `invalid wait ${describe(value)}: expected an object`);
+  return {
+    now: checkTime(operation, "now", value.now),
+    stepName: checkName(operation, "stepName", value.stepName),
+    timeoutAt: checkTimeOrNull(operation, "timeoutAt", value.timeoutAt),
+    timeoutError: checkError(operation, "timeoutError", value.timeoutError),
+  };
 }
 
 /**

@@ -42,6 +42,7 @@ import {
   show,
   step,
   T0,
+  timeoutError,
   wait,
   WF,
 } from "./conformance_support.ts";
@@ -982,21 +983,24 @@ const lifecycleCases: readonly ContractCase[] = [
     },
   },
   {
-    name: "`awaitEvent()` consumes events delivered before the wait, oldest delivery first, one per call",
+    name: "`awaitEvent()` consumes the event delivered before the wait; a second one of that name is refused",
     async run(storage) {
       const held = await createAndClaim(storage, "r1");
-      // Delivery order decides, not createdAt.
       check(await storage.deliverEvent("r1", event("approve", '"first"', T0 + 50)), "deliver first");
       check(await storage.deliverEvent("r1", event("other", '"other"', T0 + 20)), "deliver other");
-      check(await storage.deliverEvent("r1", event("approve", '"second"', T0 + 10)), "deliver second");
+      // A wait takes one event: a second of the name would be acknowledged and never consumed.
+      check(
+        !(await storage.deliverEvent("r1", event("approve", '"second"', T0 + 10))),
+        "a second event of a name already stored should be refused",
+      );
       const before = await getRun(storage, "r1");
       checkEqual(
         await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 100, T0 + 60_000)),
         { outcome: "received", payload: '"first"' },
-        "first awaitEvent()",
+        "awaitEvent()",
       );
       const received = step("r1", "approve", { output: '"first"', updatedAt: T0 + 100 });
-      checkEqual(await storage.getStepResults("r1"), [received], "steps after the first awaitEvent()");
+      checkEqual(await storage.getStepResults("r1"), [received], "steps after awaitEvent()");
       const run = await getRun(storage, "r1");
       checkEqual(
         [run.status, run.leaseId, run.dueAt, run.claimCount],
@@ -1004,19 +1008,42 @@ const lifecycleCases: readonly ContractCase[] = [
         "run after receiving: status, leaseId, dueAt, claimCount",
       );
       checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 200, null)),
-        { outcome: "received", payload: '"second"' },
-        "second awaitEvent()",
+        await storage.awaitEvent("r1", held.leaseId, wait("other", T0 + 200, null)),
+        { outcome: "received", payload: '"other"' },
+        "awaitEvent(other): the event of another name was kept",
       );
+    },
+  },
+  {
+    name: "`deliverEvent()` returns false, storing nothing, once the wait of that name is over",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 1)), "deliverEvent()");
       checkEqual(
-        await storage.getStepResults("r1"),
-        [step("r1", "approve", { output: '"second"', updatedAt: T0 + 200 })],
-        "steps after the second awaitEvent()",
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 2, null)),
+        { outcome: "received", payload: '"yes"' },
+        "awaitEvent()",
       );
+      const steps = await storage.getStepResults("r1");
+      const run = await getRun(storage, "r1");
+      check(
+        !(await storage.deliverEvent("r1", event("approve", '"again"', T0 + 3))),
+        "deliverEvent() after the wait received its event should return false",
+      );
+      await checkUnchanged(storage, run, "run after the refused event");
+      checkEqual(await storage.getStepResults("r1"), steps, "steps after the refused event");
+      // Any step result of the name but a waiting one ends the wait: a reclaimed run finds none.
+      const failed = step("r1", "later", { status: "failed", output: null, error: timeoutError("later") });
+      check(await storage.saveStepResult(failed, held.leaseId), "saveStepResult(failed)");
+      check(
+        !(await storage.deliverEvent("r1", event("later", '"x"', T0 + 4))),
+        "deliverEvent() to a failed wait",
+      );
+      const reclaimed = await claimOnly(storage, T0 + LEASE + 1, "r1");
       checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 300, null)),
+        await storage.awaitEvent("r1", reclaimed.leaseId, wait("approve", T0 + LEASE + 2, null)),
         { outcome: "parked" },
-        "third awaitEvent(), with no event of that name left",
+        "awaitEvent() of the reclaimed run finds no refused event",
       );
     },
   },
@@ -1132,7 +1159,7 @@ const lifecycleCases: readonly ContractCase[] = [
       await create(storage, "pending", { createdAt: T0 + NOT_DUE });
       const held = await createAndClaim(storage, "running");
       const sleeper = await createAndClaim(storage, "sleeping");
-      const nap = step("sleeping", "approve", {
+      const nap = step("sleeping", "nap", {
         status: "sleeping",
         output: null,
         attempts: 0,
@@ -1170,25 +1197,75 @@ const lifecycleCases: readonly ContractCase[] = [
     },
   },
   {
-    name: "`awaitEvent()` past timeoutAt with no event returns timedOut and changes nothing",
+    name: "`awaitEvent()` past timeoutAt with no event fails the wait and the run with timeoutError",
     async run(storage) {
       const held = await createAndClaim(storage, "r1");
       check(await storage.deliverEvent("r1", event("other", '"x"', T0 + 1)), "deliverEvent(other)");
-      const before = await getRun(storage, "r1");
-      for (const now of [T0 + 100, T0 + 101]) {
-        checkEqual(
-          await storage.awaitEvent("r1", held.leaseId, wait("approve", now, T0 + 100)),
-          { outcome: "timedOut" },
-          `awaitEvent() ${now - T0 - 100} ms after the timeout`,
-        );
-      }
-      await checkUnchanged(storage, before, "run after timing out");
-      checkEqual(await storage.getStepResults("r1"), [], "steps after timing out");
       checkEqual(
-        await storage.awaitEvent("r1", held.leaseId, wait("other", T0 + 102, T0 + 100)),
-        { outcome: "received", payload: '"x"' },
-        "the other event is still there",
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 101, T0 + 100)),
+        { outcome: "timedOut" },
+        "awaitEvent() 1 ms after the timeout",
       );
+      const run = await getRun(storage, "r1");
+      checkEqual(
+        [run.status, run.error, run.leaseId, run.dueAt, run.updatedAt],
+        ["failed", timeoutError("approve"), null, null, T0 + 101],
+        "timed-out run: status, error, leaseId, dueAt, updatedAt",
+      );
+      const failed = step("r1", "approve", {
+        status: "failed",
+        output: null,
+        error: timeoutError("approve"),
+        updatedAt: T0 + 101,
+      });
+      checkEqual(await storage.getStepResults("r1"), [failed], "steps after timing out");
+      checkEqual(
+        await storage.awaitEvent("r1", held.leaseId, wait("approve", T0 + 102, T0 + 100)),
+        { outcome: "lost" },
+        "awaitEvent() again: the lease was released",
+      );
+      check(
+        !(await storage.deliverEvent("r1", event("approve", '"late"', T0 + 103))),
+        "deliverEvent() to the timed-out run should return false",
+      );
+      const exact = await createAndClaim(storage, "r2", T0 + 1);
+      checkEqual(
+        await storage.awaitEvent("r2", exact.leaseId, wait("approve", T0 + 100, T0 + 100)),
+        { outcome: "timedOut" },
+        "awaitEvent() at the timeout",
+      );
+      checkEqual((await getRun(storage, "r2")).status, "failed", "status of the run timed out at timeoutAt");
+    },
+  },
+  {
+    name:
+      "`deliverEvent()` racing a timing-out `awaitEvent()` on two connections: acknowledged means consumed",
+    async run(storage, context) {
+      const peer = await context.openPeer();
+      const count = 12;
+      const runIds = Array.from({ length: count }, (_, i) => `r${String(i).padStart(2, "0")}`);
+      for (const id of runIds) await create(storage, id);
+      const claimed = await claim(storage, T0, count);
+      checkEqual(ids(claimed), runIds, "claimed runs");
+      const at = T0 + 10;
+      const outcomes = await Promise.all(claimed.map(async (run, i) => {
+        const deliver = () => peer.deliverEvent(run.id, event("approve", `{"n":${i}}`, at));
+        const await_ = () => storage.awaitEvent(run.id, run.leaseId, wait("approve", at, at));
+        return i % 2 === 0
+          ? await Promise.all([deliver(), await_()])
+          : await Promise.all([await_(), deliver()]).then(([r, d]) => [d, r] as const);
+      }));
+      for (const [i, run] of claimed.entries()) {
+        const [delivered, result] = outcomes[i]!;
+        const stored = await getRun(storage, run.id);
+        if (delivered) {
+          checkEqual(result, { outcome: "received", payload: `{"n":${i}}` }, `${run.id}: acknowledged event`);
+          checkEqual(stored.status, "running", `${run.id}: status after receiving`);
+        } else {
+          checkEqual(result, { outcome: "timedOut" }, `${run.id}: refused event`);
+          checkEqual(stored.status, "failed", `${run.id}: status after timing out`);
+        }
+      }
     },
   },
   {
@@ -1346,15 +1423,18 @@ const lifecycleCases: readonly ContractCase[] = [
     async run(storage) {
       const held = await createAndClaim(storage, "r1");
       for (const [i, value] of ENCODED_VALUES.entries()) {
-        check(await storage.deliverEvent("r1", event("e", value, T0 + i)), `deliverEvent() of value #${i}`);
+        check(
+          await storage.deliverEvent("r1", event(`e${i}`, value, T0 + i)),
+          `deliverEvent() of value #${i}`,
+        );
       }
       for (const [i, value] of ENCODED_VALUES.entries()) {
-        const result = await storage.awaitEvent("r1", held.leaseId, wait("e", T0 + 100, null));
+        const result = await storage.awaitEvent("r1", held.leaseId, wait(`e${i}`, T0 + 100, null));
         check(
           result.outcome === "received" && result.payload === value,
           `awaitEvent() of value #${i} differs: ${show(result)}`,
         );
-        const [saved] = await storage.getStepResults("r1");
+        const saved = (await storage.getStepResults("r1")).find((s) => s.stepName === `e${i}`);
         check(saved?.output === value, `step output of value #${i} differs: ${show(saved?.output)}`);
       }
     },

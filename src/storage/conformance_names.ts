@@ -10,6 +10,7 @@
 import type { StorageAdapter } from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
 import {
+  check,
   checkEqual,
   claimOnly,
   create,
@@ -82,8 +83,14 @@ export const nameCases: readonly ConformanceCase[] = [
       const held = await claimOnly(storage, T0, "w");
       for (const name of ODD) await storage.saveStepResult(step("w", name), held.leaseId);
       checkEqual((await storage.getStepResults("w")).map((s) => s.stepName), ODD, "step names");
-      await storage.deliverEvent("w", event(ODD[1]!, '"one"', T0 + 1));
-      const taken = await storage.awaitEvent("w", held.leaseId, wait(ODD[1]!, T0 + 2, null));
+      // On a run of its own: a step result of the name would mean its wait is over.
+      await create(storage, "e");
+      const waiting = await claimOnly(storage, T0, "e");
+      check(
+        await storage.deliverEvent("e", event(ODD[1]!, '"one"', T0 + 1)),
+        "deliverEvent() of an astral name",
+      );
+      const taken = await storage.awaitEvent("e", waiting.leaseId, wait(ODD[1]!, T0 + 2, null));
       checkEqual(taken, { outcome: "received", payload: '"one"' }, "the event of an astral name");
       for (const key of ODD) await storage.upsertSchedule(schedule(key));
       checkEqual((await storage.listSchedules()).map((s) => s.key).sort(), [...ODD].sort(), "schedule keys");

@@ -14,6 +14,7 @@ import type {
   NewRun,
   StepResult,
   StorageAdapter,
+  StoredError,
   WorkflowRun,
 } from "./adapter.ts";
 
@@ -180,9 +181,14 @@ export function event(name: string, payload: string, createdAt: number): NewEven
   return { name, payload, createdAt };
 }
 
-/** An event wait. */
+/** The error a wait named `stepName` fails its run with when it times out, in {@linkcode wait}. */
+export function timeoutError(stepName: string): StoredError {
+  return { code: "WAIT_TIMEOUT", name: "WaitTimeoutError", message: `"${stepName}" timed out`, stepName };
+}
+
+/** An event wait, failing with {@linkcode timeoutError} when it times out. */
 export function wait(stepName: string, now: number, timeoutAt: number | null): EventWait {
-  return { now, stepName, timeoutAt };
+  return { now, stepName, timeoutAt, timeoutError: timeoutError(stepName) };
 }
 
 /** Strips what a claim adds to a run, to compare it with `getRun()`. */

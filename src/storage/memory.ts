@@ -8,6 +8,7 @@
 import {
   checkClaimRequest,
   checkError,
+  checkEventWait,
   checkLimit,
   checkName,
   checkNames,
@@ -99,33 +100,8 @@ interface IndexEntry {
 
 /** The lease `claimNextRun()` takes, as the contract fixes it. */
 const CLAIM_NEXT_LEASE_MS = 30_000;
-/** Below this many entries a queue is never compacted: rebuilding a tiny heap buys nothing. */
+/** Below this many entries a due queue is never compacted: rebuilding a tiny heap buys nothing. */
 const COMPACT_MIN = 64;
-
-/** A FIFO of one run's unconsumed events of one name; `shift()` is O(1) amortised. */
-class EventQueue {
-  #items: string[] = [];
-  #head = 0;
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(payload: string): void {
-    this.#items.push(payload);
-  }
-
-  shift(): string | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const payload = this.#items[this.#head++];
-    // Drop the consumed prefix once it is at least half of the array.
-    if (this.#head >= COMPACT_MIN && 2 * this.#head >= this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return payload;
-  }
-}
 
 function before(a: IndexEntry, b: IndexEntry): boolean {
   return a.key < b.key || (a.key === b.key && a.seq < b.seq);
@@ -282,8 +258,8 @@ export class MemoryStorage implements StorageAdapter {
   #keys = new Map<string, Map<string, string>>();
   /** The claim index: one queue per workflow name. */
   #queues = new Map<string, DueQueue>();
-  /** Unconsumed events by run, then by name, each name's in delivery order. */
-  #events = new Map<string, Map<string, EventQueue>>();
+  /** Unconsumed event payloads by run, then by name: a wait takes one event, so one per name. */
+  #events = new Map<string, Map<string, string>>();
   /** Schedules by key. */
   #schedules = new Map<string, ScheduleRecord>();
 
@@ -526,7 +502,8 @@ export class MemoryStorage implements StorageAdapter {
    *
    * @param runId The run.
    * @param event The event; copied.
-   * @returns False, storing nothing, if the run does not exist or has finished.
+   * @returns False, storing nothing, if the run does not exist or has finished, its wait of that
+   *   name is over, or an event of that name is already stored.
    * @throws {StorageError} If the storage is closed or the event is malformed.
    */
   deliverEvent(runId: string, event: NewEvent): Promise<boolean> {
@@ -537,14 +514,14 @@ export class MemoryStorage implements StorageAdapter {
       const createdAt = checkTime(op, "event createdAt", event.createdAt);
       const record = this.#runs.get(runId);
       if (record === undefined || FINISHED.has(record.status)) return false;
-
+      const waitStatus = this.#steps.get(runId)?.get(name)?.status;
+      if (waitStatus !== undefined && waitStatus !== "waiting") return false;
       let byName = this.#events.get(runId);
-      if (byName === undefined) this.#events.set(runId, byName = new Map());
-      let queue = byName.get(name);
-      if (queue === undefined) byName.set(name, queue = new EventQueue());
-      queue.push(payload);
+      if (byName?.has(name)) return false;
 
-      if (record.status === "waiting" && this.#steps.get(runId)?.get(name)?.status === "waiting") {
+      if (byName === undefined) this.#events.set(runId, byName = new Map());
+      byName.set(name, payload);
+      if (record.status === "waiting" && waitStatus === "waiting") {
         const dueAt = record.dueAt === null ? createdAt : Math.min(record.dueAt, createdAt);
         record.dueAt = dueAt;
         record.updatedAt = Math.max(record.updatedAt, createdAt);
@@ -555,38 +532,37 @@ export class MemoryStorage implements StorageAdapter {
   }
 
   /**
-   * Resolves a wait atomically, fenced by the lease: consumes the oldest unconsumed event named
+   * Resolves a wait atomically, fenced by the lease: consumes the stored event named
    * `wait.stepName` and commits it as the step's result; or, with none and `timeoutAt` passed,
-   * changes nothing; or parks the run as `waiting` until `timeoutAt` (null: until an event wakes it).
+   * fails the wait and the run with `wait.timeoutError`; or parks the run as `waiting` until
+   * `timeoutAt` (null: until an event wakes it).
    *
    * @param runId The run.
    * @param leaseId The lease the caller holds.
-   * @param wait The time, the wait's name and its timeout.
+   * @param wait The time, the wait's name, its timeout and the error of a timeout.
    * @returns `received` with the payload, `parked`, `timedOut`, or `lost` if the lease is not held.
    * @throws {StorageError} If the storage is closed or the wait is malformed.
    */
   awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult> {
     return this.#run("awaitEvent", (op): EventWaitResult => {
-      if (!isObject(wait)) throw invalid(op, `invalid wait ${describe(wait)}: expected an object`);
-      const now = checkTime(op, "now", wait.now);
-      const stepName = checkName(op, "stepName", wait.stepName);
-      const timeoutAt = checkTimeOrNull(op, "timeoutAt", wait.timeoutAt);
+      const { now, stepName, timeoutAt, timeoutError } = checkEventWait(op, wait);
       const record = this.#held(runId, leaseId);
       if (record === undefined) return { outcome: "lost" };
 
       const byName = this.#events.get(runId);
-      const queue = byName?.get(stepName);
-      const payload = queue?.shift();
+      const payload = byName?.get(stepName);
       if (payload !== undefined) {
-        if (queue!.size === 0) {
-          byName!.delete(stepName);
-          if (byName!.size === 0) this.#events.delete(runId);
-        }
-        const result = waitStepResult(runId, stepName, now, { payload });
-        this.#writeStep(result);
+        byName!.delete(stepName);
+        if (byName!.size === 0) this.#events.delete(runId);
+        this.#writeStep(waitStepResult(runId, stepName, now, { payload }));
         return { outcome: "received", payload };
       }
-      if (timeoutAt !== null && timeoutAt <= now) return { outcome: "timedOut" };
+      if (timeoutAt !== null && timeoutAt <= now) {
+        this.#writeStep(waitStepResult(runId, stepName, now, { error: timeoutError }));
+        record.error = timeoutError;
+        this.#park(record, "failed", now, null);
+        return { outcome: "timedOut" };
+      }
       this.#writeStep(waitStepResult(runId, stepName, now, { timeoutAt }));
       this.#park(record, "waiting", now, timeoutAt);
       return { outcome: "parked" };

@@ -12,6 +12,7 @@ import type {
   RunStatus,
   ScheduleRecord,
   StepResult,
+  StoredError,
   UpsertScheduleResult,
   WorkflowRun,
 } from "./adapter.ts";
@@ -35,27 +36,31 @@ export function pendingRun(run: NewRun): WorkflowRun {
   };
 }
 
+/** How a wait ends in `awaitEvent()`: an event's payload, a park until `timeoutAt`, or a timeout's error. */
+export type WaitOutcome =
+  | { readonly payload: EncodedValue }
+  | { readonly timeoutAt: number | null }
+  | { readonly error: StoredError };
+
 /**
  * The step result `awaitEvent()` writes, the same in every storage: `completed` with the consumed
- * event's payload, or `waiting` until `timeoutAt`. A wait counts as one attempt either way.
+ * event's payload, `waiting` until `timeoutAt`, or `failed` with the timeout's error. A wait counts
+ * as one attempt in each case.
  */
 export function waitStepResult(
   runId: string,
   stepName: string,
   now: number,
-  outcome: { readonly payload: EncodedValue } | { readonly timeoutAt: number | null },
+  outcome: WaitOutcome,
 ): StepResult {
-  const received = "payload" in outcome;
-  return {
-    runId,
-    stepName,
-    status: received ? "completed" : "waiting",
-    output: received ? outcome.payload : null,
-    error: null,
-    attempts: 1,
-    dueAt: received ? null : outcome.timeoutAt,
-    updatedAt: now,
-  };
+  const base = { runId, stepName, attempts: 1, updatedAt: now };
+  if ("payload" in outcome) {
+    return { ...base, status: "completed", output: outcome.payload, error: null, dueAt: null };
+  }
+  if ("error" in outcome) {
+    return { ...base, status: "failed", output: null, error: outcome.error, dueAt: null };
+  }
+  return { ...base, status: "waiting", output: null, error: null, dueAt: outcome.timeoutAt };
 }
 
 /**

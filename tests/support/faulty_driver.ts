@@ -15,6 +15,7 @@ import type {
   SqlErrorKind,
   SqlStatement,
 } from "../../src/sql/driver.ts";
+import { gate } from "./fixtures.ts";
 
 /** What the wrapper does to statements; change it at any time with {@linkcode FaultyDriver.set}. */
 export interface Faults {
@@ -26,12 +27,25 @@ export interface Faults {
   readonly disk: "ok" | "full" | "readonly";
 }
 
+/** A statement held back by {@linkcode FaultyDriver.hold}: it reaches SQLite once released. */
+export interface HeldStatement {
+  /** Resolves with the statement when it arrives (and is held). */
+  readonly reached: Promise<SqlStatement>;
+  /** Lets it through. */
+  release(): void;
+}
+
 /** A driver with injected faults, and the switches and counters of the injection. */
 export interface FaultyDriver {
   /** The driver to give `new SqlStorage(...)`. */
   readonly driver: SqlDriver;
   /** Changes the faults from the next statement on. */
   set(faults: Partial<Faults>): void;
+  /**
+   * Holds the next statement that `matches` before it reaches SQLite (a slow commit, as a busy
+   * disk makes one), with the connection and any open transaction kept, until released.
+   */
+  hold(matches: (statement: SqlStatement) => boolean): HeldStatement;
   /** How many failures of each kind were injected so far. */
   readonly injected: Readonly<Record<"busy" | "io" | "full" | "readonly", number>>;
 }
@@ -82,9 +96,20 @@ export function faultyDriver(
     }
     return undefined;
   };
-  const guarded = <T>(statement: SqlStatement, run: (s: SqlStatement) => Promise<T>): Promise<T> => {
+  const holds: {
+    matches: (s: SqlStatement) => boolean;
+    reached: (s: SqlStatement) => void;
+    released: Promise<void>;
+  }[] = [];
+  const guarded = async <T>(statement: SqlStatement, run: (s: SqlStatement) => Promise<T>): Promise<T> => {
+    const held = holds.findIndex((h) => h.matches(statement));
+    if (held >= 0) {
+      const [{ reached, released }] = holds.splice(held, 1);
+      reached(statement);
+      await released;
+    }
     const error = fault(statement);
-    return error === undefined ? run(statement) : Promise.reject(error);
+    return error === undefined ? await run(statement) : await Promise.reject(error);
   };
 
   const driver: SqlDriver = {
@@ -107,6 +132,12 @@ export function faultyDriver(
     driver,
     set(faults) {
       current = { ...current, ...faults };
+    },
+    hold(matches) {
+      const reached = gate<SqlStatement>();
+      const released = gate();
+      holds.push({ matches, reached: (s) => reached.open(s), released: released.promise });
+      return { reached: reached.promise, release: () => released.open() };
     },
     injected,
   };

@@ -95,7 +95,18 @@ export const sqliteDialect: Dialect = {
     statement(SQL.UPSERT_STEP_IF_LEASED, ...stepParams(step), step.runId, leaseId),
   // The insert checks the run; the write lock keeps a wait from reading between insert and wake.
   async deliverEvent(connection, runId, { name, payload, createdAt }) {
-    const insert = statement(SQL.INSERT_EVENT, runId, name, payload, createdAt, runId);
+    const insert = statement(
+      SQL.INSERT_EVENT,
+      runId,
+      name,
+      payload,
+      createdAt,
+      runId,
+      runId,
+      name,
+      runId,
+      name,
+    );
     if ((await connection.execute(insert)).changes !== 1) return false;
     await connection.execute(statement(SQL.WAKE_RUN, createdAt, createdAt, createdAt, runId, runId, name));
     return true;

@@ -165,11 +165,15 @@ export const UPSERT_STEP_IF_LEASED = `INSERT INTO reflow_steps (${STEP_COLUMNS})
 const UNFINISHED = "status NOT IN ('completed', 'failed', 'cancelled')";
 
 /**
- * Stores an event if its run exists and has not finished (no row changes otherwise).
- * Parameters: run id, name, payload, created at, then the run id again.
+ * Stores an event only if a wait can still consume it: its run exists and has not finished, the
+ * run has no step result of the event's name other than a waiting one (the wait is not over), and
+ * no event of that name is stored (a wait takes one). No row changes otherwise. Parameters: run
+ * id, name, payload, created at, then the run id, the run id and the name, the run id and the name.
  */
 export const INSERT_EVENT = "INSERT INTO reflow_events (run_id, name, payload, created_at) " +
-  `SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = ? AND ${UNFINISHED})`;
+  `SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = ? AND ${UNFINISHED}) ` +
+  "AND NOT EXISTS (SELECT 1 FROM reflow_steps WHERE run_id = ? AND step_name = ? AND status <> 'waiting') " +
+  "AND NOT EXISTS (SELECT 1 FROM reflow_events WHERE run_id = ? AND name = ?)";
 
 /**
  * Wakes a run waiting on a step result of the event's name that is itself waiting: `due_at` is
@@ -182,8 +186,9 @@ export const WAKE_RUN = "UPDATE reflow_runs SET due_at = min(coalesce(due_at, ?)
 
 /**
  * The fence and the event of a wait in one read: no row when the run is not running under the
- * lease; otherwise one row with the oldest unconsumed event of the name (`seq` and `payload`,
- * both NULL when there is none). Parameters: event name, run id, lease id.
+ * lease; otherwise one row with the unconsumed event of the name (`seq` and `payload`, both NULL
+ * when there is none; the oldest, should a database written before one event per name hold more).
+ * Parameters: event name, run id, lease id.
  */
 export const SELECT_WAIT = "SELECT e.seq AS seq, CAST(e.payload AS BLOB) AS payload FROM reflow_runs r " +
   "LEFT JOIN reflow_events e ON e.seq = " +
