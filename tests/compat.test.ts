@@ -409,6 +409,8 @@ for (const subject of sqliteSubjects) {
           "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'reflow%'",
         ).all();
         assert.deepEqual(tables, [], "the migration transaction was rolled back");
+        const [mode] = raw.prepare("PRAGMA journal_mode").all() as { journal_mode: string }[];
+        assert.equal(mode?.journal_mode, "delete", "the journal mode was left as it was");
       } finally {
         raw.close();
       }

@@ -442,27 +442,78 @@ for (const subject of sqliteSubjects) {
       assert.deepEqual(rows(handle, "SELECT value FROM reflow_meta"), [{ value: SCHEMA_VERSION }]);
     });
 
-    test(`${label}: a database from a newer Reflow is refused with kind "schema" and left unchanged`, async () => {
-      const path = subject.tempPath();
-      const handle = await raw(path);
-      handle.prepare("CREATE TABLE reflow_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)")
-        .run();
-      handle.prepare("INSERT INTO reflow_meta (key, value) VALUES ('schema_version', ?)").run(
-        SCHEMA_VERSION + 1,
-      );
-      handles.splice(handles.indexOf(handle), 1);
-      handle.close();
-      const before = readFileSync(path);
-      const storage = await open(path);
-      await assert.rejects(storage.initialize(), (error) => {
-        isStorageError("schema", "initialize")(error);
-        assert.match((error as Error).message, new RegExp(`version ${SCHEMA_VERSION + 1}\\b`));
-        return true;
+    /** Files initialize() must refuse, each made by `prepare` on the library's own handle (journal mode delete). */
+    const refusedFiles: readonly { name: string; kind: StorageErrorKind; message: RegExp; sql: string[] }[] =
+      [
+        {
+          name: "a database from a newer Reflow",
+          kind: "schema",
+          message: new RegExp(`version ${SCHEMA_VERSION + 1}\\b`),
+          sql: [
+            "CREATE TABLE reflow_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)",
+            `INSERT INTO reflow_meta (key, value) VALUES ('schema_version', ${SCHEMA_VERSION + 1})`,
+          ],
+        },
+        {
+          name: "another program's reflow_runs table, without reflow_meta",
+          kind: "schema",
+          message: /reflow_runs with no schema version/,
+          sql: [
+            "CREATE TABLE reflow_runs (id INTEGER PRIMARY KEY, note TEXT)",
+            "INSERT INTO reflow_runs VALUES (1, 'mine')",
+          ],
+        },
+        {
+          name: "a reflow_meta with a non-numeric version",
+          kind: "schema",
+          message: /holds no valid version \("abc"\)/,
+          sql: [
+            "CREATE TABLE reflow_meta (key TEXT, value)",
+            "INSERT INTO reflow_meta VALUES ('schema_version', 'abc')",
+          ],
+        },
+        {
+          name: "a reflow_meta without a version",
+          kind: "schema",
+          message: /holds no valid version \(null\)/,
+          sql: ["CREATE TABLE reflow_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)"],
+        },
+        {
+          name: "a version-1 database with a reflow_events table that version 1 does not have",
+          kind: "schema",
+          message: /reflow_events with schema version 1/,
+          sql: [
+            ...MIGRATIONS[0]!.statements,
+            "INSERT INTO reflow_meta (key, value) VALUES ('schema_version', 1)",
+            "CREATE TABLE reflow_events (id INTEGER PRIMARY KEY)",
+          ],
+        },
+      ];
+    for (const refused of refusedFiles) {
+      test(`${label}: ${refused.name} is refused with kind "${refused.kind}" and left byte for byte`, async () => {
+        const path = subject.tempPath();
+        const handle = await raw(path);
+        for (const sql of refused.sql) handle.prepare(sql).run();
+        assert.deepEqual(rows(handle, "PRAGMA journal_mode"), [{ journal_mode: "delete" }]);
+        handles.splice(handles.indexOf(handle), 1);
+        handle.close();
+        const before = readFileSync(path);
+        const storage = await open(path);
+        for (let call = 0; call < 2; call++) {
+          await assert.rejects(storage.initialize(), (error) => {
+            isStorageError(refused.kind, "initialize")(error);
+            assert.match((error as Error).message, refused.message);
+            assert.match((error as Error).message, /nothing was changed/);
+            return true;
+          });
+        }
+        await storage.close();
+        assert.ok(readFileSync(path).equals(before), "the file's bytes changed");
+        assert.ok(!existsSync(`${path}-wal`), "a WAL file was left behind");
+        const after = await raw(path);
+        assert.deepEqual(rows(after, "PRAGMA journal_mode"), [{ journal_mode: "delete" }]);
       });
-      await storage.close();
-      assert.ok(readFileSync(path).equals(before), "the file's bytes changed");
-      assert.ok(!existsSync(`${path}-wal`), "a WAL file was left behind");
-    });
+    }
 
     test(`${label}: a version-1 database migrates to the current version and keeps its runs and steps`, async () => {
       const path = await legacyDatabase(1);
@@ -797,8 +848,12 @@ for (const subject of sqliteSubjects) {
     test(`${label}: a file that is not a database is refused with kind "corrupt"`, async () => {
       const path = subject.tempPath();
       writeFileSync(path, "This is a text file, not a SQLite database. ".repeat(100));
+      const before = readFileSync(path);
       const storage = await open(path);
       await assert.rejects(storage.initialize(), isStorageError("corrupt", "initialize"));
+      await storage.close();
+      assert.ok(readFileSync(path).equals(before), "the file's bytes changed");
+      assert.ok(!existsSync(`${path}-wal`), "a WAL file was left behind");
     });
 
     test(`${label}: a path in a missing directory is refused with kind "io" at construction`, async () => {

@@ -32,6 +32,26 @@ export interface Migration {
   readonly statements: readonly string[];
 }
 
+/** What a database holds of Reflow's schema, as `initialize()` finds it before changing anything. */
+export interface SchemaState {
+  /** Which of the tables and indexes the migrations create exist. */
+  readonly present: ReadonlySet<string>;
+  /** The stored schema version as read: null when the version table has none, undefined when there is no such table. */
+  readonly version: SqlValue | undefined;
+}
+
+/**
+ * The names of the tables and indexes a migration creates, read off its statements.
+ *
+ * @param migration The migration.
+ * @returns The names, in statement order.
+ */
+export function createdNames(migration: Migration): string[] {
+  return migration.statements.flatMap((sql) =>
+    /^\s*CREATE (?:UNIQUE )?(?:TABLE|INDEX) (\w+)/i.exec(sql)?.[1] ?? []
+  );
+}
+
 /** The settings a dialect turns into per-connection statements. */
 export interface ConnectionSettings {
   /** SQLite's `synchronous` mode. */
@@ -113,12 +133,12 @@ export interface Dialect {
   /** Statements for the database as a whole, once the schema version is known to be ours. */
   readonly databaseSetup: readonly SqlStatement[];
   /**
-   * Reads the schema version: 0 for a database Reflow has never initialised.
+   * Reads what `initialize()` checks before it changes anything (reads only).
    *
    * @param connection The connection to read on.
-   * @returns The version.
+   * @returns Which of the tables and indexes the migrations create exist, and the stored version.
    */
-  readSchemaVersion(connection: SqlConnection): Promise<number>;
+  readSchemaState(connection: SqlConnection): Promise<SchemaState>;
   /** Records the schema version. */
   writeSchemaVersion(version: number): SqlStatement;
   /**

@@ -57,7 +57,7 @@ import type {
   SqlStatement,
   SqlValue,
 } from "./driver.ts";
-import type { Dialect } from "./dialect.ts";
+import { createdNames, type Dialect } from "./dialect.ts";
 import { DIALECTS } from "./dialects.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { GroupCommit } from "./group_commit.ts";
@@ -225,32 +225,41 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   }
 
   /**
-   * Switches the database to WAL and applies pending schema migrations, in one `BEGIN
-   * IMMEDIATE` transaction that re-reads the version under the write lock, so concurrent
+   * Checks the file, switches it to WAL and applies pending schema migrations, in one `BEGIN
+   * IMMEDIATE` transaction that checks the file again under the write lock, so concurrent
    * callers (other processes included) apply each migration exactly once. A database already
-   * at this version is only read. A reflow-ts 0.7 database (its `workflow_*` tables) is imported
-   * in the same transaction, its tables kept; see `sqlite/reflow_ts_import.ts`.
+   * at this version is only read. Every check comes before the first write or lasting setting
+   * (WAL is one), so a file that is refused is left byte for byte as it was. A reflow-ts 0.7
+   * database (its `workflow_*` tables) is imported in the same transaction, its tables kept; see
+   * `sqlite/reflow_ts_import.ts`.
    *
    * @returns When the schema is current.
    * @throws {StorageError} Kind `"schema"`, changing nothing, if the database was written by a
-   *   newer Reflow; kind `"corrupt"` if the file is not a database; kind `"closed"` after close.
+   *   newer Reflow, its `reflow_meta` holds no valid version, or it has tables or indexes of
+   *   Reflow's names that its version does not account for (another program's); kind
+   *   `"corrupt"` if the file is not a database; kind `"closed"` after close.
    */
   async initialize(): Promise<void> {
     const op = "initialize";
     const dialect = this.#dialect;
     const latest = this.#schemaVersion;
-    const version = await this.#run(op, "statements", (c) => dialect.readSchemaVersion(c));
-    this.#checkSchemaVersion(op, version);
-    // After the version check, so that a database this code must not touch is left as it is.
+    const version = await this.#run(op, "statements", (c) => this.#inspectSchema(op, c));
+    if (version !== latest) await this.#migrate(op);
+    // Only now that the file is known to be Reflow's (checked, migrated, imported), so that a file
+    // this code must not touch keeps even its journal mode.
     await this.#run(op, "statements", async (c) => {
       for (const setup of dialect.databaseSetup) await c.query(setup);
     });
-    if (version === latest) return;
+  }
+
+  /** Applies the pending migrations (and a foreign import) in one write transaction, checking again under its lock. */
+  async #migrate(op: string): Promise<void> {
+    const dialect = this.#dialect;
+    const latest = this.#schemaVersion;
     await this.#run(op, "transaction", async (c) => {
       // First, before any read: a lock taken later would let two initialisers read the same version.
       if (dialect.migrationLock !== null) await c.query(dialect.migrationLock);
-      const current = await dialect.readSchemaVersion(c);
-      this.#checkSchemaVersion(op, current);
+      const current = await this.#inspectSchema(op, c);
       for (const migration of dialect.migrations) {
         if (migration.version <= current) continue;
         for (const sql of migration.statements) await c.execute({ sql, params: [] });
@@ -894,16 +903,36 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#configured.add(session);
   }
 
-  #checkSchemaVersion(operation: string, version: number): void {
+  /**
+   * Reads the schema version, refusing (before anything is written) a database this code must
+   * not touch: a newer version, a version table without a valid version, or tables and indexes
+   * that the pending migrations would create and that are already there (not Reflow's).
+   */
+  async #inspectSchema(operation: string, connection: SqlConnection): Promise<number> {
     const latest = this.#schemaVersion;
+    const state = await this.#dialect.readSchemaState(connection);
+    const stored = state.version;
+    if (stored !== undefined && (typeof stored !== "number" || !Number.isSafeInteger(stored) || stored < 1)) {
+      throw refused(operation, `its schema version table holds no valid version (${describe(stored)})`);
+    }
+    const version = stored ?? 0;
     if (version > latest) {
-      throw new StorageError(
+      throw refused(
         operation,
-        `the database has Reflow schema version ${version}, newer than version ${latest} that this ` +
-          "Reflow knows; upgrade Reflow to use it (nothing was changed)",
-        { kind: "schema" },
+        `it has Reflow schema version ${version}, newer than version ${latest} that this Reflow knows; ` +
+          "upgrade Reflow to use it",
       );
     }
+    const foreign = this.#dialect.migrations.filter((m) => m.version > version).flatMap(createdNames)
+      .filter((name) => state.present.has(name));
+    if (foreign.length > 0) {
+      const held = version === 0 ? "no schema version" : `schema version ${version}`;
+      throw refused(
+        operation,
+        `it has ${foreign.join(", ")} with ${held}, so they are not Reflow's (another program's tables?)`,
+      );
+    }
+    return version;
   }
 
   #translate(operation: string, error: unknown): StorageError {
@@ -920,6 +949,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const message = error instanceof Error ? error.message : describe(error);
     return new StorageError(operation, `${message}${HINTS[kind] ?? ""}`, { kind, cause: error });
   }
+}
+
+function refused(operation: string, why: string): StorageError {
+  return new StorageError(operation, `Cannot use the database: ${why} (nothing was changed)`, {
+    kind: "schema",
+  });
 }
 
 const HINTS: Partial<Record<StorageErrorKind, string>> = {

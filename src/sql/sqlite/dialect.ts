@@ -8,11 +8,15 @@
  */
 
 import type { ClaimedRow, Dialect, WaitFinding } from "../dialect.ts";
-import { scheduleParams, statement, stepParams } from "../dialect.ts";
+import { createdNames, scheduleParams, statement, stepParams } from "../dialect.ts";
 import type { SqlConnection } from "../driver.ts";
 import { importReflowTs } from "./reflow_ts_import.ts";
 import { MIGRATIONS } from "./schema.ts";
 import * as SQL from "./statements.ts";
+
+const META_TABLE = "reflow_meta";
+/** The tables and indexes the migrations create, as `SELECT_SCHEMA_OBJECTS` takes them. */
+const SCHEMA_NAMES = JSON.stringify(MIGRATIONS.flatMap(createdNames));
 
 /** Reflow's SQL for SQLite. */
 export const sqliteDialect: Dialect = {
@@ -30,11 +34,12 @@ export const sqliteDialect: Dialect = {
   databaseSetup: [statement(SQL.pragmas.journalModeWal)],
   // reflow-ts 0.7 kept its runs in workflow_* tables of the same kind of file.
   importForeign: importReflowTs,
-  async readSchemaVersion(connection) {
-    const [meta] = await connection.query(statement(SQL.META_EXISTS));
-    if (meta?.n === 0) return 0;
+  async readSchemaState(connection) {
+    const rows = await connection.query(statement(SQL.SELECT_SCHEMA_OBJECTS, SCHEMA_NAMES));
+    const present = new Set(rows.map((row) => row.name as string));
+    if (!present.has(META_TABLE)) return { present, version: undefined };
     const [row] = await connection.query(statement(SQL.SELECT_SCHEMA_VERSION));
-    return row === undefined ? 0 : Number(row.value);
+    return { present, version: row === undefined ? null : row.value };
   },
   writeSchemaVersion: (version) => statement(SQL.UPSERT_SCHEMA_VERSION, version),
 

@@ -37,9 +37,12 @@ export const pragmas = {
   journalModeWal: "PRAGMA journal_mode = WAL",
 } as const;
 
-/** Whether the version table exists (a database Reflow has never initialised has none). */
-export const META_EXISTS =
-  "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'reflow_meta'";
+/**
+ * Which of some table and index names exist, as rows `{ name }`: the version table, and what
+ * pending migrations would create. Parameters: JSON array of names.
+ */
+export const SELECT_SCHEMA_OBJECTS =
+  "SELECT name FROM sqlite_master WHERE name IN (SELECT value FROM json_each(?)) ORDER BY name";
 /** The schema version, as a row `{ value }`. */
 export const SELECT_SCHEMA_VERSION = "SELECT value FROM reflow_meta WHERE key = 'schema_version'";
 /** Records the schema version: version. */
