@@ -10,6 +10,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,6 +27,8 @@ import * as SQL from "../src/sql/sqlite/statements.ts";
 import { classifySqliteError, createSqliteDriver } from "../src/sql/sqlite/support.ts";
 import type { NewRun, StepResult } from "../src/storage/adapter.ts";
 import { wait as eventWait } from "../src/storage/conformance_support.ts";
+import { eventually } from "./support/fixtures.ts";
+import { faultyDriver } from "./support/faulty_driver.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
 import { type DriverModule, type RawHandle, sqliteSubjects } from "./support/sqlite_subjects.ts";
 
@@ -323,6 +326,12 @@ describe("SqlStorage options", () => {
       { newId: "x" },
       { busyTimeout: 10 },
       "FULL",
+      { walAutocheckpointPages: -1 },
+      { walAutocheckpointPages: "1000" },
+      { walSizeLimitBytes: 1.5 },
+      { walSizeLimitBytes: Number.NaN },
+      { idleCheckpointMs: -5 },
+      { idleCheckpointMs: Infinity },
       null,
     ];
     for (const options of bad) {
@@ -843,6 +852,65 @@ for (const subject of sqliteSubjects) {
         plan,
       );
       assert.doesNotMatch(plan, /SCAN|TEMP B-TREE/, plan);
+    });
+
+    test(`${label}: the WAL settings are sent once per connection, before any check of the file`, async () => {
+      const log: string[] = [];
+      await load();
+      const driver = recording(mod.driver(subject.tempPath()), log);
+      const storage = new SqlStorage(driver, { walAutocheckpointPages: 64, walSizeLimitBytes: 65_536 });
+      storages.push(storage);
+      await storage.initialize();
+      assert.deepEqual(log.slice(0, 4), [
+        "PRAGMA busy_timeout = 5000",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA wal_autocheckpoint = 64",
+        "PRAGMA journal_size_limit = 65536",
+      ]);
+      log.length = 0;
+      await storage.createRun(newRun("r1"));
+      assert.ok(!log.some((sql) => sql.startsWith("PRAGMA")), "a write sends no pragma and no checkpoint");
+    });
+
+    test(`${label}: after idleCheckpointMs without a write, the WAL is checkpointed and truncated`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path, { idleCheckpointMs: 10 });
+      await storage.initialize();
+      for (let i = 0; i < 20; i++) await storage.createRun(newRun(`r${i}`));
+      await eventually(() => statSync(`${path}-wal`).size === 0 ? true : undefined);
+      assert.equal((await storage.getRun("r19"))?.status, "pending");
+      const handle = await raw(path);
+      assert.deepEqual(rows(handle, "SELECT count(*) AS n FROM reflow_runs"), [{ n: 20 }]);
+    });
+
+    test(`${label}: checkpoint() returns false, changing nothing, while another connection reads`, async () => {
+      const path = subject.tempPath();
+      const storage = await open(path, { idleCheckpointMs: null });
+      await storage.initialize();
+      await storage.createRun(newRun("r1"));
+      const reader = await raw(path);
+      reader.prepare("BEGIN").run();
+      rows(reader, "SELECT count(*) AS n FROM reflow_runs");
+      await storage.createRun(newRun("r2"));
+      assert.equal(await storage.checkpoint(), false);
+      reader.prepare("COMMIT").run();
+      assert.equal(await storage.checkpoint(), true);
+      assert.equal(statSync(`${path}-wal`).size, 0);
+    });
+
+    test(`${label}: a write that fails because the disk is full is followed by a truncating checkpoint`, async () => {
+      const log: string[] = [];
+      await load();
+      const faults = faultyDriver(mod.driver(subject.tempPath()));
+      const storage = new SqlStorage(recording(faults.driver, log), { idleCheckpointMs: null });
+      storages.push(storage);
+      await storage.initialize();
+      faults.set({ disk: "full" });
+      log.length = 0;
+      await assert.rejects(storage.createRun(newRun("r1")), isStorageError("full", "createRun"));
+      assert.ok(log.includes(SQL.CHECKPOINT_TRUNCATE), log.join("; "));
+      faults.set({ disk: "ok" });
+      assert.equal((await storage.createRun(newRun("r1"))).created, true);
     });
 
     test(`${label}: a file that is not a database is refused with kind "corrupt"`, async () => {

@@ -58,6 +58,10 @@ export interface ConnectionSettings {
   readonly synchronous: "NORMAL" | "FULL";
   /** How long a statement waits for a lock before failing as busy. */
   readonly busyTimeoutMs: number;
+  /** SQLite's `wal_autocheckpoint`: the WAL size, in pages, at which a commit checkpoints it. */
+  readonly walAutocheckpointPages: number;
+  /** SQLite's `journal_size_limit`: what a WAL file is truncated back to when it starts over. */
+  readonly walSizeLimitBytes: number;
 }
 
 /** What a claim takes: the due runs of some workflows, each with a fresh lease. */
@@ -130,6 +134,15 @@ export interface Dialect {
    * @returns The statements, in order.
    */
   connectionSetup(settings: ConnectionSettings): readonly SqlStatement[];
+  /**
+   * Folds the write-ahead log into the database and truncates it, without waiting for other
+   * connections; a dialect without such a log does nothing.
+   *
+   * @param connection The connection to run it on.
+   * @param busyTimeoutMs The connection's busy timeout, restored afterwards.
+   * @returns False when another connection kept it from finishing (nothing was then changed).
+   */
+  checkpoint(connection: SqlConnection, busyTimeoutMs: number): Promise<boolean>;
   /** Statements for the database as a whole, once the schema version is known to be ours. */
   readonly databaseSetup: readonly SqlStatement[];
   /**

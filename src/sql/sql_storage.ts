@@ -92,6 +92,25 @@ export interface SqlStorageOptions {
   readonly now?: () => number;
   /** Makes a lease id; it must be unique. Default: `crypto.randomUUID`. */
   readonly newId?: () => string;
+  /**
+   * The size, in pages, at which a commit checkpoints the write-ahead log into the database
+   * (SQLite's `wal_autocheckpoint`). Default 1000 (about 4 MB with 4 KiB pages). A lower value
+   * keeps the WAL smaller on a small disk at the cost of more frequent checkpoints; 0 turns
+   * automatic checkpoints off (the idle and disk-full checkpoints still run).
+   */
+  readonly walAutocheckpointPages?: number;
+  /**
+   * The size, in bytes, that the WAL file is truncated back to whenever a checkpoint lets SQLite
+   * start it over (SQLite's `journal_size_limit`), so a WAL that once outgrew it (a long read held
+   * checkpoints back) gives the space back. Default 4 MiB (4,194,304).
+   */
+  readonly walSizeLimitBytes?: number;
+  /**
+   * After this many ms without a write, the storage checkpoints the WAL into the database and
+   * truncates it to zero bytes, unless another connection's read or write keeps it from doing so
+   * at once (it never waits for one). Default 1000; `null`: never.
+   */
+  readonly idleCheckpointMs?: number | null;
 }
 
 /** The keys of {@linkcode SqlStorageOptions}; every other key is refused. */
@@ -100,6 +119,9 @@ const SQL_STORAGE_OPTION_KEYS: OptionKeys<SqlStorageOptions> = {
   busyTimeoutMs: true,
   now: true,
   newId: true,
+  walAutocheckpointPages: true,
+  walSizeLimitBytes: true,
+  idleCheckpointMs: true,
 };
 
 /** {@linkcode SqlStorageOptions} with defaults applied. */
@@ -108,6 +130,9 @@ interface ResolvedSqlStorageOptions {
   readonly busyTimeoutMs: number;
   readonly now: () => number;
   readonly newId: () => string;
+  readonly walAutocheckpointPages: number;
+  readonly walSizeLimitBytes: number;
+  readonly idleCheckpointMs: number | null;
 }
 
 /**
@@ -119,26 +144,39 @@ interface ResolvedSqlStorageOptions {
  * @throws {ConfigError} If an option is unknown or invalid.
  */
 export function checkSqlStorageOptions(options: SqlStorageOptions | undefined): ResolvedSqlStorageOptions {
-  const { synchronous = "NORMAL", busyTimeoutMs = 5000, now = Date.now, newId } =
-    checkOptionKeys(options, SQL_STORAGE_OPTION_KEYS, undefined, "storage options") ?? {};
+  const {
+    synchronous = "NORMAL",
+    busyTimeoutMs = 5000,
+    now = Date.now,
+    newId,
+    walAutocheckpointPages = 1000,
+    walSizeLimitBytes = DEFAULT_WAL_SIZE_LIMIT_BYTES,
+    idleCheckpointMs = 1000,
+  } = checkOptionKeys(options, SQL_STORAGE_OPTION_KEYS, undefined, "storage options") ?? {};
   if (synchronous !== "NORMAL" && synchronous !== "FULL") {
     throw new ConfigError(`Invalid synchronous ${describe(synchronous)}: expected "NORMAL" or "FULL"`, {
       field: "synchronous",
     });
   }
-  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0 || busyTimeoutMs > 2_147_483_647) {
-    throw new ConfigError(
-      `Invalid busyTimeoutMs ${describe(busyTimeoutMs)}: expected an integer number of milliseconds >= 0`,
-      { field: "busyTimeoutMs" },
-    );
-  }
+  checkCount("busyTimeoutMs", busyTimeoutMs, "milliseconds");
+  checkCount("walAutocheckpointPages", walAutocheckpointPages, "pages");
+  checkCount("walSizeLimitBytes", walSizeLimitBytes, "bytes");
+  if (idleCheckpointMs !== null) checkCount("idleCheckpointMs", idleCheckpointMs, "milliseconds", "or null");
   if (typeof now !== "function") {
     throw new ConfigError(`Invalid now ${describe(now)}: expected a function`, { field: "now" });
   }
   if (newId !== undefined && typeof newId !== "function") {
     throw new ConfigError(`Invalid newId ${describe(newId)}: expected a function`, { field: "newId" });
   }
-  return { synchronous, busyTimeoutMs, now, newId: newId ?? (() => crypto.randomUUID()) };
+  return {
+    synchronous,
+    busyTimeoutMs,
+    now,
+    newId: newId ?? (() => crypto.randomUUID()),
+    walAutocheckpointPages,
+    walSizeLimitBytes,
+    idleCheckpointMs,
+  };
 }
 
 /** The lease `claimNextRun()` takes, as the contract fixes it. */
@@ -147,6 +185,17 @@ const CLAIM_NEXT_LEASE_MS = 30_000;
 const BUSY_ATTEMPTS = 6;
 const BUSY_BASE_DELAY_MS = 10;
 const BUSY_MAX_DELAY_MS = 500;
+
+const DEFAULT_WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
+/** Operations that never write, so they do not postpone the idle checkpoint. */
+const READ_ONLY = new Set([
+  "getRun",
+  "getStepResults",
+  "listRuns",
+  "listSchedules",
+  "dueSchedules",
+  "checkpoint",
+]);
 
 /** How an operation uses its connection: single statements, or one write transaction. */
 type Mode = "statements" | "transaction";
@@ -188,6 +237,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   #setup: readonly SqlStatement[];
   #clock: () => number;
   #newId: () => string;
+  #busyTimeoutMs: number;
+  #idleCheckpointMs: number | null;
+  /** Writes so far, and the count when the idle timer was armed: unchanged when it fires means idle. */
+  #writes = 0;
+  #writesAtArm = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** The sessions (connections) already set up; drivers without sessions have one connection. */
   #configured = new WeakSet<object>();
   #closed = false;
@@ -215,13 +270,28 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         field: "driver",
       });
     }
-    const { synchronous, busyTimeoutMs, now, newId } = checkSqlStorageOptions(options);
+    const {
+      synchronous,
+      busyTimeoutMs,
+      now,
+      newId,
+      walAutocheckpointPages,
+      walSizeLimitBytes,
+      idleCheckpointMs,
+    } = checkSqlStorageOptions(options);
     this.#driver = driver;
     this.#dialect = dialect;
     this.#schemaVersion = dialect.migrations[dialect.migrations.length - 1]!.version;
-    this.#setup = dialect.connectionSetup({ synchronous, busyTimeoutMs });
+    this.#setup = dialect.connectionSetup({
+      synchronous,
+      busyTimeoutMs,
+      walAutocheckpointPages,
+      walSizeLimitBytes,
+    });
+    this.#busyTimeoutMs = busyTimeoutMs;
     this.#clock = now;
     this.#newId = newId;
+    this.#idleCheckpointMs = idleCheckpointMs;
   }
 
   /**
@@ -793,6 +863,32 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   }
 
   /**
+   * Checkpoints the write-ahead log into the database and truncates it to zero bytes, without
+   * waiting for other connections: if one of them is reading or writing, nothing is done and
+   * false is returned. The storage does this by itself after `idleCheckpointMs` without a write
+   * and after a write fails because the disk is full; call it to give the space back at once.
+   *
+   * @example Shrink the WAL after a burst of writes
+   * ```ts
+   * import type { SqlDriver } from "./driver.ts";
+   *
+   * async function compact(driver: SqlDriver): Promise<boolean> {
+   *   await using storage = new SqlStorage(driver, { idleCheckpointMs: null });
+   *   await storage.initialize();
+   *   return await storage.checkpoint();
+   * }
+   * ```
+   *
+   * @returns Whether the whole WAL was checkpointed and truncated (true also when not in WAL mode).
+   * @throws {StorageError} On a driver failure; kind `"closed"` after close.
+   */
+  async checkpoint(): Promise<boolean> {
+    const op = "checkpoint";
+    this.#open(op);
+    return await this.#run(op, "statements", (c) => this.#dialect.checkpoint(c, this.#busyTimeoutMs));
+  }
+
+  /**
    * Closes the driver after the operations in progress. Later calls reject with a
    * {@linkcode StorageError} of kind `"closed"`; closing again does nothing.
    *
@@ -801,6 +897,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     await this.#driver.close();
   }
 
@@ -874,6 +972,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
           await connection.execute(this.#dialect.commit);
           inTransaction = false;
         }
+        if (!READ_ONLY.has(operation)) this.#wrote();
         return result;
       } catch (error) {
         failure = error;
@@ -888,6 +987,9 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         connection.release();
       }
       const translated = this.#translate(operation, failure);
+      // The WAL may hold most of a small disk: folding it into the database and truncating it
+      // gives that space back, so the next write can succeed once the disk has room at all.
+      if (translated.kind === "full" && operation !== "checkpoint") await this.#checkpointQuietly();
       if (translated.kind !== "busy" || attempt >= BUSY_ATTEMPTS || failure instanceof ReflowError) {
         throw translated;
       }
@@ -935,6 +1037,32 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     return version;
   }
 
+  /** Counts a write and arms the idle checkpoint, which fires once a whole interval passed without one. */
+  #wrote(): void {
+    this.#writes++;
+    if (this.#idleTimer !== undefined || this.#idleCheckpointMs === null) return;
+    this.#armIdleCheckpoint(this.#idleCheckpointMs);
+  }
+
+  #armIdleCheckpoint(delayMs: number): void {
+    this.#writesAtArm = this.#writes;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#closed) return;
+      if (this.#writes !== this.#writesAtArm) this.#armIdleCheckpoint(delayMs);
+      else void this.#checkpointQuietly();
+    }, delayMs);
+  }
+
+  /** A checkpoint whose failure changes nothing for the caller (it is retried at the next chance). */
+  async #checkpointQuietly(): Promise<void> {
+    try {
+      if (!this.#closed) await this.checkpoint();
+    } catch {
+      // Closed meanwhile, or the disk is still full: the next write or idle period tries again.
+    }
+  }
+
   #translate(operation: string, error: unknown): StorageError {
     if (error instanceof StorageError) return error;
     if (error instanceof ReflowError) {
@@ -949,6 +1077,15 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const message = error instanceof Error ? error.message : describe(error);
     return new StorageError(operation, `${message}${HINTS[kind] ?? ""}`, { kind, cause: error });
   }
+}
+
+/** Checks an integer option >= 0 (at most 2^31 - 1, what SQLite's settings and timers take). */
+function checkCount(field: string, value: unknown, unit: string, alternative = ""): void {
+  if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0 && value <= 2_147_483_647) {
+    return;
+  }
+  const expected = `an integer number of ${unit} >= 0${alternative === "" ? "" : ` ${alternative}`}`;
+  throw new ConfigError(`Invalid ${field} ${describe(value)}: expected ${expected}`, { field });
 }
 
 function refused(operation: string, why: string): StorageError {

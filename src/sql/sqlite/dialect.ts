@@ -27,10 +27,23 @@ export const sqliteDialect: Dialect = {
   rollback: statement(SQL.ROLLBACK),
   // BEGIN IMMEDIATE takes the database's one write lock: concurrent initialisers already queue.
   migrationLock: null,
-  connectionSetup: ({ busyTimeoutMs, synchronous }) => [
+  // None of these changes the file, so they may run before initialize() has checked it.
+  connectionSetup: ({ busyTimeoutMs, synchronous, walAutocheckpointPages, walSizeLimitBytes }) => [
     statement(SQL.pragmas.busyTimeout(busyTimeoutMs)),
     statement(SQL.pragmas.synchronous(synchronous)),
+    statement(SQL.pragmas.walAutocheckpoint(walAutocheckpointPages)),
+    statement(SQL.pragmas.journalSizeLimit(walSizeLimitBytes)),
   ],
+  // With no busy wait: a checkpoint that would wait for a reader blocks a synchronous library's thread.
+  async checkpoint(connection, busyTimeoutMs) {
+    await connection.query(statement(SQL.pragmas.busyTimeout(0)));
+    try {
+      const [row] = await connection.query(statement(SQL.CHECKPOINT_TRUNCATE));
+      return row === undefined || Number(row.busy) === 0;
+    } finally {
+      await connection.query(statement(SQL.pragmas.busyTimeout(busyTimeoutMs)));
+    }
+  },
   databaseSetup: [statement(SQL.pragmas.journalModeWal)],
   // reflow-ts 0.7 kept its runs in workflow_* tables of the same kind of file.
   importForeign: importReflowTs,

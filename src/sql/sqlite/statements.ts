@@ -34,8 +34,19 @@ export const ROLLBACK = "ROLLBACK";
 export const pragmas = {
   busyTimeout: (ms: number): string => `PRAGMA busy_timeout = ${ms}`,
   synchronous: (mode: "NORMAL" | "FULL"): string => `PRAGMA synchronous = ${mode}`,
+  /** The WAL size, in pages, at which a commit checkpoints it (SQLite's default is 1000). */
+  walAutocheckpoint: (pages: number): string => `PRAGMA wal_autocheckpoint = ${pages}`,
+  /** What a WAL file is truncated back to when a checkpoint resets it (SQLite's default: never). */
+  journalSizeLimit: (bytes: number): string => `PRAGMA journal_size_limit = ${bytes}`,
   journalModeWal: "PRAGMA journal_mode = WAL",
 } as const;
+
+/**
+ * Copies the whole WAL into the database and truncates it to zero bytes, as a row `{ busy, log,
+ * checkpointed }`; `busy` is 1 when another connection's read or write kept it from finishing (the
+ * WAL is then left as it was). Sent with the busy timeout at 0, so that it never waits for others.
+ */
+export const CHECKPOINT_TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)";
 
 /**
  * Which of some table and index names exist, as rows `{ name }`: the version table, and what
