@@ -106,6 +106,7 @@ export {
   StepFailedError as ThrownValueError,
   StepTimeoutError,
   StorageError,
+  StreamLaggedError,
   TestRunIncompleteError,
   ValidationError,
   WaitTimeoutError,

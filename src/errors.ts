@@ -30,6 +30,7 @@ export type ReflowErrorCode =
   | "RUN_NOT_FOUND"
   | "RESULT_TIMEOUT"
   | "TEST_RUN_INCOMPLETE"
+  | "STREAM_LAGGED"
   | "INTERNAL";
 
 /** The plain-object form of a {@linkcode ReflowError}, as returned by `toJSON()`. */
@@ -820,6 +821,42 @@ export class TestRunIncompleteError extends ReflowError {
     super(`Run "${runId}" did not finish in the test: it is ${status}`);
     this.runId = runId;
     this.status = status;
+  }
+}
+
+/**
+ * What a bounded `engine.stream()` rejects with, after its buffered events, when its consumer left
+ * the buffer full for `lagTimeoutMs`: the stream ended then, so that runs paused for it could go
+ * on, and the events after the ones it delivered are not in it (open a new stream to follow on).
+ *
+ * @example
+ * ```ts
+ * import { StreamLaggedError } from "@reflow/core";
+ *
+ * console.log(new StreamLaggedError(100, 10000).code); // STREAM_LAGGED
+ * ```
+ */
+export class StreamLaggedError extends ReflowError {
+  /** Always `"STREAM_LAGGED"`. */
+  readonly code = "STREAM_LAGGED" as const;
+  /** The stream's `bufferSize`. */
+  readonly bufferSize: number;
+  /** How long the buffer stayed full before the stream ended (its `lagTimeoutMs`). */
+  readonly lagTimeoutMs: number;
+
+  /**
+   * Creates a StreamLaggedError.
+   *
+   * @param bufferSize The stream's `bufferSize`.
+   * @param lagTimeoutMs How long the buffer stayed full.
+   */
+  constructor(bufferSize: number, lagTimeoutMs: number) {
+    super(
+      `The stream's consumer left its buffer of ${bufferSize} events full for ${lagTimeoutMs} ms: the stream ` +
+        "ended there so that runs could go on; later events are not in it",
+    );
+    this.bufferSize = bufferSize;
+    this.lagTimeoutMs = lagTimeoutMs;
   }
 }
 

@@ -1,6 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, createEngine, createWorkflow, type EngineEvent, type EventStream } from "../mod.ts";
+import {
+  ConfigError,
+  createEngine,
+  createWorkflow,
+  type EngineEvent,
+  type EventStream,
+  StreamLaggedError,
+} from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
 import { eventually, schema, thrownBy } from "./support/fixtures.ts";
 
@@ -140,6 +147,64 @@ describe("engine.stream()", () => {
     await engine.tick();
     assert.equal((await take(stream, 12)).at(-1)?.type, "runComplete");
   });
+
+  test("a buffer left full for lagTimeoutMs ends the stream with StreamLaggedError; the runs go on", async () => {
+    const engine = newEngine();
+    const stream = engine.stream({ bufferSize: 2, lagTimeoutMs: 20 });
+    const { runId } = await engine.enqueue("counted", { steps: 1 });
+    await engine.start(10);
+    await eventually(async () => (await engine.getRunStatus(runId))?.run.status === "completed" || undefined);
+    const events = await take(stream, 3);
+    assert.deepEqual(events.map((event) => event.type), ["runStart", "stepStart", "stepComplete"]);
+    await assert.rejects(stream.next(), (error) => {
+      assert.ok(error instanceof StreamLaggedError);
+      assert.equal(error.code, "STREAM_LAGGED");
+      assert.deepEqual([error.bufferSize, error.lagTimeoutMs], [2, 20]);
+      return true;
+    });
+    assert.deepEqual(await stream.next(), { value: undefined, done: true });
+    await engine.stop();
+  });
+
+  test("tick() returns while a bounded stream is unread, once the stream gives up on its consumer", async () => {
+    const engine = newEngine();
+    const stream = engine.stream({ bufferSize: 1, lagTimeoutMs: 20 });
+    const { runId } = await engine.enqueue("counted", { steps: 1 });
+    assert.equal(await settlesWithin(engine.tick(), "tick() with an unread bounded stream"), 1);
+    assert.equal((await engine.getRunStatus(runId))?.run.status, "completed");
+    assert.equal((await take(stream, 1))[0]?.type, "runStart");
+    await assert.rejects(stream.next(), StreamLaggedError);
+  });
+
+  test("an engine whose stream is full claims no run, so another engine takes the queued ones", async () => {
+    const storage = new MemoryStorage();
+    const stalled = createEngine({ storage, workflows: [counted], concurrency: 1 });
+    const stream = stalled.stream({ bufferSize: 1, lagTimeoutMs: 60_000 });
+    const other = createEngine({ storage, workflows: [counted] });
+    const runIds = [];
+    for (let i = 0; i < 5; i++) runIds.push((await stalled.enqueue("counted", { steps: 1 })).runId);
+    await stalled.start(5);
+    await eventually(async () =>
+      (await storage.listRuns({ statuses: ["running"], limit: 5 })).length === 1 || undefined
+    );
+    await other.start(5);
+    await eventually(async () =>
+      (await storage.listRuns({ statuses: ["completed"], limit: 5 })).length === 4 || undefined
+    );
+    const paused = (await storage.listRuns({ statuses: ["running"], limit: 5 }))[0];
+    assert.ok(paused !== undefined, "the run the stalled engine claimed waits for its consumer");
+    stream.close();
+    await eventually(async () => (await storage.getRun(paused.id))?.status === "completed" || undefined);
+    await Promise.all([stalled.stop(), other.stop()]);
+  });
+
+  for (const lagTimeoutMs of [0, -1, 1.5, Infinity, "10"]) {
+    test(`lagTimeoutMs ${String(lagTimeoutMs)} is a ConfigError on field lagTimeoutMs`, () => {
+      const engine = newEngine();
+      const error = thrownBy(() => engine.stream({ lagTimeoutMs: lagTimeoutMs as number }), ConfigError);
+      assert.equal(error.field, "lagTimeoutMs");
+    });
+  }
 
   for (const bufferSize of [-1, 1.5, Number.NaN, "10"]) {
     test(`bufferSize ${String(bufferSize)} is a ConfigError on field bufferSize`, () => {

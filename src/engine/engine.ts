@@ -37,7 +37,7 @@ import { purgeFinishedRuns, type PurgeOptions, resolvePurge, RetentionSweeper } 
 import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./run_listing.ts";
 import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
 import { RunWaiters, type WaitForRunOptions } from "./run_waiter.ts";
-import { BufferedEventStream, type EventStream, resolveBufferSize, type StreamOptions } from "./stream.ts";
+import { BufferedEventStream, type EventStream, resolveStreamOptions, type StreamOptions } from "./stream.ts";
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -332,7 +332,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * The engine's events from now on, as an async iterable. Each call is an independent
    * subscription. It ends when the consumer leaves the loop (`break`, `await using`, `close()`)
    * or when `stop()` has let in-flight runs finish; a stalled consumer never holds up `stop()`
-   * or a cancellation.
+   * or a cancellation, and holds runs back for `lagTimeoutMs` at most.
    *
    * @example Follow runs as they finish
    * ```ts
@@ -355,8 +355,9 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * ```
    *
    * @param options `bufferSize`: unread events held before runs on this engine pause for the
-   *   consumer (default `Infinity`: never pause).
-   * @throws {ConfigError} On an invalid `bufferSize`.
+   *   consumer (default `Infinity`: never pause); `lagTimeoutMs`: how long a full buffer may hold
+   *   them before the stream ends with a `StreamLaggedError` after its buffered events (default 10 s).
+   * @throws {ConfigError} On an invalid `bufferSize` or `lagTimeoutMs`.
    */
   stream(options?: StreamOptions): EventStream;
 
@@ -499,7 +500,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
-    this.#events = new EventBus(options.hooks);
+    // A consumer that catches up wakes the loop, which claims nothing while a stream is full.
+    this.#events = new EventBus(options.hooks, () => this.#notify());
     this.#waiters = new RunWaiters({
       storage: options.storage,
       events: this.#events,
@@ -594,7 +596,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   stream(options?: StreamOptions): EventStream {
     const stream = new BufferedEventStream(
       this.#events,
-      resolveBufferSize(options),
+      resolveStreamOptions(options),
       (ended) => this.#streams.delete(ended),
     );
     this.#streams.add(stream);
@@ -711,8 +713,12 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     return this.#initialized;
   }
 
+  /**
+   * Claims up to `limit` runs; none while a bounded stream is full, since they could only wait for
+   * its consumer while holding leases that other engines could use.
+   */
   async #claim(limit: number): Promise<ClaimedRun[]> {
-    if (limit <= 0) return [];
+    if (limit <= 0 || this.#events.congested) return [];
     const { storage, workflowNames, now, leaseDurationMs } = this.#options;
     return await storage.claimRuns({ workflowNames, limit, now: now(), leaseDurationMs });
   }
@@ -720,7 +726,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   /** The worker loop: claim into free slots, then sleep until woken, polled, or a parked run is due. */
   async #runLoop(): Promise<void> {
     while (this.#state === "started") {
-      const free = this.#options.concurrency - this.#held.size;
+      const free = this.#events.congested ? 0 : this.#options.concurrency - this.#held.size;
       let saturated = free <= 0;
       // Cleared before the claim: a wake-up arriving while the claim runs must not be lost.
       this.#wakePending = false;

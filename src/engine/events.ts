@@ -180,8 +180,15 @@ export class EventBus {
   #flowing: { promise: Promise<void>; resolve: () => void } | undefined;
   #ignoreCongestion = false;
 
-  constructor(hooks: EngineHooks) {
+  readonly #onFlowing: () => void;
+
+  /**
+   * @param hooks The engine's hooks.
+   * @param onFlowing Called when the last full stream is relieved.
+   */
+  constructor(hooks: EngineHooks, onFlowing: () => void = () => {}) {
     this.#hooks = hooks;
+    this.#onFlowing = onFlowing;
   }
 
   /** Whether anyone listens to `type`, so callers can skip building an event nobody reads. */
@@ -210,6 +217,7 @@ export class EventBus {
     if (!this.#congested.delete(stream) || this.congested) return;
     this.#flowing?.resolve();
     this.#flowing = undefined;
+    this.#onFlowing();
   }
 
   /**
