@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createEngine, createWorkflow, SqlStorage, type StorageAdapter } from "../mod.ts";
 import type { EventWait, RunAdvance } from "../src/storage/adapter.ts";
-import { describeEachStorage } from "./support/storages.ts";
+import { describeEachStorage, type StorageCell } from "./support/storages.ts";
 import { faultyDriver } from "./support/faulty_driver.ts";
 import { schema } from "./support/fixtures.ts";
 import { interceptedStorage, type Interceptor } from "./support/intercepted_storage.ts";
@@ -61,40 +61,38 @@ function sendingAround(when: "before" | "after", send: () => Promise<void>): Int
   };
 }
 
+/** Times a run's wait out with an event sent just `when` the timeout commits; returns what sendEvent() said. */
+async function raceTheTimeout(cell: StorageCell, when: "before" | "after") {
+  let send = async () => {};
+  const h = harness(await cell.open(), (s) => interceptedStorage(s, sendingAround(when, () => send())));
+  cell.stopAfter(h.engine);
+  const runId = await h.timingOutRun();
+  let acknowledged: boolean | undefined;
+  send = async () => void (acknowledged = await h.engine.sendEvent(runId, "approve", "ops"));
+  await h.engine.tick();
+  return { ...h, runId, acknowledged, details: await h.engine.getRunStatus(runId) };
+}
+
 describeEachStorage((cell) => {
   cell.it("an event sent just before the timeout is committed is acknowledged and consumed", async () => {
-    let send = async () => {};
-    const h = harness(await cell.open(), (s) => interceptedStorage(s, sendingAround("before", () => send())));
-    cell.stopAfter(h.engine);
-    const runId = await h.timingOutRun();
-    let acknowledged: boolean | undefined;
-    send = async () => void (acknowledged = await h.engine.sendEvent(runId, "approve", "ops"));
-    await h.engine.tick();
+    const { acknowledged, details, failures } = await raceTheTimeout(cell, "before");
     assert.equal(acknowledged, true, "the event was sent while the run could still take it");
-    const details = await h.engine.getRunStatus(runId);
     assert.equal(details?.run.status, "completed");
     assert.equal(details?.run.output, "approved by ops");
-    assert.deepEqual(h.failures, []);
+    assert.deepEqual(failures, []);
   });
 
   cell.it("an event sent just after the timeout is committed is refused", async () => {
-    let send = async () => {};
-    const h = harness(await cell.open(), (s) => interceptedStorage(s, sendingAround("after", () => send())));
-    cell.stopAfter(h.engine);
-    const runId = await h.timingOutRun();
-    let acknowledged: boolean | undefined;
-    send = async () => void (acknowledged = await h.engine.sendEvent(runId, "approve", "ops"));
-    await h.engine.tick();
+    const { acknowledged, details, failures, engine, runId } = await raceTheTimeout(cell, "after");
     assert.equal(acknowledged, false, "the run had already timed out");
-    const details = await h.engine.getRunStatus(runId);
     assert.equal(details?.run.status, "failed");
     assert.equal(details?.run.error?.code, "WAIT_TIMEOUT");
     assert.deepEqual(details?.steps.map((s) => [s.name, s.status]), [["approve", "failed"]]);
-    assert.equal(h.failures.length, 1, "onFailure ran once");
-    await h.engine.resume(runId);
-    assert.equal(await h.engine.sendEvent(runId, "approve", "again"), true, "a resumed wait takes an event");
-    await h.engine.tick();
-    assert.equal((await h.engine.getRunStatus(runId))?.run.output, "approved by again");
+    assert.equal(failures.length, 1, "onFailure ran once");
+    await engine.resume(runId);
+    assert.equal(await engine.sendEvent(runId, "approve", "again"), true, "a resumed wait takes an event");
+    await engine.tick();
+    assert.equal((await engine.getRunStatus(runId))?.run.output, "approved by again");
   });
 });
 
