@@ -10,9 +10,6 @@ import { describeEachStorage, type StorageCell } from "./support/storages.ts";
 import { faultyDriver } from "./support/faulty_driver.ts";
 import { schema } from "./support/fixtures.ts";
 import { interceptedStorage, type Interceptor } from "./support/intercepted_storage.ts";
-import { sqliteSubjects } from "./support/sqlite_subjects.ts";
-import { runtimeName } from "./support/runtime.ts";
-import { test } from "node:test";
 
 const T0 = 1_700_000_000_000;
 const TIMEOUT_MS = 1_000;
@@ -96,13 +93,12 @@ describeEachStorage((cell) => {
   });
 });
 
-for (const subject of sqliteSubjects) {
-  test(
-    `${subject.name} on ${runtimeName}: an event sent while the timeout's write is held waits for it, then is refused`,
-    { skip: subject.skipReason },
+describeEachStorage((cell) => {
+  cell.it(
+    "an event sent while the timeout's write is held waits for its transaction, then is refused",
     async () => {
-      const module = await subject.load();
-      const faults = faultyDriver(module.driver(subject.tempPath()));
+      await cell.open();
+      const faults = faultyDriver(cell.database().driver!());
       const storage = new SqlStorage(faults.driver);
       const h = harness(storage);
       try {
@@ -130,4 +126,4 @@ for (const subject of sqliteSubjects) {
       }
     },
   );
-}
+}, (entry) => entry.kind === "sqlite");
