@@ -627,6 +627,32 @@ const CASES: Case[] = [
     },
     expect: storage("schema"),
   },
+  {
+    name: "a database whose reflow_meta holds a non-numeric version, left as it is",
+    file: true,
+    act: async ({ file }) => {
+      const { copy, driver } = file!;
+      const path = await copy();
+      const handle = await driver.openHandle(path);
+      handle.prepare("UPDATE reflow_meta SET value = 'three'").run();
+      handle.close();
+      return await unchangedFile(path, () => enqueueOn(driver, path));
+    },
+    expect: storage("schema"),
+  },
+  {
+    name: "another program's file with its own reflow_runs table, left as it is (journal mode too)",
+    file: true,
+    act: async ({ file }) => {
+      const { copy, driver } = file!;
+      const path = `${await copy()}.foreign`;
+      const handle = await driver.openHandle(path);
+      handle.prepare("CREATE TABLE reflow_runs (id INTEGER PRIMARY KEY, note TEXT)").run();
+      handle.close();
+      return await unchangedFile(path, () => enqueueOn(driver, path));
+    },
+    expect: storage("schema"),
+  },
 ];
 
 /** Enqueues on a new engine over `path`, closing its storage whatever happens. */
