@@ -40,7 +40,8 @@ function mountSmallDisk(): SmallDisk | string {
   return {
     dir,
     unmount() {
-      spawnSync("umount", [dir]);
+      // Lazily: bun:sqlite may keep the file open after close() until its statements are collected.
+      spawnSync("umount", ["--lazy", dir]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
