@@ -305,7 +305,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    *
    * @returns When the schema is current.
    * @throws {StorageError} Kind `"schema"`, changing nothing, if the database was written by a
-   *   newer Reflow, its `reflow_meta` holds no valid version, or it has tables or indexes of
+   *   newer Reflow, its schema version table holds no valid version, or it has tables or indexes of
    *   Reflow's names that its version does not account for (another program's); kind
    *   `"corrupt"` if the file is not a database; kind `"closed"` after close.
    */
@@ -634,26 +634,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       // and an event sent meanwhile waits for that lock, then finds the wait over and is refused.
       const timedOut = timeoutAt !== null && timeoutAt <= now;
       const result = waitStepResult(runId, stepName, now, timedOut ? { error: timeoutError } : { timeoutAt });
-      const park = timedOut
-        ? {
-          runId,
-          leaseId,
-          status: "failed",
-          now,
-          dueAt: null,
-          output: undefined,
-          error: timeoutError,
-        } as const
-        : {
-          runId,
-          leaseId,
-          status: "waiting",
-          now,
-          dueAt: timeoutAt,
-          output: undefined,
-          error: undefined,
-        } as const;
-      await c.execute(dialect.parkRun(park));
+      const held = { runId, leaseId, now, output: undefined } as const;
+      await c.execute(dialect.parkRun(
+        timedOut
+          ? { ...held, status: "failed", dueAt: null, error: timeoutError }
+          : { ...held, status: "waiting", dueAt: timeoutAt, error: undefined },
+      ));
       await c.execute(dialect.upsertStep(result));
       return { outcome: timedOut ? "timedOut" : "parked" };
     });
@@ -1052,6 +1038,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       if (this.#writes !== this.#writesAtArm) this.#armIdleCheckpoint(delayMs);
       else void this.#checkpointQuietly();
     }, delayMs);
+    // The checkpoint is housekeeping: it must not keep a process alive that is otherwise done.
+    (this.#idleTimer as { unref?: () => void }).unref?.();
   }
 
   /** A checkpoint whose failure changes nothing for the caller (it is retried at the next chance). */
