@@ -2,6 +2,7 @@
 // at fixed times, so that the CLI's and the dashboard's output can be compared exactly.
 import type { StorageAdapter } from "../../mod.ts";
 import { encodeValue } from "../../mod.ts";
+import { wait } from "../../src/storage/conformance_support.ts";
 
 /** When the fixture's first run was created (2026-01-01T00:00:00Z). */
 export const T0: number = Date.UTC(2026, 0, 1);
@@ -72,11 +73,7 @@ export async function seedStore(storage: StorageAdapter): Promise<void> {
 
   await create("run-waiting", "approval", T0 + 120_000, { request: "refund" });
   leaseId = await lease("run-waiting", "approval", T0 + 120_010);
-  await storage.awaitEvent("run-waiting", leaseId, {
-    now: T0 + 120_020,
-    stepName: "approved",
-    timeoutAt: null,
-  });
+  await storage.awaitEvent("run-waiting", leaseId, wait("approved", T0 + 120_020, null));
 
   await create("run-pending", "orders", T0 + 180_000, { orderId: 3 });
 
