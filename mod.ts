@@ -85,16 +85,20 @@ export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listi
 export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
 
 export {
+  ConditionError,
   ConfigError,
   DuplicateStepError,
   DuplicateWorkflowError,
   EngineStoppedError,
+  EventLoopBlockedError,
   HookError,
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
   MalformedNameError,
+  LeasesHeldError,
   ParallelCompleteError,
+  RecoveryLimitError,
   ReflowError,
   ResultTimeoutError,
   RunCancelledError,
@@ -110,9 +114,11 @@ export {
   TestRunIncompleteError,
   ValidationError,
   WaitTimeoutError,
+  WorkerLostError,
   WorkflowNotFoundError,
 } from "./src/errors.ts";
 export type {
+  HeldLease,
   ReflowErrorCode,
   ReflowErrorJSON,
   ReflowErrorOptions,

@@ -82,7 +82,7 @@ export interface ClaimPlan {
 
 /** A claimed run's row (the run's columns after the claim) and its lease. */
 export interface ClaimedRow {
-  /** The run's columns, as read by the run statements. */
+  /** The run's columns, as read by the run statements, plus `recoveries` (see `ClaimedRun.recoveries`). */
   readonly row: SqlRow;
   /** The lease the claim took. */
   readonly leaseId: string;

@@ -920,7 +920,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     };
     return await this.#run(op, "transaction", async (c) => {
       const claimed = await dialect.claim(c, plan);
-      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({ ...toRun(row), leaseId, steps: [] }));
+      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({
+        ...toRun(row),
+        leaseId,
+        steps: [],
+        recoveries: Number(row.recoveries),
+      }));
       return await withSteps(dialect, c, runs);
     });
   }

@@ -79,6 +79,8 @@ interface RunRecord {
   dueAt: number | null;
   leaseId: string | null;
   claimCount: number;
+  /** See {@linkcode ClaimedRun.recoveries}. */
+  recoveries: number;
   /** Creation order: breaks dueAt ties. */
   readonly seq: number;
   /** Bumped whenever the run's index entry is replaced or removed, so older entries read as stale. */
@@ -480,6 +482,7 @@ export class MemoryStorage implements StorageAdapter {
       if (step !== undefined) this.#writeStep(step);
       if (status === undefined) {
         record.updatedAt = now;
+        record.recoveries = 0;
         this.#renew(record, leaseExpiresAt ?? now + record.leaseDurationMs);
         return true;
       }
@@ -812,6 +815,7 @@ export class MemoryStorage implements StorageAdapter {
       indexed: false,
       indexKey: createdAt,
       leaseDurationMs: 0,
+      recoveries: 0,
     };
     this.#runs.set(id, record);
     if (idempotencyKey !== null) {
@@ -866,6 +870,7 @@ export class MemoryStorage implements StorageAdapter {
       best.pop();
       const record = this.#owner(bestEntry)!;
       this.#unindex(record);
+      record.recoveries = record.status === "running" ? record.recoveries + 1 : 0;
       record.status = "running";
       record.leaseId = crypto.randomUUID();
       record.dueAt = now + leaseDurationMs;
@@ -880,6 +885,7 @@ export class MemoryStorage implements StorageAdapter {
       ...copyRun(record),
       leaseId: record.leaseId!,
       steps: this.#stepsOf(record.id),
+      recoveries: record.recoveries,
     }));
   }
 

@@ -69,7 +69,11 @@ export const sqliteDialect: Dialect = {
     const claimed: ClaimedRow[] = [];
     for (const row of rows) {
       const leaseId = newLeaseId();
-      await connection.execute(statement(SQL.CLAIM_RUN, leaseId, expiry, leaseMs, now, row.seq!));
+      // Taken from a worker whose lease expired: one more recovery in a row (see ClaimedRun.recoveries).
+      row.recoveries = row.status === "running" ? Number(row.recoveries) + 1 : 0;
+      await connection.execute(
+        statement(SQL.CLAIM_RUN, leaseId, expiry, leaseMs, row.recoveries, now, row.seq!),
+      );
       row.status = "running";
       row.lease_id = leaseId;
       row.due_at = expiry;

@@ -107,6 +107,14 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX reflow_schedules_due ON reflow_schedules (next_run_at, key)",
     ],
   },
+  {
+    version: 4,
+    statements: [
+      // Consecutive claims that took the run from a worker whose lease expired, with no commit
+      // that kept it running in between (ClaimedRun.recoveries); bounds crash loops.
+      "ALTER TABLE reflow_runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0",
+    ],
+  },
 ];
 
 /** The schema version this code writes and reads. */
