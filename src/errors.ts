@@ -316,13 +316,14 @@ export class ValidationError extends ReflowError {
    *
    * @param message What was being validated.
    * @param issues The schema's issues.
+   * @param options The cause, when the schema itself threw.
    */
-  constructor(message: string, issues: readonly ValidationIssue[]) {
+  constructor(message: string, issues: readonly ValidationIssue[], options?: ReflowErrorOptions) {
     const first = issues[0];
     const detail = first === undefined
       ? ""
       : `: ${formatIssue(first)}${issues.length > 1 ? ` (+${issues.length - 1} more)` : ""}`;
-    super(message + detail);
+    super(message + detail, options);
     this.issues = issues.map((issue) => ({
       message: issue.message,
       ...(issue.path === undefined ? {} : { path: issue.path.map(pathKey) }),
@@ -402,9 +403,10 @@ export class SerializationError extends ReflowError {
    *
    * @param message What cannot be stored.
    * @param path Where in the value, as `$.a[2].b`.
+   * @param options The cause, when reading the value threw.
    */
-  constructor(message: string, path: string) {
-    super(`${message} at ${path}`);
+  constructor(message: string, path: string, options?: ReflowErrorOptions) {
+    super(`${message} at ${path}`, options);
     this.path = path;
   }
 }

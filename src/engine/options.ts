@@ -19,6 +19,12 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   readonly heartbeatIntervalMs?: number;
   /** How long `stop()` lets in-flight steps finish before it aborts them, in ms. Default 10,000. */
   readonly stopTimeoutMs?: number;
+  /**
+   * How many times in a row a run may be reclaimed from a lost worker (its lease expired) with
+   * nothing committed in between before it fails with a `RecoveryLimitError`. Lost attempts of
+   * steps count against their own retry policy first. Default 10.
+   */
+  readonly maxRecoveries?: number;
   /** Callbacks on run events and background errors. */
   readonly hooks?: EngineHooks;
   /** The clock, in ms since the epoch. Injectable for tests. Default `Date.now`. */
@@ -55,6 +61,7 @@ export interface ResolvedEngineOptions {
   readonly leaseDurationMs: number;
   readonly heartbeatIntervalMs: number;
   readonly stopTimeoutMs: number;
+  readonly maxRecoveries: number;
   readonly hooks: EngineHooks;
   readonly now: () => number;
   readonly random: () => number;
@@ -118,8 +125,9 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     leaseDurationMs,
     heartbeatIntervalMs,
     stopTimeoutMs,
+    maxRecoveries: nonNegativeInteger(options.maxRecoveries ?? 10, "maxRecoveries"),
     hooks,
-    now: functionOption(options.now, Date.now, "now"),
+    now: checkedClock(functionOption(options.now, Date.now, "now")),
     random: functionOption(options.random, Math.random, "random"),
     retention: resolveRetention(options.retention),
   };
@@ -137,6 +145,19 @@ function nonNegativeInteger(value: unknown, field: string): number {
     throw new ConfigError(`Invalid ${field} ${String(value)}: expected an integer of 0 or more`, { field });
   }
   return value;
+}
+
+/** The clock, failing with a ConfigError on a reading that is not a finite number (which would make every wait 0 or forever). */
+function checkedClock(clock: () => number): () => number {
+  return () => {
+    const time = clock();
+    if (typeof time !== "number" || !Number.isFinite(time)) {
+      throw new ConfigError(`Invalid now() reading ${String(time)}: expected a finite number of ms`, {
+        field: "now",
+      });
+    }
+    return time;
+  };
 }
 
 function functionOption<F>(value: F | undefined, fallback: F, field: string): F {
