@@ -1060,11 +1060,16 @@ export class InternalError extends ReflowError {
 }
 
 function describeThrown(value: unknown): string {
-  if (value instanceof Error) return value.message;
-  if (typeof value === "string") return JSON.stringify(value);
+  // What user code throws may be hostile: a revoked Proxy, a throwing getter or toString.
   try {
+    if (value instanceof Error) return value.message;
+    if (typeof value === "string") return JSON.stringify(value);
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    try {
+      return String(value);
+    } catch {
+      return "(a value that cannot be described)";
+    }
   }
 }
