@@ -10,6 +10,7 @@ import {
   type EngineHooks,
   EventLoopBlockedError,
   HookError,
+  LeasesHeldError,
   RecoveryLimitError,
   type ReflowError,
   type StandardSchemaV1,
@@ -53,16 +54,15 @@ type Failures = { error: Error; stepName: string | undefined }[];
 
 describeEachStorage((cell) => {
   /**
-   * Runs `runId` once per engine on `storage` until `dies()` says the attempt in progress should
-   * kill its worker: the engine's storage then freezes (as a killed process's would) and the
-   * clock moves past its lease for the next engine.
+   * An engine on `storage` whose process can be "killed": `crash()` freezes its storage (as a
+   * killed process's would stop writing), and its lease then expires for the next engine.
    */
-  async function engineOn<W extends AnyFlow>(
+  function engineOn<W extends AnyFlow>(
     storage: StorageAdapter,
     workflow: W,
     clock: ReturnType<typeof handClock>,
     hooks: EngineHooks = {},
-  ): Promise<{ engine: Engine<W>; crash(): void }> {
+  ): { engine: Engine<W>; crash(): void } {
     const doomed = crashable(storage);
     const engine = createEngine({
       storage: doomed.storage,
@@ -92,7 +92,7 @@ describeEachStorage((cell) => {
           },
         })
         .onFailure(({ error, stepName }) => void failures.push({ error, stepName }));
-      const first = await engineOn(storage, workflow, clock);
+      const first = engineOn(storage, workflow, clock);
       const { runId } = await first.engine.enqueue("w", { n: 1 });
       let current = first;
       for (let engines = 0; engines < 3; engines++) {
@@ -101,7 +101,7 @@ describeEachStorage((cell) => {
         entered = gate();
         current.crash();
         clock.pastLease();
-        current = await engineOn(storage, workflow, clock);
+        current = engineOn(storage, workflow, clock);
       }
       assert.equal(await current.engine.tick(), 1);
       const details = await current.engine.getRunStatus(runId);
@@ -135,13 +135,13 @@ describeEachStorage((cell) => {
           return prev + 1;
         },
       });
-    const first = await engineOn(storage, workflow, clock);
+    const first = engineOn(storage, workflow, clock);
     const { runId } = await first.engine.enqueue("w", { n: 41 });
     void first.engine.tick();
     await entered.promise;
     first.crash();
     clock.pastLease();
-    const second = await engineOn(storage, workflow, clock);
+    const second = engineOn(storage, workflow, clock);
     assert.equal(await second.engine.tick(), 1);
     const details = await second.engine.getRunStatus(runId);
     assert.equal(details?.run.status, "completed");
@@ -172,7 +172,7 @@ describeEachStorage((cell) => {
         },
         fragile: ({ attempt }) => (calls.push(`fragile ${attempt}`), attempt === 1 ? hang() : "never"),
       });
-    const first = await engineOn(storage, workflow, clock);
+    const first = engineOn(storage, workflow, clock);
     const { runId } = await first.engine.enqueue("w", { n: 1 });
     void first.engine.tick();
     await entered.promise;
@@ -183,7 +183,7 @@ describeEachStorage((cell) => {
     );
     first.crash();
     clock.pastLease();
-    const second = await engineOn(storage, workflow, clock);
+    const second = engineOn(storage, workflow, clock);
     await second.engine.tick();
     const details = await second.engine.getRunStatus(runId);
     assert.equal(details?.run.status, "failed");
@@ -235,6 +235,51 @@ describeEachStorage((cell) => {
       assert.equal(failures.length, 1);
       assert.ok(failures[0]!.error instanceof RecoveryLimitError);
       assert.equal((failures[0]!.error as RecoveryLimitError).recoveries, 3);
+    },
+  );
+
+  cell.it(
+    "a restarted engine with the same instanceId takes back its runs at once; without one, start() reports them",
+    async () => {
+      const storage = await cell.open();
+      const entered = gate();
+      const workflow = createWorkflow({ name: "w", input }).step("s", {
+        retry: { maxAttempts: 2, ...ZERO_DELAY },
+        handler: ({ attempt }) => {
+          if (attempt === 1) {
+            entered.open();
+            return new Promise<string>(() => {});
+          }
+          return "resumed";
+        },
+      });
+      const doomed = crashable(storage);
+      const before = createEngine({ storage: doomed.storage, workflows: [workflow], instanceId: "slot-1" });
+      const { runId } = await before.enqueue("w", { n: 1 });
+      void before.tick();
+      await entered.promise;
+      doomed.crash();
+      const heldUntil = (await storage.getRun(runId))?.dueAt;
+
+      const log = errorLog();
+      const stranger = cell.stopAfter(createEngine({ storage, workflows: [workflow], hooks: log.hooks }));
+      await stranger.start(60_000);
+      await stranger.stop();
+      const reported = log.errors.filter((e) => e instanceof LeasesHeldError) as LeasesHeldError[];
+      assert.equal(reported.length, 1);
+      assert.deepEqual(reported[0]!.runs, [{ runId, until: heldUntil }]);
+      assert.equal(
+        (await storage.getRun(runId))?.status,
+        "running",
+        "without instanceId the lease is waited for",
+      );
+
+      const after = cell.stopAfter(createEngine({ storage, workflows: [workflow], instanceId: "slot-1" }));
+      assert.equal(await after.tick(), 1, "the default 30 s lease is not waited for");
+      const details = await after.getRunStatus(runId);
+      assert.equal(details?.run.status, "completed");
+      assert.equal(details?.run.output, "resumed");
+      assert.deepEqual(details?.steps.map((s) => s.attempts), [2]);
     },
   );
 
@@ -561,6 +606,16 @@ test("a clock reading NaN is a ConfigError, reported by the worker loop instead 
   await engine.stop();
   assert.ok(log.errors.every((e) => e.code === "CONFIG"));
   assert.ok(claims < 50, `the loop spun: ${claims} claims`);
+});
+
+test("instanceId must be a slot name that cannot be confused in a lease id", () => {
+  for (const instanceId of ["", "a:b", "x".repeat(129), 7]) {
+    assert.throws(
+      () => createEngine({ storage: new MemoryStorage(), workflows: [], instanceId: instanceId as string }),
+      (error: unknown) =>
+        (error as ReflowError).code === "CONFIG" && (error as { field?: string }).field === "instanceId",
+    );
+  }
 });
 
 test("ConditionError keeps what when() threw on its cause", () => {

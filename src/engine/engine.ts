@@ -12,6 +12,7 @@ import {
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
+  LeasesHeldError,
   ReflowError,
   RunCancelledError,
   StorageError,
@@ -481,6 +482,9 @@ export function createEngine<const W extends AnyWorkflow>(options: EngineOptions
 
 type LoopState = "idle" | "started" | "stopping";
 
+/** At most this many held runs are listed at start (the report names a few and counts the rest). */
+const HELD_REPORT_LIMIT = 100;
+
 class WorkflowEngine implements Engine<AnyWorkflow> {
   readonly #options: ResolvedEngineOptions;
   readonly #events: EventBus;
@@ -500,6 +504,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   /** Set by a wake-up that found the loop busy (claiming), so its next sleep returns at once. */
   #wakePending = false;
   #nextDueAt = Infinity;
+  /** Whether this engine has taken back (or reported) the leases held at its start. */
+  #leasesChecked = false;
   #cancelHeartbeats: (() => void) | undefined;
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
@@ -534,6 +540,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     if (this.#state === "stopping") await this.#loop;
     if (this.#state === "started") return;
     await this.#initialize();
+    await this.#reclaimOwnLeases(true);
     this.#pollIntervalMs = pollIntervalMs;
     this.#state = "started";
     this.#loop = this.#runLoop();
@@ -616,6 +623,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
+    await this.#reclaimOwnLeases(false);
     await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
@@ -726,8 +734,40 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
    */
   async #claim(limit: number): Promise<ClaimedRun[]> {
     if (limit <= 0 || this.#events.congested) return [];
-    const { storage, workflowNames, now, leaseDurationMs } = this.#options;
-    return await storage.claimRuns({ workflowNames, limit, now: now(), leaseDurationMs });
+    const { storage, workflowNames, now, leaseDurationMs, instanceId } = this.#options;
+    return await storage.claimRuns({
+      workflowNames,
+      limit,
+      now: now(),
+      leaseDurationMs,
+      ...(instanceId === undefined ? {} : { instanceId }),
+    });
+  }
+
+  /**
+   * Once per engine: with an `instanceId`, makes the runs a previous incarnation of this slot held
+   * due now, so the first claim takes them back; without one, `start()` reports once which runs
+   * wait for another worker's lease (they may be this process's, from before a restart).
+   */
+  async #reclaimOwnLeases(starting: boolean): Promise<void> {
+    if (this.#leasesChecked) return;
+    const { storage, instanceId, now, workflows } = this.#options;
+    if (instanceId === undefined && !starting) return;
+    this.#leasesChecked = true;
+    try {
+      if (instanceId !== undefined) {
+        await storage.expireInstanceLeases(instanceId, now());
+        return;
+      }
+      const time = now();
+      const running = await storage.listRuns({ statuses: ["running"], limit: HELD_REPORT_LIMIT });
+      const held = running
+        .filter((run) => run.dueAt !== null && run.dueAt > time && workflows.has(run.workflowName))
+        .map((run) => ({ runId: run.id, until: run.dueAt! }));
+      if (held.length > 0) this.#events.reportError(new LeasesHeldError(held));
+    } catch (error) {
+      this.#events.reportError(asReflowError(error, "expireInstanceLeases"));
+    }
   }
 
   /** The worker loop: claim into free slots, then sleep until woken, polled, or a parked run is due. */

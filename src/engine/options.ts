@@ -1,5 +1,6 @@
 import { ConfigError, DuplicateWorkflowError } from "../errors.ts";
 import type { StorageAdapter } from "../storage/adapter.ts";
+import { INSTANCE_ID } from "../storage/checks.ts";
 import type { AnyWorkflow } from "../workflow/workflow.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { type EngineHooks, HOOK_KEYS } from "./events.ts";
@@ -25,6 +26,14 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
    * steps count against their own retry policy first. Default 10.
    */
   readonly maxRecoveries?: number;
+  /**
+   * This engine's deployment slot, e.g. `"web-1"` or a pod name of a StatefulSet: the same after
+   * a restart, and never used by two live processes at once (1 to 128 letters, digits, `.`, `_`
+   * or `-`). A restarted engine with the same id takes back at start the runs its previous
+   * incarnation held, without waiting for their leases. Default: none (such runs wait for their
+   * leases to expire, and `start()` reports them once to `onError`).
+   */
+  readonly instanceId?: string;
   /** Callbacks on run events and background errors. */
   readonly hooks?: EngineHooks;
   /** The clock, in ms since the epoch. Injectable for tests. Default `Date.now`. */
@@ -62,6 +71,7 @@ export interface ResolvedEngineOptions {
   readonly heartbeatIntervalMs: number;
   readonly stopTimeoutMs: number;
   readonly maxRecoveries: number;
+  readonly instanceId: string | undefined;
   readonly hooks: EngineHooks;
   readonly now: () => number;
   readonly random: () => number;
@@ -126,6 +136,7 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     heartbeatIntervalMs,
     stopTimeoutMs,
     maxRecoveries: nonNegativeInteger(options.maxRecoveries ?? 10, "maxRecoveries"),
+    instanceId: instanceIdOption(options.instanceId),
     hooks,
     now: checkedClock(functionOption(options.now, Date.now, "now")),
     random: functionOption(options.random, Math.random, "random"),
@@ -143,6 +154,19 @@ function positiveInteger(value: unknown, field: string): number {
 function nonNegativeInteger(value: unknown, field: string): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
     throw new ConfigError(`Invalid ${field} ${String(value)}: expected an integer of 0 or more`, { field });
+  }
+  return value;
+}
+
+function instanceIdOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !INSTANCE_ID.test(value)) {
+    throw new ConfigError(
+      `Invalid instanceId ${
+        JSON.stringify(value) ?? String(value)
+      }: expected 1 to 128 letters, digits, ".", "_" or "-"`,
+      { field: "instanceId" },
+    );
   }
   return value;
 }

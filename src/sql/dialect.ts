@@ -184,6 +184,8 @@ export interface Dialect {
   claim(connection: SqlConnection, plan: ClaimPlan): Promise<ClaimedRow[]>;
   /** Renews a held lease to an expiry, or (null) to now plus the claim's duration. */
   heartbeatRun(runId: string, leaseId: string, expiry: number | null, now: number): SqlStatement;
+  /** Makes the unexpired leases whose ids begin with `prefix` due at `now` (`StorageAdapter.expireInstanceLeases`). */
+  expireInstanceLeases(prefix: string, now: number): SqlStatement;
   /** Whether a lease is held (a row when it is). */
   selectLeaseHeld(runId: string, leaseId: string): SqlStatement;
   /** Keeps a held run running, moving its expiry (null: now plus the claim's duration). */

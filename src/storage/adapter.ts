@@ -158,6 +158,12 @@ export interface ClaimRequest {
   readonly now: number;
   /** The lease lasts until `now + leaseDurationMs` unless renewed. */
   readonly leaseDurationMs: number;
+  /**
+   * The claiming engine's `instanceId` (letters, digits, `.`, `_` and `-`, at most 128): each
+   * lease id this claim takes then begins with `instanceId + ":"`, so that
+   * {@linkcode StorageAdapter.expireInstanceLeases} can find them after a restart.
+   */
+  readonly instanceId?: string;
 }
 
 /** A change a lease holder makes to its run in one transaction; see {@linkcode StorageAdapter.advanceRun}. */
@@ -350,6 +356,15 @@ export interface StorageAdapter {
    * the number of runs that are not due.
    */
   claimRuns(request: ClaimRequest): Promise<ClaimedRun[]>;
+
+  /**
+   * Ends the leases a previous incarnation of a restarted engine holds: every `running` run whose
+   * lease id begins with `instanceId + ":"` (see {@linkcode ClaimRequest.instanceId}) and has not
+   * expired by `now` gets `dueAt = now`, so that the next claim takes it back as an expired lease
+   * (counted in `recoveries`). Its lease id is kept until then, so a late write of the old
+   * incarnation is fenced off by that claim. One atomic step; returns how many runs it changed.
+   */
+  expireInstanceLeases(instanceId: string, now: number): Promise<number>;
 
   /**
    * Renews a lease until `leaseExpiresAt` (default: the time of the call plus the duration the

@@ -1,6 +1,6 @@
 /**
- * Conformance cases of `ClaimedRun.recoveries`: how claims count the runs they take from lost
- * workers, and what resets the count.
+ * Conformance cases of `ClaimedRun.recoveries` (how claims count the runs they take from lost
+ * workers, and what resets the count) and of `expireInstanceLeases()`.
  *
  * @module
  */
@@ -11,13 +11,17 @@ import {
   checkEqual,
   claim,
   claimOnly,
+  create,
   createAndClaim,
+  expectInvalid,
+  getRun,
   LEASE,
   step,
   T0,
+  WF,
 } from "./conformance_support.ts";
 
-/** The conformance cases of `recoveries`. */
+/** The conformance cases of `recoveries` and of `expireInstanceLeases()`. */
 export const recoveryCases: readonly ConformanceCase[] = [
   {
     name: "claims count consecutive reclaims of expired leases in `recoveries`; a parked or new run has 0",
@@ -61,6 +65,59 @@ export const recoveryCases: readonly ConformanceCase[] = [
       );
       const [afterProgress] = await claim(storage, later + 4);
       checkEqual(afterProgress?.recoveries, 1, "recoveries after a committed step and an expiry");
+    },
+  },
+  {
+    name:
+      "a claim with `instanceId` prefixes its lease ids; `expireInstanceLeases()` makes only that instance's live leases due, and the next claim takes them back",
+    async run(storage) {
+      for (const id of ["mine", "other", "plain"]) await create(storage, id);
+      const take = async (id: string, instanceId?: string) => {
+        const [run] = await storage.claimRuns({
+          workflowNames: [WF],
+          limit: 1,
+          now: T0,
+          leaseDurationMs: LEASE,
+          ...(instanceId === undefined ? {} : { instanceId }),
+        });
+        checkEqual(run?.id, id, "claimed run");
+        return run!;
+      };
+      const mine = await take("mine", "slot-1");
+      check(mine.leaseId.startsWith("slot-1:"), `lease id ${mine.leaseId} should begin with "slot-1:"`);
+      await take("other", "slot-10");
+      await take("plain");
+      checkEqual(await storage.expireInstanceLeases("slot-1", T0 + 5), 1, "expireInstanceLeases() count");
+      checkEqual((await getRun(storage, "mine")).dueAt, T0 + 5, "dueAt of the expired lease");
+      checkEqual((await getRun(storage, "other")).dueAt, T0 + LEASE, "dueAt of another instance's lease");
+      const back = await claimOnly(storage, T0 + 5, "mine");
+      checkEqual(back.recoveries, 1, "recoveries of the run taken back");
+      check(
+        !await storage.heartbeatRun("mine", mine.leaseId, T0 + 6),
+        "the old incarnation's lease is fenced off",
+      );
+      checkEqual(
+        await storage.expireInstanceLeases("slot-1", T0 + 6),
+        0,
+        "a lease taken without instanceId is kept",
+      );
+      await expectInvalid(
+        "expireInstanceLeases",
+        "an instance id with a colon",
+        () => storage.expireInstanceLeases("a:b", T0),
+      );
+      await expectInvalid(
+        "claimRuns",
+        "an empty instance id",
+        () =>
+          storage.claimRuns({
+            workflowNames: [WF],
+            limit: 1,
+            now: T0,
+            leaseDurationMs: LEASE,
+            instanceId: "",
+          }),
+      );
     },
   },
 ];

@@ -9,6 +9,7 @@ import {
   checkClaimRequest,
   checkError,
   checkEventWait,
+  checkInstanceId,
   checkLimit,
   checkName,
   checkNames,
@@ -328,8 +329,33 @@ export class MemoryStorage implements StorageAdapter {
    */
   claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
     return this.#run("claimRuns", (op) => {
-      const { workflowNames, limit, now, leaseDurationMs } = checkClaimRequest(op, request);
-      return this.#claim(op, workflowNames, limit, now, leaseDurationMs);
+      const { workflowNames, limit, now, leaseDurationMs, instanceId } = checkClaimRequest(op, request);
+      return this.#claim(op, workflowNames, limit, now, leaseDurationMs, instanceId);
+    });
+  }
+
+  /**
+   * Makes the unexpired leases taken with `instanceId` due at `now`. Scans every run: it is
+   * called once per engine start.
+   *
+   * @param instanceId The restarted engine's instance id.
+   * @param now The current time.
+   * @returns How many runs were made due.
+   * @throws {StorageError} If the storage is closed or the arguments are malformed.
+   */
+  expireInstanceLeases(instanceId: string, now: number): Promise<number> {
+    return this.#run("expireInstanceLeases", (op) => {
+      const prefix = `${checkInstanceId(op, instanceId)}:`;
+      const time = checkTime(op, "now", now);
+      let expired = 0;
+      for (const record of this.#runs.values()) {
+        if (record.status !== "running" || !record.leaseId?.startsWith(prefix)) continue;
+        if (record.dueAt !== null && record.dueAt <= time) continue;
+        record.dueAt = time;
+        this.#index(record, time);
+        expired++;
+      }
+      return expired;
     });
   }
 
@@ -843,6 +869,7 @@ export class MemoryStorage implements StorageAdapter {
     limit: number,
     now: number,
     leaseDurationMs: number,
+    instanceId?: string,
   ): ClaimedRun[] {
     if (!Array.isArray(workflowNames)) {
       throw invalid(
@@ -872,7 +899,9 @@ export class MemoryStorage implements StorageAdapter {
       this.#unindex(record);
       record.recoveries = record.status === "running" ? record.recoveries + 1 : 0;
       record.status = "running";
-      record.leaseId = crypto.randomUUID();
+      record.leaseId = instanceId === undefined
+        ? crypto.randomUUID()
+        : `${instanceId}:${crypto.randomUUID()}`;
       record.dueAt = now + leaseDurationMs;
       record.claimCount++;
       record.updatedAt = now;

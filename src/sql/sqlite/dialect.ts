@@ -85,6 +85,8 @@ export const sqliteDialect: Dialect = {
   },
   heartbeatRun: (runId, leaseId, expiry, now) =>
     statement(SQL.HEARTBEAT_RUN, expiry, expiry === null ? now : 0, runId, leaseId),
+  expireInstanceLeases: (prefix, now) =>
+    statement(SQL.EXPIRE_INSTANCE_LEASES, now, prefix.length, prefix, now),
   selectLeaseHeld: (runId, leaseId) => statement(SQL.SELECT_LEASE_HELD, runId, leaseId),
   renewRun: (runId, leaseId, expiry, now) => statement(SQL.RENEW_RUN, expiry, now, now, runId, leaseId),
   parkRun({ runId, leaseId, status, now, dueAt, output, error }) {

@@ -117,6 +117,13 @@ export const CLAIM_RUN =
 export const HEARTBEAT_RUN = "UPDATE reflow_runs SET due_at = coalesce(?, ? + lease_ms) " +
   "WHERE id = ? AND status = 'running' AND lease_id = ?";
 
+/**
+ * Makes the unexpired leases of one engine instance (lease ids beginning with its prefix) due
+ * now; the status index finds the running runs. Parameters: now, prefix length, prefix, now.
+ */
+export const EXPIRE_INSTANCE_LEASES = "UPDATE reflow_runs SET due_at = ? " +
+  "WHERE status = 'running' AND substr(lease_id, 1, ?) = ? AND due_at > ?";
+
 /** Whether a lease is held. Parameters: run id, lease id. */
 export const SELECT_LEASE_HELD =
   "SELECT 1 AS held FROM reflow_runs WHERE id = ? AND status = 'running' AND lease_id = ?";
