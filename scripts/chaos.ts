@@ -5,7 +5,11 @@
 // checks: no run lost or stuck, every outcome and output as the plan computes it, every step's
 // result committed once and its side effect recorded, duplicate side effects only from killed
 // processes (the at-least-once window between a side effect and its commit), and
-// `PRAGMA integrity_check`. Prints one summary line; exits 1 on any violation.
+// `PRAGMA integrity_check`. A run whose attempt a kill cut short shows it as one more attempt of
+// that unit (lost attempts count); their total is bounded by what the kills had in flight. One run
+// in a hundred is a crash loop (its step kills its own worker at every attempt, and the controller
+// restarts it): it must end `failed` with WORKER_LOST after exactly its attempts. Prints one summary
+// line; exits 1 on any violation.
 //
 //   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
 //                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--lease-ms 3000] [--keep]
@@ -23,7 +27,14 @@ import { createEngine, type RunDetails } from "../mod.ts";
 import { type LedgerEntry, processWorkflows, type WorkerConfig } from "../tests/support/process_worker.ts";
 import { MATRIX_RUNTIMES, type MatrixRuntime, spawnArgs, spawnArgsFor } from "../tests/support/runtime.ts";
 import { type RawHandle, sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
-import { keyOf, planRun, type ProducerConfig, type ProducerReport, seededRandom } from "./chaos_producer.ts";
+import {
+  isCrashLoop,
+  keyOf,
+  planRun,
+  type ProducerConfig,
+  type ProducerReport,
+  seededRandom,
+} from "./chaos_producer.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WORKER = fileURLToPath(new URL("../tests/support/process_worker.ts", import.meta.url));
@@ -107,6 +118,8 @@ class Child {
   readonly process: ChildProcess;
   output = "";
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** When the process was seen to exit. */
+  exitedAt: number | undefined;
 
   constructor(script: string, config: unknown, stdin: "pipe" | "ignore") {
     const { command, args } = commandFor(script, [JSON.stringify(config)]);
@@ -114,12 +127,15 @@ class Child {
     this.process.stdout!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.process.stderr!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.exited = new Promise((resolve) =>
-      this.process.on("close", (code, signal) => resolve({ code, signal }))
+      this.process.on("close", (code, signal) => {
+        this.exitedAt = Date.now();
+        resolve({ code, signal });
+      })
     );
   }
 
   get started(): boolean {
-    return this.output.includes("started\n");
+    return this.output.includes("started\n") && this.exitedAt === undefined;
   }
 }
 
@@ -170,14 +186,27 @@ async function main(): Promise<number> {
 
   const problems: string[] = [];
   let killCount = 0;
+  let selfKills = 0;
+  /**
+   * Restarts workers that a crash-looping step killed (SIGKILL by itself), noting when they died;
+   * any other exit is a failure to report. Returns false after such a failure.
+   */
+  const replaceDead = (): boolean => {
+    for (const [slot, child] of pool.entries()) {
+      if (child.exitedAt === undefined) continue;
+      if (child.process.signalCode !== "SIGKILL") {
+        problems.push(`a worker exited by itself with ${child.process.exitCode}:\n${child.output}`);
+        return false;
+      }
+      killedAt.set(child.process.pid!, child.exitedAt);
+      selfKills++;
+      pool[slot] = spawnWorker();
+    }
+    return true;
+  };
   while (killCount < kills) {
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
-    // A worker that ended by itself is a failure to report, not one to wait for (or kill) forever.
-    const ended = pool.find((child) => child.process.exitCode !== null);
-    if (ended !== undefined) {
-      problems.push(`a worker exited by itself with ${ended.process.exitCode}:\n${ended.output}`);
-      break;
-    }
+    if (!replaceDead()) break;
     // Only a worker whose engine runs: killing one still starting up would test little.
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
@@ -202,7 +231,10 @@ async function main(): Promise<number> {
   const unfinished = reader.prepare(
     "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
   );
-  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) await sleep(100);
+  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) {
+    if (!replaceDead()) break;
+    await sleep(100);
+  }
 
   for (const child of pool) child.process.stdin!.end();
   for (const child of pool) {
@@ -212,6 +244,11 @@ async function main(): Promise<number> {
 
   const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
   const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedAt, reader);
+  // Each kill (by the controller or by a crash loop) cuts at most the attempts its worker had in flight.
+  const lostBound = (killCount + selfKills) * WORKER_CONCURRENCY * MAX_BRANCHES;
+  if (verdict.lostAttempts > lostBound) {
+    problems.push(`${verdict.lostAttempts} lost attempts, more than the kills had in flight (${lostBound})`);
+  }
   await storage.close();
   reader.close();
   problems.push(...verdict.problems);
@@ -223,7 +260,8 @@ async function main(): Promise<number> {
   console.log(
     `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
       `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
-      `integrity ${verdict.integrity}` +
+      `integrity ${verdict.integrity}, crash loops failed ${verdict.crashLoopsFailed}/${verdict.crashLoops} ` +
+      `(${selfKills} self-kills), lost attempts ${verdict.lostAttempts}` +
       ` [${
         runtime ?? `node ${process.versions.node}`
       }, ${driver}, ${workers} workers, seed ${seed}, ${seconds} s]`,
@@ -240,6 +278,10 @@ interface Verdict {
   stuck: number;
   wrong: number;
   duplicates: number;
+  /** Attempts beyond the plan's, each cut short by a kill. */
+  lostAttempts: number;
+  crashLoops: number;
+  crashLoopsFailed: number;
   integrity: string;
   problems: string[];
 }
@@ -250,7 +292,17 @@ async function verify(
   killedAt: ReadonlyMap<number, number>,
   reader: RawHandle,
 ): Promise<Verdict> {
-  const v: Verdict = { lost: 0, stuck: 0, wrong: 0, duplicates: 0, integrity: "?", problems: [] };
+  const v: Verdict = {
+    lost: 0,
+    stuck: 0,
+    wrong: 0,
+    duplicates: 0,
+    lostAttempts: 0,
+    crashLoops: 0,
+    crashLoopsFailed: 0,
+    integrity: "?",
+    problems: [],
+  };
   const wrong = (i: number, what: string) => {
     v.wrong++;
     v.problems.push(`run ${keyOf(i)}: ${what}`);
@@ -325,12 +377,27 @@ async function verify(
       continue;
     }
     const { run, steps } = details;
+    if (isCrashLoop(i)) {
+      v.crashLoops++;
+      if (run.status === "failed") v.crashLoopsFailed++;
+    }
     if (!["completed", "failed", "cancelled"].includes(run.status)) {
       v.stuck++;
       v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
       continue;
     }
     const plan = planRun(i);
+    const units = steps.map((s) => [s.name, s.attempts] as const);
+    // Attempts beyond the plan's: undefined when the units differ otherwise.
+    const extra = lostAttempts(units, plan.units);
+    // Every unit but a crash loop's absorbs a few lost attempts; a kill that cut the last one
+    // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare.
+    const lostOut = extra !== undefined && extra > 0 && run.status === "failed" &&
+      run.error?.code === "WORKER_LOST";
+    if (lostOut) {
+      v.lostAttempts += extra;
+      continue;
+    }
     const outcome = plan.outcome;
     const expected = outcome.kind === "raced" ? (cancelled[i] ? "cancelled" : "completed") : outcome.kind;
     if (plan.cancel !== undefined && cancelled[i] === undefined) wrong(i, "its owner never cancelled it");
@@ -348,24 +415,39 @@ async function verify(
     }
     if (
       outcome.kind === "failed" &&
-      (run.error?.message !== outcome.message || run.error?.stepName !== outcome.stepName)
+      ((outcome.code !== undefined
+        ? run.error?.code !== outcome.code
+        : run.error?.message !== outcome.message) ||
+        run.error?.stepName !== outcome.stepName)
     ) {
-      wrong(i, `error ${JSON.stringify(run.error)}, expected ${outcome.message} in ${outcome.stepName}`);
+      wrong(
+        i,
+        `error ${JSON.stringify(run.error)}, expected ${
+          outcome.code ?? outcome.message
+        } in ${outcome.stepName}`,
+      );
     }
-    // Every unit committed once with the planned attempts, and every side effect there exactly as planned.
-    const recorded = plan.sideEffects.filter((what) => effects.has(`${runId} ${what}`));
+    // Every unit committed once with the planned attempts (plus lost ones), and every side effect
+    // there as planned: by name, when a lost attempt moved an attempt-numbered one (`charge#2`).
     if (run.status === "cancelled") continue;
-    const units = steps.map((s) => [s.name, s.attempts] as const);
-    if (!isDeepStrictEqual(units, plan.units)) {
+    if (extra === undefined) {
       wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
+      continue;
     }
+    v.lostAttempts += extra;
+    const has = (what: string) =>
+      extra === 0
+        ? effects.has(`${runId} ${what}`)
+        : [...effects.keys()].some((key) => withoutAttempt(key) === withoutAttempt(`${runId} ${what}`));
+    const recorded = plan.sideEffects.filter(has);
     if (recorded.length !== plan.sideEffects.length) {
       wrong(i, `side effects ${JSON.stringify(recorded)}, expected ${JSON.stringify(plan.sideEffects)}`);
     }
   }
   // Side effects of runs that do not exist, or that no plan has (a cancelled run's are checked here).
   for (const [key, [entry]] of effects) {
-    if (!planned.get(entry!.run)?.includes(entry!.what)) v.problems.push(`unplanned side effect "${key}"`);
+    const names = planned.get(entry!.run)?.map(withoutAttempt);
+    if (!names?.includes(withoutAttempt(entry!.what))) v.problems.push(`unplanned side effect "${key}"`);
   }
   const [{ n: total }] = reader.prepare("SELECT count(*) AS n FROM reflow_runs").all() as [{ n: number }];
   if (Number(total) !== runs) v.problems.push(`${total} runs stored, ${runs} planned`);
@@ -380,3 +462,26 @@ async function verify(
 }
 
 process.exitCode = await main();
+
+/**
+ * How many attempts `units` made beyond `plannedUnits` (lost attempts: a kill cut them short), or
+ * undefined when they differ in anything else (names, order, fewer attempts).
+ */
+function lostAttempts(
+  units: readonly (readonly [string, number])[],
+  plannedUnits: readonly (readonly [string, number])[],
+): number | undefined {
+  if (units.length !== plannedUnits.length) return undefined;
+  let extra = 0;
+  for (const [index, [name, attempts]] of units.entries()) {
+    const [plannedName, plannedAttempts] = plannedUnits[index]!;
+    if (name !== plannedName || attempts < plannedAttempts) return undefined;
+    extra += attempts - plannedAttempts;
+  }
+  return extra;
+}
+
+/** A side effect's name without its attempt number (`charge#2` → `charge`). */
+function withoutAttempt(what: string): string {
+  return what.replace(/#\d+$/, "");
+}
