@@ -19,7 +19,7 @@ import {
   WorkerLostError,
 } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { crashable, eventually, gate, schema } from "./support/fixtures.ts";
 
 const input = schema<{ n: number }>();
