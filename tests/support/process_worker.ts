@@ -143,6 +143,14 @@ function hang(): Promise<void> {
  */
 function buildWorkflows(cx: HandlerContext) {
   const input = schema<{ n: number }>();
+  /** The first step of most workflows: `n + 1`. */
+  const step1 = {
+    retry: SURVIVES_KILLS,
+    handler: ({ runId, input }: { runId: string; input: { n: number } }) => {
+      cx.record(runId, "step1");
+      return input.n + 1;
+    },
+  };
   const drain = createWorkflow({ name: "drain", input })
     .step("a", {
       retry: SURVIVES_KILLS,
@@ -166,13 +174,7 @@ function buildWorkflows(cx: HandlerContext) {
       },
     });
   const crashy = createWorkflow({ name: "crashy", input })
-    .step("step1", {
-      retry: SURVIVES_KILLS,
-      handler: ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      },
-    })
+    .step("step1", step1)
     .step("step2", {
       retry: SURVIVES_KILLS,
       handler: async ({ runId, prev }) => {
@@ -193,13 +195,7 @@ function buildWorkflows(cx: HandlerContext) {
       },
     });
   const sleeper = createWorkflow({ name: "sleeper", input })
-    .step("step1", {
-      retry: SURVIVES_KILLS,
-      handler: ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      },
-    })
+    .step("step1", step1)
     .sleep("nap", NAP_MS)
     .step("step2", {
       retry: SURVIVES_KILLS,
@@ -209,13 +205,7 @@ function buildWorkflows(cx: HandlerContext) {
       },
     });
   const approval = createWorkflow({ name: "approval", input })
-    .step("step1", {
-      retry: SURVIVES_KILLS,
-      handler: ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      },
-    })
+    .step("step1", step1)
     .waitForEvent("approve", { schema: approvalPayload })
     .step("step2", {
       retry: SURVIVES_KILLS,
@@ -235,13 +225,7 @@ function buildWorkflows(cx: HandlerContext) {
     return prev + add;
   };
   const fanout = createWorkflow({ name: "fanout", input })
-    .step("step1", {
-      retry: SURVIVES_KILLS,
-      handler: ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      },
-    })
+    .step("step1", step1)
     .parallel({
       fast: {
         retry: SURVIVES_KILLS,
@@ -261,13 +245,7 @@ function buildWorkflows(cx: HandlerContext) {
       },
     });
   const flaky = createWorkflow({ name: "flaky", input })
-    .step("step1", {
-      retry: SURVIVES_KILLS,
-      handler: ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      },
-    })
+    .step("step1", step1)
     .step("charge", {
       // A short fixed delay parks the run as pending between attempts, as a real retry does.
       retry: { maxAttempts: FLAKY_ATTEMPTS, backoff: "linear", initialDelayMs: 20, maxDelayMs: 20 },
