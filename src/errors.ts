@@ -930,7 +930,7 @@ export class ConditionError extends ReflowError {
 }
 
 /**
- * Reported to `onError` when a heartbeat ran late by more than a third of the lease: the event
+ * Reported to `onError` when a heartbeat ran late by more than half the lease: the event
  * loop was blocked (a synchronous CPU-bound step, a long GC pause), so the leases of the runs in
  * flight may have expired and other engines may have reclaimed them.
  *

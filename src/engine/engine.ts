@@ -882,7 +882,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
         const firedAt = performance.now();
         const lateMs = firedAt - expectedAt;
         expectedAt = firedAt + interval;
-        if (lateMs > leaseDurationMs / 3) {
+        // Half the lease late: the renewals are that close to lapsing (a heartbeat alone keeps them).
+        if (lateMs > leaseDurationMs / 2) {
           this.#events.reportError(new EventLoopBlockedError(Math.round(lateMs), leaseDurationMs));
         }
         // A slow storage must not pile up renewals; the next tick catches up.
