@@ -763,6 +763,75 @@ export class RunNotFoundError extends ReflowError {
   constructor(runId: string) {
     super(`Unknown run "${runId}": it does not exist or was purged`);
     this.runId = runId;
+  }
+}
+
+/**
+ * `handle.result({ timeout })` or `engine.waitForRun(runId, { timeout })` gave up before the run
+ * finished. The run itself is untouched and goes on.
+ *
+ * @example
+ * ```ts
+ * import { ResultTimeoutError } from "@reflow/core";
+ *
+ * console.log(new ResultTimeoutError("r1", 5000).timeoutMs); // 5000
+ * ```
+ */
+export class ResultTimeoutError extends ReflowError {
+  /** Always `"RESULT_TIMEOUT"`. */
+  readonly code = "RESULT_TIMEOUT" as const;
+  /** The run waited for. */
+  readonly runId: string;
+  /** How long the caller waited, in ms. */
+  readonly timeoutMs: number;
+
+  /**
+   * Creates a ResultTimeoutError.
+   *
+   * @param runId The run waited for.
+   * @param timeoutMs How long the caller waited, in ms.
+   */
+  constructor(runId: string, timeoutMs: number) {
+    super(`Gave up waiting for run "${runId}" after ${timeoutMs} ms; the run goes on`);
+    this.runId = runId;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * `testEngine().run()` (or `drive()`, `sendEvent()`) left a run unfinished: it waits for an event,
+ * or did not settle. The run's id and status are on the error; `te.sendEvent()` or `te.advance()`
+ * and `te.drive(runId)` take it further.
+ *
+ * @example
+ * ```ts
+ * import { TestRunIncompleteError } from "@reflow/core";
+ *
+ * console.log(new TestRunIncompleteError("r1", "waiting").status); // waiting
+ * ```
+ */
+export class TestRunIncompleteError extends ReflowError {
+  /** Always `"TEST_RUN_INCOMPLETE"`. */
+  readonly code = "TEST_RUN_INCOMPLETE" as const;
+  /** The unfinished run. */
+  readonly runId: string;
+  /** Where it stopped, such as `"waiting"`. */
+  readonly status: string;
+
+  /**
+   * Creates a TestRunIncompleteError.
+   *
+   * @param runId The unfinished run.
+   * @param status Where it stopped.
+   */
+  constructor(runId: string, status: string) {
+    super(`Run "${runId}" did not finish in the test: it is ${status}`);
+    this.runId = runId;
+    this.status = status;
+  }
+}
+
+/**
  * An attempt of a step or parallel branch that ended because its worker died (a crash, an OOM
  * kill, `kill -9`) or lost the run's lease (a blocked event loop, a network partition). It counts
  * as a failed attempt: it is retried under the unit's retry policy, and fails the run once the
@@ -804,34 +873,6 @@ export class WorkerLostError extends ReflowError {
 }
 
 /**
- * `handle.result({ timeout })` or `engine.waitForRun(runId, { timeout })` gave up before the run
- * finished. The run itself is untouched and goes on.
- *
- * @example
- * ```ts
- * import { ResultTimeoutError } from "@reflow/core";
- *
- * console.log(new ResultTimeoutError("r1", 5000).timeoutMs); // 5000
- * ```
- */
-export class ResultTimeoutError extends ReflowError {
-  /** Always `"RESULT_TIMEOUT"`. */
-  readonly code = "RESULT_TIMEOUT" as const;
-  /** The run waited for. */
-  readonly runId: string;
-  /** How long the caller waited, in ms. */
-  readonly timeoutMs: number;
-
-  /**
-   * Creates a ResultTimeoutError.
-   *
-   * @param runId The run waited for.
-   * @param timeoutMs How long the caller waited, in ms.
-   */
-  constructor(runId: string, timeoutMs: number) {
-    super(`Gave up waiting for run "${runId}" after ${timeoutMs} ms; the run goes on`);
-    this.runId = runId;
-    this.timeoutMs = timeoutMs;
  * A run reclaimed from lost workers more times in a row than the engine's `maxRecoveries`
  * allows, with nothing committed in between: something kills its worker outside any step's
  * attempts, so the run is failed rather than recovered forever.
@@ -872,35 +913,6 @@ export class RecoveryLimitError extends ReflowError {
 }
 
 /**
- * `testEngine().run()` (or `drive()`, `sendEvent()`) left a run unfinished: it waits for an event,
- * or did not settle. The run's id and status are on the error; `te.sendEvent()` or `te.advance()`
- * and `te.drive(runId)` take it further.
- *
- * @example
- * ```ts
- * import { TestRunIncompleteError } from "@reflow/core";
- *
- * console.log(new TestRunIncompleteError("r1", "waiting").status); // waiting
- * ```
- */
-export class TestRunIncompleteError extends ReflowError {
-  /** Always `"TEST_RUN_INCOMPLETE"`. */
-  readonly code = "TEST_RUN_INCOMPLETE" as const;
-  /** The unfinished run. */
-  readonly runId: string;
-  /** Where it stopped, such as `"waiting"`. */
-  readonly status: string;
-
-  /**
-   * Creates a TestRunIncompleteError.
-   *
-   * @param runId The unfinished run.
-   * @param status Where it stopped.
-   */
-  constructor(runId: string, status: string) {
-    super(`Run "${runId}" did not finish in the test: it is ${status}`);
-    this.runId = runId;
-    this.status = status;
  * A step's `when` predicate threw or rejected. It fails that attempt of the step, which is
  * retried (and `when` asked again) under the step's retry policy. The thrown value is on `cause`.
  *

@@ -483,7 +483,7 @@ describeEachStorage((cell) => {
       });
       const { runId } = await engine.enqueue("waits", { n: 1 });
       await assert.rejects(engine.sendEvent(runId, "go", "payload"), ValidationError);
-      assert.equal((await engine.listRuns()).runs.length, 1, "nothing was stored for the rejected enqueue");
+      assert.equal((await engine.listRuns()).length, 1, "nothing was stored for the rejected enqueue");
     },
   );
 

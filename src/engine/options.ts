@@ -55,6 +55,8 @@ const ENGINE_OPTION_KEYS: OptionKeys<EngineOptions> = {
   runLeaseDurationMs: true,
   heartbeatIntervalMs: true,
   stopTimeoutMs: true,
+  maxRecoveries: true,
+  instanceId: true,
   hooks: true,
   now: true,
   random: true,
