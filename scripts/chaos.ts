@@ -324,6 +324,13 @@ async function verify(
     if (list === undefined) effects.set(key, [entry]);
     else list.push(entry);
   }
+  /** The side effects (`what`s) of each run. */
+  const byRun = new Map<string, string[]>();
+  for (const [entry] of effects.values()) {
+    const list = byRun.get(entry!.run);
+    if (list === undefined) byRun.set(entry!.run, [entry!.what]);
+    else list.push(entry!.what);
+  }
   // A repeated side effect is legitimate only when the process that did it first was killed before
   // committing, and another process repeated it after the kill; anything else would mean a lost
   // commit or a stolen lease.
@@ -428,20 +435,30 @@ async function verify(
       );
     }
     // Every unit committed once with the planned attempts (plus lost ones), and every side effect
-    // there as planned: by name, when a lost attempt moved an attempt-numbered one (`charge#2`).
+    // there as planned.
     if (run.status === "cancelled") continue;
     if (extra === undefined) {
       wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
       continue;
     }
     v.lostAttempts += extra;
+    // An attempt-numbered side effect (`charge#2`) names one attempt, and a lost attempt may have
+    // died before its handler wrote one: each such unit needs one at least, none past its attempts.
     const has = (what: string) =>
-      extra === 0
+      what === withoutAttempt(what)
         ? effects.has(`${runId} ${what}`)
-        : [...effects.keys()].some((key) => withoutAttempt(key) === withoutAttempt(`${runId} ${what}`));
+        : byRun.get(runId)?.some((effect) => withoutAttempt(effect) === withoutAttempt(what)) === true;
     const recorded = plan.sideEffects.filter(has);
     if (recorded.length !== plan.sideEffects.length) {
       wrong(i, `side effects ${JSON.stringify(recorded)}, expected ${JSON.stringify(plan.sideEffects)}`);
+    }
+    const attemptsOf = new Map(units);
+    for (const effect of byRun.get(runId) ?? []) {
+      const attempt = /#(\d+)$/.exec(effect)?.[1];
+      const made = attemptsOf.get(withoutAttempt(effect));
+      if (attempt !== undefined && made !== undefined && Number(attempt) > made) {
+        wrong(i, `side effect "${effect}" of an attempt past the ${made} stored`);
+      }
     }
   }
   // Side effects of runs that do not exist, or that no plan has (a cancelled run's are checked here).
