@@ -501,6 +501,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #loop: Promise<void> | undefined;
   #pollIntervalMs = 1000;
   #wake: (() => void) | undefined;
+  /** Ends the storage's wake-ups of this engine (see `StorageAdapter.watch`). */
+  #unwatch: (() => void) | undefined;
   /** Set by a wake-up that found the loop busy (claiming), so its next sleep returns at once. */
   #wakePending = false;
   #nextDueAt = Infinity;
@@ -545,6 +547,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     this.#state = "started";
     this.#loop = this.#runLoop();
     const { retention, storage, now } = this.#options;
+    // Another process's enqueue, event or release wakes the loop now rather than at its next poll.
+    this.#unwatch = typeof storage.watch === "function" ? storage.watch(() => this.#notify()) : undefined;
     if (retention !== undefined) {
       this.#retention = new RetentionSweeper(
         storage,
@@ -557,6 +561,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async stop(): Promise<void> {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
     if (this.#state === "started") {
       this.#state = "stopping";
       this.#notify();

@@ -36,7 +36,10 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   readonly instanceId?: string;
   /** Callbacks on run events and background errors. */
   readonly hooks?: EngineHooks;
-  /** The clock, in ms since the epoch. Injectable for tests. Default `Date.now`. */
+  /**
+   * The clock, in ms since the epoch. Injectable for tests. Default: the storage's `currentTime()`
+   * where it has one (a database shared by several hosts: the server's clock), else `Date.now`.
+   */
   readonly now?: () => number;
   /** A uniform random source in [0, 1) for retry jitter. Default `Math.random`. */
   readonly random?: () => number;
@@ -140,10 +143,15 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     maxRecoveries: nonNegativeInteger(options.maxRecoveries ?? 10, "maxRecoveries"),
     instanceId: instanceIdOption(options.instanceId),
     hooks,
-    now: checkedClock(functionOption(options.now, Date.now, "now")),
+    now: checkedClock(functionOption(options.now, storageClock(storage) ?? Date.now, "now")),
     random: functionOption(options.random, Math.random, "random"),
     retention: resolveRetention(options.retention),
   };
+}
+
+/** The clock of a storage shared by several hosts (the database server's), where it has one. */
+function storageClock(storage: StorageAdapter): (() => number) | undefined {
+  return typeof storage.currentTime === "function" ? () => storage.currentTime!() : undefined;
 }
 
 function positiveInteger(value: unknown, field: string): number {

@@ -162,6 +162,18 @@ export interface Dialect {
    * @param now The storage clock's time.
    */
   importForeign?(connection: SqlConnection, now: number): Promise<unknown>;
+  /**
+   * Reads the database server's clock as a row `{ now }` (ms since the epoch), where workers on
+   * several hosts share the database; null where the database lives on the worker's host.
+   */
+  readonly serverClock: SqlStatement | null;
+  /**
+   * Tells other processes' idle workers that work may have become due, sent in the transaction of
+   * the write that made it so (delivered at its commit); null where the dialect has no such signal.
+   */
+  readonly wake: SqlStatement | null;
+  /** Subscribes a driver's connection to {@linkcode Dialect.wake}; null with no such signal. */
+  readonly listen: SqlStatement | null;
 
   /** Stores a new pending run unless its workflow already has a run with its idempotency key. */
   insertRun(run: NewRun): SqlStatement;

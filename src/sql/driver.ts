@@ -78,7 +78,13 @@ export interface SqlConnectionLease extends SqlConnection {
 }
 
 /** The SQL dialects the core writes. */
-export type SqlDialect = "sqlite";
+export type SqlDialect = "sqlite" | "postgres";
+
+/** A subscription of {@linkcode SqlDriver.listen}. */
+export interface SqlSubscription {
+  /** Ends the subscription and gives its connection back. */
+  close(): Promise<void>;
+}
 
 /**
  * The failure kinds a driver reports for its library's errors; the core adds `"schema"` and
@@ -133,6 +139,20 @@ export interface SqlDriver {
    * @returns The kind.
    */
   classifyError(error: unknown): SqlErrorKind;
+
+  /**
+   * Optional, for databases shared by several hosts: keeps a connection of its own on which
+   * `statement` (the core's subscription, such as PostgreSQL's `LISTEN`) has run, and calls
+   * `listener` for every notification that arrives on it. After a lost connection the driver
+   * reconnects by itself, runs `statement` again and calls `listener` once, since notifications
+   * may have been missed meanwhile.
+   *
+   * @param statement The subscription statement.
+   * @param listener Called for each notification.
+   * @returns The subscription, once the statement has run.
+   * @throws The library's error when no connection can be had.
+   */
+  listen?(statement: SqlStatement, listener: () => void): Promise<SqlSubscription>;
 
   /**
    * Waits for the lent connection to come back, then closes the database (unless the caller

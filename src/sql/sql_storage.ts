@@ -56,6 +56,7 @@ import type {
   SqlDriver,
   SqlRow,
   SqlStatement,
+  SqlSubscription,
   SqlValue,
 } from "./driver.ts";
 import { createdNames, type Dialect } from "./dialect.ts";
@@ -180,6 +181,11 @@ export function checkSqlStorageOptions(options: SqlStorageOptions | undefined): 
   };
 }
 
+/** How often the offset to the database server's clock is measured again. */
+const CLOCK_SYNC_INTERVAL_MS = 60_000;
+/** Round trips per measurement; the fastest one gives the offset. */
+const CLOCK_SAMPLES = 3;
+
 /** The lease `claimNextRun()` takes, as the contract fixes it. */
 const CLAIM_NEXT_LEASE_MS = 30_000;
 /** Attempts of one operation that keeps failing as busy, each after SQLite's own busy wait. */
@@ -246,6 +252,19 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** The sessions (connections) already set up; drivers without sessions have one connection. */
   #configured = new WeakSet<object>();
+  /** The database server's clock minus this host's, where the dialect has a server clock. */
+  #clockOffset = 0;
+  #clockSyncedAt = -Infinity;
+  #clockSync: Promise<void> | undefined;
+  #watchers = new Set<() => void>();
+  #subscription: Promise<SqlSubscription | undefined> | undefined;
+  /**
+   * The database server's clock (ms since the epoch): this host's clock (`now`) corrected by the
+   * offset measured at `initialize()` and every minute after. Present only for a database that
+   * several hosts share (PostgreSQL), so that an engine on it computes leases and due times on
+   * one clock whatever its host's clock says; absent for SQLite, whose host is the worker's.
+   */
+  readonly currentTime?: () => number;
   #closed = false;
   /** Concurrent runs' advances share transactions; see {@linkcode GroupCommit}. */
   #advances = new GroupCommit(
@@ -293,6 +312,15 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#clock = now;
     this.#newId = newId;
     this.#idleCheckpointMs = idleCheckpointMs;
+    if (dialect.serverClock !== null) {
+      this.currentTime = () => {
+        if (this.#clock() - this.#clockSyncedAt >= CLOCK_SYNC_INTERVAL_MS && !this.#closed) {
+          // In the background: a failed measurement keeps the last offset and is tried again later.
+          this.#clockSync ??= this.#syncClock().catch(() => {}).finally(() => this.#clockSync = undefined);
+        }
+        return this.#now();
+      };
+    }
   }
 
   /**
@@ -321,6 +349,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     await this.#run(op, "statements", async (c) => {
       for (const setup of dialect.databaseSetup) await c.query(setup);
     });
+    if (dialect.serverClock !== null) await this.#syncClock();
   }
 
   /** Applies the pending migrations (and a foreign import) in one write transaction, checking again under its lock. */
@@ -356,9 +385,13 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const checked = checkNewRun(op, run);
     // Two statements without a transaction, the common case's cheapest form. A purge may delete
     // the key's holder between them; then again in one transaction, where nothing can.
+    const insert = async (c: SqlConnection) => {
+      const result = await insertRun(this.#dialect, c, checked);
+      if (result?.created) await this.#wake(c);
+      return result;
+    };
     return await takenRunId(op, checked.id, async () => {
-      return await this.#run(op, "statements", (c) => insertRun(this.#dialect, c, checked)) ??
-        await this.#run(op, "transaction", (c) => insertRun(this.#dialect, c, checked)) ??
+      return await this.#run(op, "statements", insert) ?? await this.#run(op, "transaction", insert) ??
         notFound(op, checked.id);
     });
   }
@@ -375,7 +408,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async claimNextRun(workflowNames: readonly string[], staleBefore?: number): Promise<ClaimedRun | null> {
     const op = "claimNextRun";
     this.#open(op);
-    const now = staleBefore === undefined ? this.#clock() : checkTime(op, "staleBefore", staleBefore);
+    const now = staleBefore === undefined ? this.#now() : checkTime(op, "staleBefore", staleBefore);
     return (await this.#claim(op, workflowNames, 1, now, CLAIM_NEXT_LEASE_MS))[0] ?? null;
   }
 
@@ -426,7 +459,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     const expiry = leaseExpiresAt === undefined ? null : checkTime(op, "leaseExpiresAt", leaseExpiresAt);
     if (typeof runId !== "string" || typeof leaseId !== "string") return false;
-    const renew = this.#dialect.heartbeatRun(runId, leaseId, expiry, expiry === null ? this.#clock() : 0);
+    const renew = this.#dialect.heartbeatRun(runId, leaseId, expiry, expiry === null ? this.#now() : 0);
     return (await this.#run(op, "statements", (c) => c.execute(renew))).changes === 1;
   }
 
@@ -494,8 +527,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#open(op);
     checkStatus(op, status, false);
     if (typeof runId !== "string") return false;
-    const update = this.#dialect.updateRunStatus(runId, status, this.#clock());
-    return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
+    const update = this.#dialect.updateRunStatus(runId, status, this.#now());
+    return await this.#run(op, "statements", async (c) => {
+      if ((await c.execute(update)).changes !== 1) return false;
+      if (!FINISHED.has(status)) await this.#wake(c);
+      return true;
+    });
   }
 
   /**
@@ -522,7 +559,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       );
       return rows.length === 1;
     }
-    const now = this.#clock();
+    const now = this.#now();
     const dueAt = status === "waiting" || FINISHED.has(status) ? null : now;
     const park = this.#dialect.parkRun({
       runId,
@@ -533,7 +570,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       output: undefined,
       error: undefined,
     });
-    return (await this.#run(op, "statements", (c) => c.execute(park))).changes === 1;
+    return await this.#run(op, "statements", async (c) => {
+      if ((await c.execute(park)).changes !== 1) return false;
+      // A released run is due now: a worker elsewhere may take it.
+      if (dueAt !== null) await this.#wake(c);
+      return true;
+    });
   }
 
   /**
@@ -616,7 +658,11 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const createdAt = checkTime(op, "event createdAt", event.createdAt);
     if (typeof runId !== "string") return false;
     const delivery = { name, payload, createdAt };
-    return await this.#run(op, "transaction", (c) => this.#dialect.deliverEvent(c, runId, delivery));
+    return await this.#run(op, "transaction", async (c) => {
+      if (!await this.#dialect.deliverEvent(c, runId, delivery)) return false;
+      await this.#wake(c);
+      return true;
+    });
   }
 
   /**
@@ -717,6 +763,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       await c.execute(dialect.deleteFailedSteps(runId));
       // MemoryStorage drops a run's events when it finishes; the SQL storage leaves them until now.
       await c.execute(dialect.deleteEventsOfRun(runId));
+      await this.#wake(c);
       return true;
     });
   }
@@ -741,10 +788,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         const result = upsertedSchedule(row === undefined ? null : toSchedule(row), checked);
         if (row !== undefined) {
           await c.execute(dialect.upsertSchedule(result.schedule));
-          return result;
+        } else if ((await c.execute(dialect.insertSchedule(result.schedule))).changes !== 1) {
+          // Another caller's insert of the key committed in between: merge on theirs.
+          continue;
         }
-        // Zero changes: another caller's insert of the key committed in between; merge on it.
-        if ((await c.execute(dialect.insertSchedule(result.schedule))).changes === 1) return result;
+        await this.#wake(c);
+        return result;
       }
     });
   }
@@ -835,6 +884,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         await c.execute(
           dialect.upsertSchedule(claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt)),
         );
+        if (result.created) await this.#wake(c);
         return result;
       }));
   }
@@ -903,7 +953,35 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     this.#closed = true;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
+    this.#watchers.clear();
+    await this.#unsubscribe();
+    await this.#clockSync;
     await this.#driver.close();
+  }
+
+  /**
+   * Calls `listener` when another process may have made work due: a run created, an event
+   * delivered, a run released or re-queued, a schedule changed. Only where the driver can listen
+   * for the database's notifications (PostgreSQL's `LISTEN`); elsewhere it is never called, and
+   * the engine's poll finds such work.
+   *
+   * @param listener Called with no arguments, possibly for work this process made itself.
+   * @returns A function that ends the calls.
+   */
+  watch(listener: () => void): () => void {
+    const { listen } = this.#dialect;
+    if (listen === null || typeof this.#driver.listen !== "function" || this.#closed) return () => {};
+    this.#watchers.add(listener);
+    this.#subscription ??= this.#driver.listen(listen, () => {
+      for (const watcher of this.#watchers) watcher();
+    }).catch(() => {
+      // Without notifications the engine still polls; the next watch() tries again.
+      this.#subscription = undefined;
+      return undefined;
+    });
+    return () => {
+      if (this.#watchers.delete(listener) && this.#watchers.size === 0) void this.#unsubscribe();
+    };
   }
 
   /**
@@ -947,6 +1025,43 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       }));
       return await withSteps(dialect, c, runs);
     });
+  }
+
+  /** This host's clock corrected to the database server's (no correction without a server clock). */
+  #now(): number {
+    return this.#clock() + this.#clockOffset;
+  }
+
+  /** Measures the server clock's offset, from the fastest of a few round trips (NTP's estimate). */
+  async #syncClock(): Promise<void> {
+    const query = this.#dialect.serverClock!;
+    let best = Infinity;
+    let offset = 0;
+    await this.#run("initialize", "statements", async (c) => {
+      for (let sample = 0; sample < CLOCK_SAMPLES; sample++) {
+        const sent = this.#clock();
+        const [row] = await c.query(query);
+        const received = this.#clock();
+        if (received - sent < best) {
+          best = received - sent;
+          offset = Number(row!.now) - (sent + received) / 2;
+        }
+      }
+    });
+    // An offset within the measurement's uncertainty (half the round trip) is no offset: one host.
+    this.#clockOffset = Math.abs(offset) <= best / 2 + 1 ? 0 : Math.round(offset);
+    this.#clockSyncedAt = this.#clock();
+  }
+
+  /** Sends the dialect's wake-up for other processes' idle workers, inside the caller's transaction. */
+  async #wake(connection: SqlConnection): Promise<void> {
+    if (this.#dialect.wake !== null) await connection.query(this.#dialect.wake);
+  }
+
+  async #unsubscribe(): Promise<void> {
+    const subscription = this.#subscription;
+    this.#subscription = undefined;
+    await (await subscription)?.close();
   }
 
   #open(operation: string): void {

@@ -506,6 +506,22 @@ export interface StorageAdapter {
    */
   purgeRuns(request: PurgeRequest): Promise<number>;
 
+  /**
+   * Optional: the time (ms since the epoch) on the clock that decides leases and due times, for a
+   * storage shared by hosts whose clocks may disagree (the database server's). An engine given no
+   * `now` of its own uses it, so every host computes with the same clock.
+   */
+  currentTime?(): number;
+
+  /**
+   * Optional: calls `listener` when another process may have made work due (a new run, an event, a
+   * released or re-queued run, a changed schedule), so that an idle engine claims at once instead
+   * of at its next poll. A missed call only delays work until that poll.
+   *
+   * @returns A function that ends the calls.
+   */
+  watch?(listener: () => void): () => void;
+
   /** Releases resources. Later calls fail with a `StorageError`. */
   close(): void | Promise<void>;
 }

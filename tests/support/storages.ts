@@ -2,10 +2,12 @@
 // storage that can run here. A new storage is one entry in `storages`; the conformance, engine,
 // primitives, schedules, run admin, bad input and fault suites then run on it.
 import { after, afterEach, describe, test } from "node:test";
+import process from "node:process";
 import type { SqlDriver } from "../../src/sql/driver.ts";
 import type { SqlStorageOptions } from "../../src/sql/sql_storage.ts";
 import type { StorageAdapter } from "../../src/storage/adapter.ts";
 import { MemoryStorage } from "../../src/storage/memory.ts";
+import { type PostgresServer, postgresSkipReason, startPostgres } from "./postgres_server.ts";
 import { runtimeName } from "./runtime.ts";
 import { type SqliteSubject, sqliteSubjects } from "./sqlite_subjects.ts";
 
@@ -33,7 +35,7 @@ export interface StorageEntry {
   /** Shown in test names: `${name} on ${runtime}: ${case}`. */
   readonly name: string;
   /** Which family it belongs to, for the few suites that need one (e.g. SQL files). */
-  readonly kind: "memory" | "sqlite";
+  readonly kind: "memory" | "sqlite" | "postgres";
   /** Why it cannot run in this runtime, or false when it can. */
   readonly skip: string | false;
   /** Creates a fresh, empty database. */
@@ -107,8 +109,85 @@ function sqliteEntry(subject: SqliteSubject): StorageEntry {
   };
 }
 
+/** A pg pool as the tests use it directly. */
+interface AdminPool {
+  query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
+  end(): Promise<void>;
+}
+
+/**
+ * PostgreSQL: each database is a schema of its own (named after this process, so that runtimes can
+ * share one server at once), reached through `search_path` in the connection string.
+ */
+function postgresEntry(): StorageEntry {
+  let server: Promise<PostgresServer> | undefined;
+  let admin: Promise<AdminPool> | undefined;
+  let count = 0;
+  const databases: TestDatabase[] = [];
+  const pool = async (url: string): Promise<AdminPool> => {
+    const { default: pg } = await import("pg");
+    const created = new pg.Pool({ connectionString: url, max: 2 });
+    created.on("error", () => {});
+    return created as unknown as AdminPool;
+  };
+  const withSchema = (url: string, schema: string): string => {
+    const parsed = new URL(url);
+    parsed.searchParams.set("options", `-c search_path=${schema}`);
+    return parsed.toString();
+  };
+  return {
+    name: "postgres",
+    kind: "postgres",
+    skip: postgresSkipReason(),
+    async database() {
+      server ??= startPostgres();
+      const { url } = await server;
+      admin ??= pool(url);
+      const schema = `reflow_test_${process.pid}_${++count}_${Math.random().toString(36).slice(2, 8)}`;
+      await (await admin).query(`CREATE SCHEMA ${schema}`);
+      const schemaUrl = withSchema(url, schema);
+      const { PostgresStorage, postgresDriver } = await import("../../drivers/postgres.ts");
+      const opened: StorageAdapter[] = [];
+      let reader: Promise<AdminPool> | undefined;
+      const database: TestDatabase = {
+        async open(options) {
+          const { synchronous: _, ...rest } = options ?? {};
+          const storage = new PostgresStorage(schemaUrl, { poolSize: 4, ...rest });
+          opened.push(storage);
+          await storage.initialize();
+          return storage;
+        },
+        driver: () => postgresDriver(schemaUrl, { poolSize: 4 }),
+        read: async (sql) => (await (reader ??= pool(schemaUrl))).query(sql).then((result) => result.rows),
+        async close() {
+          for (const storage of opened.splice(0).reverse()) await storage.close();
+          await (await reader)?.end();
+          reader = undefined;
+          if (databases.includes(database)) {
+            databases.splice(databases.indexOf(database), 1);
+            await (await admin)?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+          }
+        },
+      };
+      databases.push(database);
+      return database;
+    },
+    async cleanup() {
+      for (const database of databases.slice().reverse()) await database.close();
+      const [adminPool, running] = [admin, server];
+      admin = server = undefined;
+      await (await adminPool)?.end();
+      await (await running)?.stop();
+    },
+  };
+}
+
 /** Every storage, in the order their tests are listed; the ones that cannot run here say why. */
-export const storages: readonly StorageEntry[] = [memoryEntry, ...sqliteSubjects.map(sqliteEntry)];
+export const storages: readonly StorageEntry[] = [
+  memoryEntry,
+  ...sqliteSubjects.map(sqliteEntry),
+  postgresEntry(),
+];
 
 /** One storage cell of {@linkcode describeEachStorage}, as a suite body sees it. */
 export interface StorageCell {

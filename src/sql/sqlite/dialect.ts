@@ -55,6 +55,10 @@ export const sqliteDialect: Dialect = {
     return { present, version: row === undefined ? null : row.value };
   },
   writeSchemaVersion: (version) => statement(SQL.UPSERT_SCHEMA_VERSION, version),
+  // One host: the workers' clock is the database's.
+  serverClock: null,
+  wake: null,
+  listen: null,
 
   insertRun: ({ id, workflowName, input, idempotencyKey, createdAt }) =>
     statement(SQL.INSERT_RUN, id, workflowName, input, idempotencyKey, createdAt, createdAt, createdAt),

@@ -1,0 +1,327 @@
+/**
+ * The PostgreSQL dialect. Transactions run under READ COMMITTED, where other writers interleave,
+ * so nothing relies on a read staying true until the write after it:
+ *
+ * - a claim is one statement: the due runs are locked with `FOR UPDATE SKIP LOCKED` (a run
+ *   another claimer holds locked is passed over, not waited for) and updated with their leases;
+ * - a schedule slot and an upsert are decided on the schedule's row read `FOR UPDATE`;
+ * - an event delivery and a wait both lock the run's row first, so one of them always sees the
+ *   other's commit: the wait finds the event, or the delivery finds the run waiting and wakes it;
+ * - migrations take a transaction-scoped advisory lock as their first statement.
+ *
+ * Encoded values travel as `bytea` (UTF-8), because `text` cannot hold NUL.
+ *
+ * @module
+ */
+
+import type { ClaimedRow, Dialect, Encode, WaitFinding } from "../dialect.ts";
+import { createdNames, scheduleParams, statement, stepParams } from "../dialect.ts";
+import type { SqlParameter } from "../driver.ts";
+import { MIGRATIONS } from "./schema.ts";
+
+const utf8 = new TextEncoder();
+/** Encoded values are stored as their UTF-8 bytes. */
+const bytes: Encode = (value) => value === null ? null : utf8.encode(value);
+
+const RUN_COLUMNS = "id, workflow_name, status, input, output, error_code, error_name, error_message, " +
+  "error_step, idempotency_key, created_at, updated_at, due_at, lease_id, claim_count";
+const STEP_COLUMNS = "run_id, step_name, status, output, error_code, error_name, error_message, " +
+  "error_step, attempts, due_at, updated_at";
+const SCHEDULE_COLUMNS = "key, workflow_name, input, recurrence, next_run_at, last_run_at, last_run_id, " +
+  "created_at, updated_at";
+const CLAIMABLE = "status IN ('pending', 'running', 'sleeping', 'waiting')";
+const UNFINISHED = "status NOT IN ('completed', 'failed', 'cancelled')";
+/** A JSON array parameter as a set of text values. */
+const jsonSet = (n: number) => `(SELECT json_array_elements_text($${n}::json))`;
+/** The server's clock in ms since the epoch. */
+const SERVER_NOW = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+/** The tables and indexes the migrations create, whose presence initialize() checks. */
+const SCHEMA_NAMES = MIGRATIONS.flatMap(createdNames);
+/** The notification channel of {@linkcode postgresDialect.wake}. */
+const CHANNEL = "reflow_wake";
+
+const CLAIM = "WITH picked AS (" +
+  `SELECT seq, due_at FROM reflow_runs WHERE ${CLAIMABLE} AND due_at <= $1::bigint ` +
+  `AND workflow_name IN ${jsonSet(2)} ORDER BY due_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED), ` +
+  "numbered AS (SELECT seq, row_number() OVER (ORDER BY due_at, seq) AS n FROM picked) " +
+  "UPDATE reflow_runs r SET status = 'running', lease_id = $4::json ->> (numbered.n - 1)::int, " +
+  "due_at = $5::bigint, lease_ms = $6::bigint, claim_count = r.claim_count + 1, updated_at = $1::bigint " +
+  `FROM numbered WHERE r.seq = numbered.seq RETURNING numbered.n AS claim_order, ${
+    RUN_COLUMNS.split(", ").map((column) => `r.${column}`).join(", ")
+  }`;
+
+const STEP_VALUES = "$1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text, $7::text, $8::text, " +
+  "$9::integer, $10::bigint, $11::bigint";
+const STEP_UPSERT = " ON CONFLICT (run_id, step_name) DO UPDATE SET status = excluded.status, " +
+  "output = excluded.output, error_code = excluded.error_code, error_name = excluded.error_name, " +
+  "error_message = excluded.error_message, error_step = excluded.error_step, " +
+  "attempts = excluded.attempts, due_at = excluded.due_at, updated_at = excluded.updated_at";
+const UPSERT_STEP = `INSERT INTO reflow_steps (${STEP_COLUMNS}) VALUES (${STEP_VALUES})${STEP_UPSERT}`;
+// FOR SHARE: the run cannot be claimed by another worker (or finished) until this write commits.
+const UPSERT_STEP_IF_RUN = `INSERT INTO reflow_steps (${STEP_COLUMNS}) SELECT ${STEP_VALUES} ` +
+  `WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = $1 FOR SHARE)${STEP_UPSERT}`;
+const UPSERT_STEP_IF_LEASED = `INSERT INTO reflow_steps (${STEP_COLUMNS}) SELECT ${STEP_VALUES} ` +
+  "WHERE EXISTS (SELECT 1 FROM reflow_runs WHERE id = $1 AND status = 'running' AND lease_id = $12 " +
+  `FOR SHARE)${STEP_UPSERT}`;
+
+const SCHEDULE_VALUES = "$1, $2, $3::bytea, $4::bytea, $5::bigint, $6::bigint, $7, $8::bigint, $9::bigint";
+const SCHEDULE_INSERT = `INSERT INTO reflow_schedules (${SCHEDULE_COLUMNS}) VALUES (${SCHEDULE_VALUES})`;
+
+/** Reflow's SQL for PostgreSQL. */
+export const postgresDialect: Dialect = {
+  name: "postgres",
+  migrations: MIGRATIONS,
+  begin: statement("BEGIN"),
+  commit: statement("COMMIT"),
+  rollback: statement("ROLLBACK"),
+  // Per schema, so that Reflow installations in different schemas of one database do not queue.
+  migrationLock: statement(
+    "SELECT pg_advisory_xact_lock(hashtext('reflow_migrations:' || current_schema()))::text AS locked",
+  ),
+  // A lock not had within busyTimeoutMs fails with lock_not_available, which is retried as busy.
+  connectionSetup: ({ busyTimeoutMs }) => [statement(`SET lock_timeout = ${busyTimeoutMs}`)],
+  // The server manages its own write-ahead log.
+  checkpoint: () => Promise.resolve(true),
+  databaseSetup: [],
+  // pg_class under the statement's snapshot, not to_regclass(): after the advisory lock, the
+  // session's catalog cache may not yet know a table another migrator has just committed.
+  async readSchemaState(connection) {
+    const rows = await connection.query(
+      statement(
+        "SELECT c.relname::text AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n " +
+          "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname IN " + jsonSet(1),
+        JSON.stringify(SCHEMA_NAMES),
+      ),
+    );
+    const present = new Set(rows.map((row) => row.name as string));
+    if (!present.has("reflow_meta")) return { present, version: undefined };
+    const [row] = await connection.query(
+      statement("SELECT value FROM reflow_meta WHERE key = 'schema_version'"),
+    );
+    return { present, version: row === undefined ? null : row.value! };
+  },
+  writeSchemaVersion: (version) =>
+    statement(
+      "INSERT INTO reflow_meta (key, value) VALUES ('schema_version', $1::bigint) " +
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      version,
+    ),
+  serverClock: statement(`SELECT ${SERVER_NOW} AS now`),
+  wake: statement(`SELECT pg_notify('${CHANNEL}', '')::text AS sent`),
+  listen: statement(`LISTEN ${CHANNEL}`),
+
+  insertRun: ({ id, workflowName, input, idempotencyKey, createdAt }) =>
+    statement(
+      "INSERT INTO reflow_runs (id, workflow_name, status, input, idempotency_key, created_at, " +
+        "updated_at, due_at, claim_count) VALUES ($1, $2, 'pending', $3::bytea, $4, $5::bigint, $5::bigint, " +
+        "$5::bigint, 0) ON CONFLICT (workflow_name, idempotency_key) DO NOTHING",
+      id,
+      workflowName,
+      bytes(input),
+      idempotencyKey,
+      createdAt,
+    ),
+  selectRunByKey: (workflowName, key) =>
+    statement(
+      `SELECT ${RUN_COLUMNS} FROM reflow_runs WHERE workflow_name = $1 AND idempotency_key = $2`,
+      workflowName,
+      key,
+    ),
+  selectRun: (runId) => statement(`SELECT ${RUN_COLUMNS} FROM reflow_runs WHERE id = $1`, runId),
+  selectSteps: (runId) =>
+    statement(`SELECT ${STEP_COLUMNS} FROM reflow_steps WHERE run_id = $1 ORDER BY seq`, runId),
+  selectStepsOfRuns: (runIds) =>
+    statement(
+      `SELECT ${STEP_COLUMNS} FROM reflow_steps WHERE run_id IN ${jsonSet(1)} ORDER BY seq`,
+      JSON.stringify(runIds),
+    ),
+  async claim(connection, plan): Promise<ClaimedRow[]> {
+    const { names, limit, now, expiry, leaseMs, newLeaseId } = plan;
+    const leaseIds = Array.from({ length: limit }, () => newLeaseId());
+    const rows = await connection.query(
+      statement(CLAIM, now, JSON.stringify(names), limit, JSON.stringify(leaseIds), expiry, leaseMs),
+    );
+    // RETURNING has no order of its own.
+    rows.sort((a, b) => Number(a.claim_order) - Number(b.claim_order));
+    return rows.map((row) => ({ row, leaseId: row.lease_id as string }));
+  },
+  heartbeatRun: (runId, leaseId, expiry, now) =>
+    statement(
+      "UPDATE reflow_runs SET due_at = coalesce($1::bigint, $2::bigint + lease_ms) " +
+        "WHERE id = $3 AND status = 'running' AND lease_id = $4",
+      expiry,
+      now,
+      runId,
+      leaseId,
+    ),
+  selectLeaseHeld: (runId, leaseId) =>
+    statement(
+      "SELECT 1 AS held FROM reflow_runs WHERE id = $1 AND status = 'running' AND lease_id = $2",
+      runId,
+      leaseId,
+    ),
+  renewRun: (runId, leaseId, expiry, now) =>
+    statement(
+      "UPDATE reflow_runs SET due_at = coalesce($1::bigint, $2::bigint + lease_ms), updated_at = $2::bigint " +
+        "WHERE id = $3 AND status = 'running' AND lease_id = $4",
+      expiry,
+      now,
+      runId,
+      leaseId,
+    ),
+  parkRun: ({ runId, leaseId, status, now, dueAt, output, error }) =>
+    statement(
+      "UPDATE reflow_runs SET status = $1, due_at = $2::bigint, lease_id = NULL, updated_at = $3::bigint, " +
+        "output = CASE WHEN $4::boolean THEN $5::bytea ELSE output END, " +
+        "error_code = CASE WHEN $6::boolean THEN $7::text ELSE error_code END, " +
+        "error_name = CASE WHEN $6::boolean THEN $8::text ELSE error_name END, " +
+        "error_message = CASE WHEN $6::boolean THEN $9::text ELSE error_message END, " +
+        "error_step = CASE WHEN $6::boolean THEN $10::text ELSE error_step END " +
+        "WHERE id = $11 AND status = 'running' AND lease_id = $12",
+      status,
+      dueAt,
+      now,
+      output !== undefined,
+      bytes(output ?? null),
+      error !== undefined,
+      error?.code ?? null,
+      error?.name ?? null,
+      error?.message ?? null,
+      error?.stepName ?? null,
+      runId,
+      leaseId,
+    ),
+  // The CASE reads the row's values from before the update, as in SQLite's statement.
+  updateRunStatus: (runId, status, now) =>
+    statement(
+      "UPDATE reflow_runs SET status = $1, lease_id = NULL, updated_at = $2::bigint, due_at = CASE " +
+        "WHEN $1 IN ('completed', 'failed', 'cancelled') THEN NULL " +
+        "WHEN $1 = 'sleeping' AND status <> 'running' THEN coalesce(due_at, $2::bigint) " +
+        "WHEN $1 = 'waiting' THEN CASE WHEN status = 'running' THEN NULL ELSE due_at END " +
+        `ELSE $2::bigint END WHERE id = $3 AND ${UNFINISHED}`,
+      status,
+      now,
+      runId,
+    ),
+  upsertStep: (step) => statement(UPSERT_STEP, ...stepParams(step, bytes)),
+  upsertStepIfRun: (step) => statement(UPSERT_STEP_IF_RUN, ...stepParams(step, bytes)),
+  upsertStepIfLeased: (step, leaseId) =>
+    statement(UPSERT_STEP_IF_LEASED, ...stepParams(step, bytes), leaseId),
+  async deliverEvent(connection, runId, { name, payload, createdAt }) {
+    const [run] = await connection.query(
+      statement(`SELECT 1 AS found FROM reflow_runs WHERE id = $1 AND ${UNFINISHED} FOR UPDATE`, runId),
+    );
+    if (run === undefined) return false;
+    await connection.execute(
+      statement(
+        "INSERT INTO reflow_events (run_id, name, payload, created_at) VALUES ($1, $2, $3::bytea, $4::bigint)",
+        runId,
+        name,
+        bytes(payload),
+        createdAt,
+      ),
+    );
+    await connection.execute(
+      statement(
+        "UPDATE reflow_runs SET due_at = least(coalesce(due_at, $1::bigint), $1::bigint), " +
+          "updated_at = greatest(updated_at, $1::bigint) WHERE id = $2 AND status = 'waiting' AND EXISTS " +
+          "(SELECT 1 FROM reflow_steps WHERE run_id = $2 AND step_name = $3 AND status = 'waiting')",
+        createdAt,
+        runId,
+        name,
+      ),
+    );
+    return true;
+  },
+  async findWait(connection, runId, leaseId, name): Promise<WaitFinding> {
+    const [run] = await connection.query(
+      statement(
+        "SELECT 1 AS held FROM reflow_runs WHERE id = $1 AND status = 'running' AND lease_id = $2 FOR UPDATE",
+        runId,
+        leaseId,
+      ),
+    );
+    if (run === undefined) return { held: false };
+    // A statement of its own, after the lock: it sees every delivery committed before the lock was had.
+    const [event] = await connection.query(
+      statement(
+        "SELECT seq, payload FROM reflow_events WHERE run_id = $1 AND name = $2 ORDER BY seq LIMIT 1",
+        runId,
+        name,
+      ),
+    );
+    return {
+      held: true,
+      event: event === undefined ? null : { seq: Number(event.seq), payload: event.payload! },
+    };
+  },
+  deleteEvent: (seq) => statement("DELETE FROM reflow_events WHERE seq = $1::bigint", seq),
+  selectRunsPage({ statuses = [], workflowName, limit, before, beforeId }) {
+    const params: SqlParameter[] = [];
+    const next = (value: SqlParameter) => `$${params.push(value)}`;
+    const arms = (statuses.length === 0 ? [undefined] : statuses).map((status) => {
+      const terms: string[] = [];
+      if (status !== undefined) terms.push(`status = ${next(status)}`);
+      if (workflowName !== undefined) terms.push(`workflow_name = ${next(workflowName)}`);
+      if (before !== undefined && beforeId === undefined) terms.push(`created_at < ${next(before)}::bigint`);
+      if (before !== undefined && beforeId !== undefined) {
+        terms.push(`(created_at, id) < (${next(before)}::bigint, ${next(beforeId)})`);
+      }
+      const where = terms.length === 0 ? "" : ` WHERE ${terms.join(" AND ")}`;
+      return `SELECT ${RUN_COLUMNS} FROM reflow_runs${where}`;
+    });
+    const sql = `${arms.join(" UNION ALL ")} ORDER BY created_at DESC, id DESC LIMIT ${next(limit)}`;
+    return statement(sql, ...params);
+  },
+  requeueRun: (runId, now) =>
+    statement(
+      "UPDATE reflow_runs SET status = 'pending', due_at = $1::bigint, updated_at = $1::bigint, " +
+        "output = NULL, error_code = NULL, error_name = NULL, error_message = NULL, error_step = NULL, " +
+        "lease_id = NULL WHERE id = $2 AND status IN ('failed', 'cancelled')",
+      now,
+      runId,
+    ),
+  deleteFailedSteps: (runId) =>
+    statement("DELETE FROM reflow_steps WHERE run_id = $1 AND status = 'failed'", runId),
+  deleteEventsOfRun: (runId) => statement("DELETE FROM reflow_events WHERE run_id = $1", runId),
+  selectPurgeable: ({ finishedBefore, statuses, limit }) =>
+    statement(
+      "SELECT seq, id FROM reflow_runs WHERE status IN " + jsonSet(1) +
+        " AND created_at < $2::bigint AND updated_at < $2::bigint ORDER BY created_at, id LIMIT $3",
+      JSON.stringify(statuses),
+      finishedBefore,
+      limit,
+    ),
+  deleteStepsOfRuns: (runIds) =>
+    statement(`DELETE FROM reflow_steps WHERE run_id IN ${jsonSet(1)}`, JSON.stringify(runIds)),
+  deleteEventsOfRuns: (runIds) =>
+    statement(`DELETE FROM reflow_events WHERE run_id IN ${jsonSet(1)}`, JSON.stringify(runIds)),
+  deleteRuns: (seqs) =>
+    statement(
+      "DELETE FROM reflow_runs WHERE seq IN (SELECT v::bigint FROM json_array_elements_text($1::json) v)",
+      JSON.stringify(seqs),
+    ),
+  selectSchedule: (key) => statement(`SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules WHERE key = $1`, key),
+  lockSchedule: (key) =>
+    statement(`SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules WHERE key = $1 FOR UPDATE`, key),
+  selectSchedules: () => statement(`SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules ORDER BY key`),
+  selectDueSchedules: (names, now, limit) =>
+    statement(
+      `SELECT ${SCHEDULE_COLUMNS} FROM reflow_schedules WHERE next_run_at <= $1::bigint ` +
+        `AND workflow_name IN ${jsonSet(2)} ORDER BY next_run_at, key LIMIT $3`,
+      now,
+      JSON.stringify(names),
+      limit,
+    ),
+  insertSchedule: (schedule) =>
+    statement(`${SCHEDULE_INSERT} ON CONFLICT (key) DO NOTHING`, ...scheduleParams(schedule, bytes)),
+  upsertSchedule: (schedule) =>
+    statement(
+      `${SCHEDULE_INSERT} ON CONFLICT (key) DO UPDATE SET workflow_name = excluded.workflow_name, ` +
+        "input = excluded.input, recurrence = excluded.recurrence, next_run_at = excluded.next_run_at, " +
+        "last_run_at = excluded.last_run_at, last_run_id = excluded.last_run_id, " +
+        "created_at = excluded.created_at, updated_at = excluded.updated_at",
+      ...scheduleParams(schedule, bytes),
+    ),
+  deleteSchedule: (key) => statement("DELETE FROM reflow_schedules WHERE key = $1", key),
+};

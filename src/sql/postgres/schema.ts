@@ -1,0 +1,96 @@
+/**
+ * The versioned PostgreSQL schema, version for version the same tables as SQLite's (so a schema
+ * version means one thing on both), in PostgreSQL's types: encoded values are `bytea`, because a
+ * `text` value cannot hold the NUL character an encoded value may contain; times are `bigint` ms;
+ * ids and keys compare byte by byte (`COLLATE "C"`), as SQLite's do, so pages and cursors agree.
+ * Migrations are append-only, as SQLite's are.
+ *
+ * @module
+ */
+
+import type { Migration } from "../dialect.ts";
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    statements: [
+      `CREATE TABLE reflow_meta (
+        key text PRIMARY KEY,
+        value bigint NOT NULL
+      )`,
+      `CREATE TABLE reflow_runs (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text COLLATE "C" NOT NULL UNIQUE,
+        workflow_name text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        input bytea NOT NULL,
+        output bytea,
+        error_code text,
+        error_name text,
+        error_message text,
+        error_step text,
+        idempotency_key text COLLATE "C",
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        due_at bigint,
+        lease_id text,
+        lease_ms bigint,
+        claim_count integer NOT NULL DEFAULT 0,
+        UNIQUE (workflow_name, idempotency_key)
+      )`,
+      // Only claimable runs, in claim order, so the claim reads them off the index and stops at `now`.
+      `CREATE INDEX reflow_runs_claim ON reflow_runs (due_at, seq)
+        WHERE status IN ('pending', 'running', 'sleeping', 'waiting')`,
+      `CREATE TABLE reflow_steps (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id text COLLATE "C" NOT NULL,
+        step_name text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        output bytea,
+        error_code text,
+        error_name text,
+        error_message text,
+        error_step text,
+        attempts integer NOT NULL,
+        due_at bigint,
+        updated_at bigint NOT NULL,
+        UNIQUE (run_id, step_name)
+      )`,
+    ],
+  },
+  {
+    version: 2,
+    statements: [
+      // Delivery order is seq order: deliveries to one run are serialised by its row lock.
+      `CREATE TABLE reflow_events (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        payload bytea NOT NULL,
+        created_at bigint NOT NULL
+      )`,
+      "CREATE INDEX reflow_events_wait ON reflow_events (run_id, name, seq)",
+    ],
+  },
+  {
+    version: 3,
+    statements: [
+      "CREATE INDEX reflow_runs_created ON reflow_runs (created_at, id)",
+      "CREATE INDEX reflow_runs_status_created ON reflow_runs (status, created_at, id)",
+      "CREATE INDEX reflow_runs_workflow_created ON reflow_runs (workflow_name, created_at, id)",
+      `CREATE TABLE reflow_schedules (
+        key text COLLATE "C" PRIMARY KEY,
+        workflow_name text COLLATE "C" NOT NULL,
+        input bytea NOT NULL,
+        recurrence bytea NOT NULL,
+        next_run_at bigint NOT NULL,
+        last_run_at bigint,
+        last_run_id text,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+      )`,
+      "CREATE INDEX reflow_schedules_due ON reflow_schedules (next_run_at, key)",
+    ],
+  },
+];

