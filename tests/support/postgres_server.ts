@@ -47,6 +47,8 @@ export async function startPostgres(): Promise<PostgresServer> {
     port,
     user: "reflow",
     password: "reflow",
+    // A test server on localhost: SCRAM's key stretching would cost every test connection ~15 ms.
+    authMethod: "password",
     persistent: false,
     createPostgresUser: true,
     // Room for several runtimes' pools at once, and nothing on stdout.

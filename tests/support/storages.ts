@@ -7,6 +7,7 @@ import type { SqlDriver } from "../../src/sql/driver.ts";
 import type { SqlStorageOptions } from "../../src/sql/sql_storage.ts";
 import type { StorageAdapter } from "../../src/storage/adapter.ts";
 import { MemoryStorage } from "../../src/storage/memory.ts";
+import { MIGRATIONS } from "../../src/sql/postgres/schema.ts";
 import { type PostgresServer, postgresSkipReason, startPostgres } from "./postgres_server.ts";
 import { runtimeName } from "./runtime.ts";
 import { type SqliteSubject, sqliteSubjects } from "./sqlite_subjects.ts";
@@ -109,6 +110,8 @@ function sqliteEntry(subject: SqliteSubject): StorageEntry {
   };
 }
 
+const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
+
 /** A pg pool as the tests use it directly. */
 interface AdminPool {
   query(sql: string): Promise<{ rows: Record<string, unknown>[] }>;
@@ -117,13 +120,16 @@ interface AdminPool {
 
 /**
  * PostgreSQL: each database is a schema of its own (named after this process, so that runtimes can
- * share one server at once), reached through `search_path` in the connection string.
+ * share one server at once), reached through `search_path` in the connection string. A closed
+ * database's schema is emptied and handed to the next database() (creating and migrating one costs
+ * more than the average test), unless its schema version was changed.
  */
 function postgresEntry(): StorageEntry {
   let server: Promise<PostgresServer> | undefined;
   let admin: Promise<AdminPool> | undefined;
   let count = 0;
   const databases: TestDatabase[] = [];
+  const free: string[] = [];
   const pool = async (url: string): Promise<AdminPool> => {
     const { default: pg } = await import("pg");
     const created = new pg.Pool({ connectionString: url, max: 2 });
@@ -135,6 +141,21 @@ function postgresEntry(): StorageEntry {
     parsed.searchParams.set("options", `-c search_path=${schema}`);
     return parsed.toString();
   };
+  const recycle = async (pool: AdminPool, schema: string): Promise<void> => {
+    const { rows } = await pool.query(
+      `SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = '${schema}')::int AS tables, ` +
+        `(SELECT value FROM ${schema}.reflow_meta WHERE key = 'schema_version')::int AS version`,
+    ).catch(() => ({ rows: [] as Record<string, unknown>[] }));
+    if (rows[0]?.tables === 5 && rows[0]?.version === SCHEMA_VERSION) {
+      await pool.query(
+        `TRUNCATE ${["runs", "steps", "events", "schedules"].map((t) => `${schema}.reflow_${t}`)} ` +
+          "RESTART IDENTITY",
+      );
+      free.push(schema);
+    } else {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    }
+  };
   return {
     name: "postgres",
     kind: "postgres",
@@ -143,8 +164,11 @@ function postgresEntry(): StorageEntry {
       server ??= startPostgres();
       const { url } = await server;
       admin ??= pool(url);
-      const schema = `reflow_test_${process.pid}_${++count}_${Math.random().toString(36).slice(2, 8)}`;
-      await (await admin).query(`CREATE SCHEMA ${schema}`);
+      let schema = free.pop();
+      if (schema === undefined) {
+        schema = `reflow_test_${process.pid}_${++count}_${Math.random().toString(36).slice(2, 8)}`;
+        await (await admin).query(`CREATE SCHEMA ${schema}`);
+      }
       const schemaUrl = withSchema(url, schema);
       const { PostgresStorage, postgresDriver } = await import("../../drivers/postgres.ts");
       const opened: StorageAdapter[] = [];
@@ -165,7 +189,7 @@ function postgresEntry(): StorageEntry {
           reader = undefined;
           if (databases.includes(database)) {
             databases.splice(databases.indexOf(database), 1);
-            await (await admin)?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+            await recycle(await admin!, schema);
           }
         },
       };
@@ -174,6 +198,7 @@ function postgresEntry(): StorageEntry {
     },
     async cleanup() {
       for (const database of databases.slice().reverse()) await database.close();
+      for (const schema of free.splice(0)) await (await admin)?.query(`DROP SCHEMA ${schema} CASCADE`);
       const [adminPool, running] = [admin, server];
       admin = server = undefined;
       await (await adminPool)?.end();
