@@ -173,6 +173,7 @@ export type {
   SqlParameter,
   SqlRow,
   SqlStatement,
+  SqlSubscription,
   SqlValue,
 } from "./src/sql/driver.ts";
 export { SqlStorage, type SqlStorageOptions } from "./src/sql/sql_storage.ts";

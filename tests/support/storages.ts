@@ -25,6 +25,8 @@ export interface TestDatabase {
   readonly read?: (sql: string) => Promise<Record<string, unknown>[]>;
   /** SQLite databases: the file's path. */
   readonly path?: string;
+  /** PostgreSQL databases: a connection string whose `search_path` is this database's schema. */
+  readonly url?: string;
   /** SQL databases: asserts that the database is intact (SQLite's integrity check). */
   readonly checkIntact?: () => Promise<void>;
   /** Closes every storage `open` opened. */
@@ -182,6 +184,7 @@ function postgresEntry(): StorageEntry {
           return storage;
         },
         driver: () => postgresDriver(schemaUrl, { poolSize: 4 }),
+        url: schemaUrl,
         read: async (sql) => (await (reader ??= pool(schemaUrl))).query(sql).then((result) => result.rows),
         async close() {
           for (const storage of opened.splice(0).reverse()) await storage.close();

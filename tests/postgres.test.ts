@@ -1,0 +1,248 @@
+// What PostgreSQL must do beyond the shared suites, which already run on it through
+// tests/support/storages.ts: concurrent migrations exactly once, leases decided on the server's clock
+// whatever the workers' clocks say, a lost connection that leaks no client and leaves no transaction
+// half-applied, LISTEN/NOTIFY wake-ups of idle workers, and the SQLSTATE classification.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import pg from "pg";
+import { createEngine, createWorkflow, StorageError } from "../mod.ts";
+import { classifyPostgresError, PostgresStorage } from "../drivers/postgres.ts";
+import { eventually, gate, schema } from "./support/fixtures.ts";
+import { runtimeName } from "./support/runtime.ts";
+import { storages, type TestDatabase } from "./support/storages.ts";
+
+const entry = storages.find((candidate) => candidate.kind === "postgres")!;
+const cell = `postgres on ${runtimeName}`;
+const input = schema<{ n: number }>();
+const HOUR_MS = 3_600_000;
+
+/** Runs `body` on a fresh database, closing every storage it opened. */
+async function withDatabase(body: (database: TestDatabase, url: string) => Promise<void>): Promise<void> {
+  const database = await entry.database();
+  try {
+    await body(database, database.url!);
+  } finally {
+    await database.close();
+  }
+}
+
+/** An admin pool on the database's schema, for locks and inspection. */
+function adminPool(url: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 3 });
+  pool.on("error", () => {});
+  return pool;
+}
+
+describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
+  after(() => entry.cleanup());
+
+  test(`${cell}: six storages initialising one empty schema at once migrate it exactly once`, () =>
+    withDatabase(async (_, url) => {
+      // A schema of its own, never migrated: the shared table's databases may arrive migrated.
+      const admin = adminPool(url);
+      const fresh = `reflow_fresh_${process.pid}_${Date.now()}`;
+      await admin.query(`CREATE SCHEMA ${fresh}`);
+      const freshUrl = new URL(url);
+      freshUrl.searchParams.set("options", `-c search_path=${fresh}`);
+      const storages = Array.from(
+        { length: 6 },
+        () => new PostgresStorage(freshUrl.toString(), { poolSize: 1 }),
+      );
+      try {
+        const results = await Promise.allSettled(storages.map((storage) => storage.initialize()));
+        assert.deepEqual(
+          results.map((result) => result.status === "rejected" ? String(result.reason) : "ok"),
+          Array(6).fill("ok"),
+        );
+        const { rows } = await admin.query(
+          `SELECT value FROM ${fresh}.reflow_meta WHERE key = 'schema_version'`,
+        );
+        assert.deepEqual(rows.map((row) => Number(row.value)), [3]);
+        const run = { id: "r1", workflowName: "wf", input: "1", idempotencyKey: null, createdAt: 1 };
+        assert.equal((await storages[5]!.createRun(run)).created, true);
+        assert.equal((await storages[0]!.getRun("r1"))?.status, "pending");
+      } finally {
+        for (const storage of storages) await storage.close();
+        await admin.query(`DROP SCHEMA ${fresh} CASCADE`);
+        await admin.end();
+      }
+    }));
+
+  test(
+    `${cell}: a worker whose clock is 10 s ahead cannot take a lease another worker holds, and ` +
+      "both engines compute times on the server's clock",
+    () =>
+      withDatabase(async (_, url) => {
+        const ahead = new PostgresStorage(url, { now: () => Date.now() + 10_000 });
+        const behind = new PostgresStorage(url, { now: () => Date.now() - 10_000 });
+        try {
+          await ahead.initialize();
+          await behind.initialize();
+          const skew = Math.abs(ahead.currentTime!() - behind.currentTime!());
+          assert.ok(skew < 1_000, `the two storages' server clocks differ by ${skew} ms`);
+
+          const entered = gate();
+          const release = gate();
+          const ran: string[] = [];
+          const slow = createWorkflow({ name: "slow", input })
+            .step("work", async () => {
+              ran.push("work");
+              entered.open();
+              await release.promise;
+              return 1;
+            });
+          // The worker behind holds the run with a 3 s lease, renewed every second.
+          const holder = createEngine({ storage: behind, workflows: [slow], runLeaseDurationMs: 3_000 });
+          const thief = createEngine({ storage: ahead, workflows: [slow], runLeaseDurationMs: 3_000 });
+          const { runId } = await thief.enqueue("slow", { n: 1 });
+          const created = (await behind.getRun(runId))!.createdAt;
+          assert.ok(Math.abs(created - behind.currentTime!()) < 5_000, "enqueued on the server's clock");
+          // tick() returns once the runs it claimed are done: this one waits for `release`.
+          const holding = holder.tick();
+          await entered.promise;
+          // On its own clock the lease expired 7 s ago; on the server's it has 3 s left.
+          await thief.tick();
+          await thief.tick();
+          const held = await ahead.getRun(runId);
+          assert.equal(held?.claimCount, 1);
+          assert.deepEqual(ran, ["work"]);
+          release.open();
+          await holding;
+          assert.equal((await behind.getRun(runId))?.status, "completed");
+          await holder.stop();
+          await thief.stop();
+        } finally {
+          await ahead.close();
+          await behind.close();
+        }
+      }),
+  );
+
+  test(
+    `${cell}: a connection terminated inside a transaction fails the call as "io", rolls the ` +
+      "transaction back, and the pool's only client is replaced rather than leaked",
+    () =>
+      withDatabase(async (_, url) => {
+        const victimUrl = new URL(url);
+        victimUrl.searchParams.set("application_name", `victim_${process.pid}`);
+        const storage = new PostgresStorage(victimUrl.toString(), { poolSize: 1 });
+        const admin = adminPool(url);
+        const locker = await admin.connect();
+        try {
+          await storage.initialize();
+          const now = storage.currentTime!();
+          await storage.createRun({
+            id: "r1",
+            workflowName: "wf",
+            input: "1",
+            idempotencyKey: null,
+            createdAt: now,
+          });
+          const [claimed] = await storage.claimRuns({
+            workflowNames: ["wf"],
+            limit: 1,
+            now,
+            leaseDurationMs: 60_000,
+          });
+          const step = {
+            runId: "r1",
+            stepName: "a",
+            status: "failed",
+            output: null,
+            error: { code: null, name: "Error", message: "no" },
+            attempts: 1,
+            dueAt: null,
+            updatedAt: now,
+          } as const;
+          assert.equal(
+            await storage.advanceRun("r1", claimed!.leaseId, {
+              now,
+              step,
+              status: "failed",
+              error: step.error,
+            }),
+            true,
+          );
+          // requeueRun updates the run, then deletes its failed steps: hold a lock on them so that
+          // the transaction stops between the two, with the update made.
+          await locker.query("BEGIN");
+          await locker.query("SELECT 1 FROM reflow_steps WHERE run_id = 'r1' FOR UPDATE");
+          const requeue = storage.requeueRun("r1", now);
+          await eventually(async () => {
+            const { rows } = await admin.query(
+              "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+              [`victim_${process.pid}`],
+            );
+            return rows[0]?.pid as number | undefined;
+          }).then((pid) => admin.query("SELECT pg_terminate_backend($1)", [pid]));
+          await assert.rejects(requeue, (error: unknown) => {
+            assert.ok(error instanceof StorageError, String(error));
+            assert.equal(error.kind, "io");
+            return true;
+          });
+          await locker.query("ROLLBACK");
+          // Rolled back: still failed. And answered at all: the one pooled client was not leaked.
+          assert.equal((await storage.getRun("r1"))?.status, "failed");
+          assert.equal(await storage.requeueRun("r1", now), true);
+          assert.equal((await storage.getRun("r1"))?.status, "pending");
+        } finally {
+          locker.release();
+          await admin.end();
+          await storage.close();
+        }
+      }),
+  );
+
+  test(
+    `${cell}: an idle worker polling once an hour is woken by another process's enqueue and event`,
+    () =>
+      withDatabase(async (database) => {
+        const waits = createWorkflow({ name: "waits", input })
+          .step("a", ({ input }) => input.n)
+          .waitForEvent("go", { schema: schema<{ by: string }>() })
+          .step("b", ({ prev }) => prev.by);
+        const worker = createEngine({ storage: await database.open(), workflows: [waits] });
+        const client = createEngine({ storage: await database.open(), workflows: [waits] });
+        await worker.start(HOUR_MS);
+        try {
+          // The worker's first claim found nothing; from now on only a notification brings it back.
+          const { runId } = await client.enqueue("waits", { n: 1 });
+          await eventually(async () =>
+            (await client.getRunStatus(runId))?.run.status === "waiting" || undefined
+          );
+          await client.sendEvent(runId, "go", { by: "elsewhere" });
+          const done = await eventually(async () => {
+            const details = await client.getRunStatus(runId);
+            return details?.run.status === "completed" ? details : undefined;
+          }, 20_000);
+          assert.equal(done.run.output, "elsewhere");
+        } finally {
+          await worker.stop();
+        }
+      }),
+  );
+
+  test(`${cell}: SQLSTATEs map to storage error kinds, and only contention is retried as busy`, () => {
+    const kinds = Object.fromEntries(
+      ["40001", "40P01", "55P03", "53300", "23505", "25006", "53100", "08006", "57P01", "22021", "42P01"].map(
+        (code) => [code, classifyPostgresError(Object.assign(new Error(code), { code }))],
+      ),
+    );
+    assert.deepEqual(kinds, {
+      "40001": "busy",
+      "40P01": "busy",
+      "55P03": "busy",
+      "53300": "busy",
+      "23505": "unique",
+      "25006": "readonly",
+      "53100": "full",
+      "08006": "io",
+      "57P01": "io",
+      "22021": "other",
+      "42P01": "other",
+    });
+    assert.equal(classifyPostgresError(Object.assign(new Error("refused"), { code: "ECONNREFUSED" })), "io");
+    assert.equal(classifyPostgresError("not an error"), "other");
+    return Promise.resolve();
+  });
+});
