@@ -10,7 +10,6 @@
 // line), which is what the side-effect assertions read.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,16 +26,14 @@ import {
   processWorkflows,
   type WorkerConfig,
 } from "./support/process_worker.ts";
-import { runtimeName, spawnArgs } from "./support/runtime.ts";
+import { runtimeName } from "./support/runtime.ts";
+import { WorkerProcess } from "./support/worker_process.ts";
 import {
   type DriverModule,
   type RawHandle,
   type SqliteSubject,
   sqliteSubjects,
 } from "./support/sqlite_subjects.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const WORKER = fileURLToPath(new URL("./support/process_worker.ts", import.meta.url));
 
 const RUNS = 1_200;
 const PROCESSES = 4;
@@ -46,121 +43,12 @@ const SCHEDULE_PROCESSES = 3;
 const SCHEDULE_EVERY_MS = 100;
 const SCHEDULE_FOR_MS = 3_000;
 const SCHEDULE_MAX_GAP_MS = 10 * SCHEDULE_EVERY_MS;
-/** A hang guard, not a timing assertion: a worker still running after this is killed and the test fails. */
-const HANG_GUARD_MS = 60_000;
 
 /** The workers' workflows, registered in the parent's engines to enqueue, send events and read runs. */
 const WORKFLOWS = Object.values(processWorkflows());
 
 /** Errors a worker must never print: storage failures and lock contention that reached the engine. */
 const STORAGE_TROUBLE = /StorageError|busy|locked|\[reflow\]|background error/i;
-
-/** One worker process, with its output collected. */
-class WorkerProcess {
-  readonly config: WorkerConfig;
-  readonly child: ChildProcess;
-  stdout = "";
-  stderr = "";
-  /** Settles when the process has exited and its output is read. */
-  readonly closed: Promise<{ code: number | null; signal: string | null }>;
-  #onOutput = new Set<() => void>();
-
-  constructor(config: WorkerConfig) {
-    this.config = config;
-    const { command, args } = spawnArgs(WORKER, [JSON.stringify(config)]);
-    // Only a worker waiting at the start barrier reads stdin.
-    const stdin = config.barrier ? "pipe" : "ignore";
-    this.child = spawn(command, args, { cwd: ROOT, stdio: [stdin, "pipe", "pipe"] });
-    this.child.stdout!.setEncoding("utf8").on("data", (text: string) => {
-      this.stdout += text;
-      for (const listener of this.#onOutput) listener();
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (text: string) => (this.stderr += text));
-    this.closed = new Promise((resolve, reject) => {
-      this.child.on("error", reject);
-      this.child.on("close", (code, signal) => resolve({ code, signal }));
-    });
-    this.closed.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
-  }
-
-  get pid(): number {
-    return this.child.pid ?? -1;
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Waits until the worker has printed `line` on stdout; fails if it exits first. */
-  waitForLine(line: string): Promise<void> {
-    const seen = () => this.stdout.split("\n").includes(line);
-    if (seen()) return Promise.resolve();
-    let listener!: () => void;
-    const printed = new Promise<void>((resolve) => {
-      listener = () => {
-        if (seen()) resolve();
-      };
-      this.#onOutput.add(listener);
-    });
-    const exited = this.closed.then((status) => {
-      if (seen()) return;
-      throw new Error(`worker ${this.pid} exited (${JSON.stringify(status)}) before printing "${line}"`);
-    });
-    return guard(this, Promise.race([printed, exited]), `printing "${line}"`).finally(() =>
-      this.#onOutput.delete(listener)
-    );
-  }
-
-  /** Waits until a crash-mode worker has reached its workflow's crash point (it then makes no progress). */
-  waitForCrashPoint(): Promise<void> {
-    const point = CRASH_POINTS[this.config.workflow];
-    assert.ok(this.config.crash && point !== undefined, `${this.config.workflow} worker has no crash point`);
-    return this.waitForLine(point.marker);
-  }
-
-  /** Waits until the worker has exited. */
-  exit(): Promise<{ code: number | null; signal: string | null }> {
-    return guard(this, this.closed, "exiting");
-  }
-
-  /** Ends the worker at once, if it still runs. */
-  kill(): void {
-    if (this.running) this.child.kill("SIGKILL");
-  }
-
-  /** Kills the worker with SIGKILL and waits until it is gone. */
-  async killHard(): Promise<void> {
-    this.kill();
-    const { signal } = await this.exit();
-    assert.equal(signal, "SIGKILL", this.report());
-  }
-
-  /** What the worker printed, for failure messages. */
-  report(): string {
-    const mode = `${this.config.workflow}${this.config.crash ? ", crash" : ""}`;
-    return `worker ${this.pid} (${mode})\n--- stdout ---\n${this.stdout}\n--- stderr ---\n${this.stderr}`;
-  }
-}
-
-/** Races `promise` against the hang guard; past it the worker is killed and the test fails. */
-async function guard<T>(worker: WorkerProcess, promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      worker.kill();
-      reject(
-        new Error(
-          `hang guard: worker ${worker.pid} was not done ${what} after ${HANG_GUARD_MS} ms\n${worker.report()}`,
-        ),
-      );
-    }, HANG_GUARD_MS);
-  });
-  try {
-    return await Promise.race([promise, hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Asserts that a worker exited 0 and printed no storage trouble. */
 async function assertCleanExit(worker: WorkerProcess): Promise<void> {

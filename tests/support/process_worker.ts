@@ -1,4 +1,5 @@
-// A child process for tests/sqlite_processes.test.ts: runs one engine on a shared SQLite file until
+// A child process for tests/sqlite_processes.test.ts and tests/postgres_processes.test.ts: runs one
+// engine on a shared database (a SQLite file, or a PostgreSQL schema) until
 // no run in it is unfinished, recording every step's side effect as one line in a ledger file. The
 // parent imports the workflows from here too (to enqueue runs and send events; their handlers never
 // run there), and starts this file as a script.
@@ -33,9 +34,9 @@ export interface WorkerConfig {
    * progress until killed; otherwise every run is taken to its end.
    */
   readonly crash: boolean;
-  /** A subject name of tests/support/sqlite_subjects.ts, e.g. "better-sqlite3". */
+  /** A subject name of tests/support/sqlite_subjects.ts, e.g. "better-sqlite3", or "postgres". */
   readonly driver: string;
-  /** The database file. */
+  /** The database file, or (PostgreSQL) a connection string. */
   readonly db: string;
   /** The ledger file: one line per side effect. */
   readonly ledger: string;
@@ -360,7 +361,7 @@ function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): St
   });
 }
 
-/** Counts unfinished runs (table and statuses of src/sql/sqlite/schema.ts). */
+/** Counts unfinished runs (table and statuses of the schemas in src/sql/). */
 const UNFINISHED_SQL =
   "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')";
 
@@ -393,7 +394,25 @@ function stdinEnd(): Promise<void> {
   });
 }
 
-async function main(config: WorkerConfig): Promise<void> {
+/** The shared database: the worker's storage, and a connection of its own that counts unfinished runs. */
+interface SharedDatabase {
+  readonly storage: StorageAdapter;
+  unfinished(): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function openShared(config: WorkerConfig): Promise<SharedDatabase> {
+  if (config.driver === "postgres") {
+    const { PostgresStorage } = await import("../../drivers/postgres.ts");
+    const { default: pg } = await import("pg");
+    const reader = new pg.Pool({ connectionString: config.db, max: 1 });
+    reader.on("error", () => {});
+    return {
+      storage: new PostgresStorage(config.db, { poolSize: 4 }),
+      unfinished: async () => Number((await reader.query(UNFINISHED_SQL)).rows[0].n),
+      close: () => reader.end(),
+    };
+  }
   const subject = sqliteSubjects.find((s) => s.name === config.driver);
   if (subject === undefined || !subject.available) {
     throw new Error(
@@ -401,9 +420,20 @@ async function main(config: WorkerConfig): Promise<void> {
     );
   }
   const driver = await subject.load();
-  const storage = driver.open(config.db);
   // A second connection of the library itself, only to read whether any run is unfinished.
   const reader = await driver.openHandle(config.db);
+  reader.prepare("PRAGMA busy_timeout = 5000").all();
+  const unfinished = reader.prepare(UNFINISHED_SQL);
+  return {
+    storage: driver.open(config.db),
+    unfinished: () => Promise.resolve(Number((unfinished.all() as { n: number | bigint }[])[0]!.n)),
+    close: () => Promise.resolve(void reader.close()),
+  };
+}
+
+async function main(config: WorkerConfig): Promise<void> {
+  const shared = await openShared(config);
+  const { storage } = shared;
   const errors: ReflowError[] = [];
 
   const crashPoint = config.crash ? CRASH_POINTS[config.workflow] : undefined;
@@ -444,8 +474,6 @@ async function main(config: WorkerConfig): Promise<void> {
   });
   try {
     await storage.initialize();
-    reader.prepare("PRAGMA busy_timeout = 5000").all();
-    const unfinished = reader.prepare(UNFINISHED_SQL);
     if (config.barrier) {
       process.stdout.write("ready\n");
       await readLine();
@@ -461,16 +489,12 @@ async function main(config: WorkerConfig): Promise<void> {
     } else {
       // Done when no run is left unfinished by anyone (not when this engine finds nothing to claim:
       // another process may still hold runs it could lose). Polling here is only how we notice.
-      for (;;) {
-        const [row] = unfinished.all() as { n: number | bigint }[];
-        if (Number(row!.n) === 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      while (await shared.unfinished() > 0) await new Promise((resolve) => setTimeout(resolve, 20));
     }
   } finally {
     await engine.stop();
     await storage.close();
-    reader.close();
+    await shared.close();
   }
   process.stdout.write(`done ${JSON.stringify({ pid: process.pid, errors: errors.length })}\n`);
   if (errors.length > 0) process.exitCode = 1;
