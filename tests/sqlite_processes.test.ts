@@ -13,7 +13,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createEngine, type RunDetails, ValidationError } from "../mod.ts";
 import {
   CRASH_POINTS,
