@@ -44,6 +44,8 @@ const loadsHere: Record<string, boolean> = {
   "./dashboard/node": true,
   // An executable: importing it runs the command line, so it is run as the package's bin instead.
   "./cli": true,
+  // pg is plain JavaScript over node:net: every runtime.
+  "./postgres": true,
 };
 const imported = (subpath: string) => subpath !== "./cli";
 const loadable = subpaths.filter((s) => loadsHere[s] && imported(s));
@@ -82,7 +84,10 @@ describe(`npm package reflow-ts on ${runtimeName}`, () => {
     }
     const deno = JSON.parse(readFileSync(join(root, "deno.json"), "utf8"));
     assert.equal(pkg.version, deno.version);
-    assert.deepEqual(pkg.peerDependenciesMeta, { "better-sqlite3": { optional: true } });
+    assert.deepEqual(pkg.peerDependenciesMeta, {
+      "better-sqlite3": { optional: true },
+      pg: { optional: true },
+    });
     assert.deepEqual(pkg.bin, { reflow: "./cli.js" });
     assert.deepEqual(Object.keys(loadsHere).sort(), [...subpaths].sort(), "every subpath is in loadsHere");
   });
@@ -110,13 +115,11 @@ describe(`npm package reflow-ts on ${runtimeName}`, () => {
       );
       // The tarball has no dependencies, so this needs no network.
       npm(["install", "--no-audit", "--no-fund", "--prefer-offline", join(work, packed.filename)], appDir);
-      // better-sqlite3 is an optional peer, so npm leaves it out; link the repository's copy rather than
+      // better-sqlite3 and pg are optional peers, so npm leaves them out; link the repository's copy rather than
       // download (and on some platforms build) it again. A junction needs no privileges on Windows.
-      symlinkSync(
-        join(root, "node_modules/better-sqlite3"),
-        join(appDir, "node_modules/better-sqlite3"),
-        "junction",
-      );
+      for (const peer of ["better-sqlite3", "pg"]) {
+        symlinkSync(join(root, "node_modules", peer), join(appDir, "node_modules", peer), "junction");
+      }
       copyFileSync(join(root, "tests/support/npm_consumer.mjs"), join(appDir, "consumer.mjs"));
 
       // Deno resolves "reflow-ts" from the project's node_modules, as a Deno user with package.json would.

@@ -423,10 +423,14 @@ async function openShared(config: WorkerConfig): Promise<SharedDatabase> {
   // A second connection of the library itself, only to read whether any run is unfinished.
   const reader = await driver.openHandle(config.db);
   reader.prepare("PRAGMA busy_timeout = 5000").all();
-  const unfinished = reader.prepare(UNFINISHED_SQL);
+  // Prepared on first use: the table exists only once the storage has initialised the file.
+  let unfinished: ReturnType<typeof reader.prepare> | undefined;
   return {
     storage: driver.open(config.db),
-    unfinished: () => Promise.resolve(Number((unfinished.all() as { n: number | bigint }[])[0]!.n)),
+    unfinished: () => {
+      unfinished ??= reader.prepare(UNFINISHED_SQL);
+      return Promise.resolve(Number((unfinished.all() as { n: number | bigint }[])[0]!.n));
+    },
     close: () => Promise.resolve(void reader.close()),
   };
 }
