@@ -972,9 +972,14 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const { listen } = this.#dialect;
     if (listen === null || typeof this.#driver.listen !== "function" || this.#closed) return () => {};
     this.#watchers.add(listener);
-    this.#subscription ??= this.#driver.listen(listen, () => {
+    const notify = () => {
       for (const watcher of this.#watchers) watcher();
-    }).catch(() => {
+    };
+    // Once subscribed, a call: work made due before the subscription took effect was not notified.
+    this.#subscription ??= this.#driver.listen(listen, notify).then((subscription) => {
+      notify();
+      return subscription;
+    }, () => {
       // Without notifications the engine still polls; the next watch() tries again.
       this.#subscription = undefined;
       return undefined;
