@@ -17,6 +17,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { CellResult, ListResult, Spread } from "./bench_worker.ts";
+import { type PostgresServer, startPostgres } from "../tests/support/postgres_server.ts";
 
 interface Runtime {
   readonly id: string;
@@ -99,7 +100,7 @@ let current: ReturnType<typeof spawn> | undefined;
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => {
     current?.kill("SIGKILL");
-    process.exit(sig === "SIGINT" ? 130 : 143);
+    void postgres?.stop().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
   });
 }
 
@@ -140,6 +141,17 @@ interface Cell {
   result?: CellResult;
   memory?: CellResult;
   error?: string;
+}
+
+// The postgres cells share one server (durable settings, as in production), unless REFLOW_POSTGRES_URL names one.
+let postgres: PostgresServer | undefined;
+if (!process.env.REFLOW_POSTGRES_URL && (wantedStores.length === 0 || wantedStores.includes("postgres"))) {
+  try {
+    postgres = await startPostgres({ durable: true });
+    process.env.REFLOW_POSTGRES_URL = postgres.url;
+  } catch (error) {
+    console.error(`no PostgreSQL server for the postgres cells: ${(error as Error).message}`);
+  }
 }
 
 const cells: Cell[] = [];
@@ -188,6 +200,8 @@ for (const rt of runtimes) {
     }
   }
 }
+
+await postgres?.stop();
 
 // ---- report ----
 

@@ -167,6 +167,34 @@ let tempDir: string | undefined;
 let fileCount = 0;
 const log = (line: string) => process.stderr.write(`  ${line}\n`);
 
+/** The PostgreSQL store: a fresh schema per pass on REFLOW_POSTGRES_URL's server (bench.ts starts one). */
+const POSTGRES_STORE = "postgres";
+const postgresSkip: string | false = process.env.REFLOW_POSTGRES_URL
+  ? false
+  : "REFLOW_POSTGRES_URL is not set";
+
+async function openPostgres(): Promise<{ storage: StorageAdapter; dispose(): Promise<void> }> {
+  const url = process.env.REFLOW_POSTGRES_URL!;
+  const { default: pg } = await import("pg");
+  const { PostgresStorage } = await import("../drivers/postgres.ts");
+  const admin = new pg.Pool({ connectionString: url, max: 1 });
+  admin.on("error", () => {});
+  const schema = `reflow_bench_${process.pid}_${++fileCount}`;
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const schemaUrl = new URL(url);
+  schemaUrl.searchParams.set("options", `-c search_path=${schema}`);
+  const storage = new PostgresStorage(schemaUrl.toString());
+  await storage.initialize();
+  return {
+    storage,
+    dispose: async () => {
+      await storage.close();
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
 /** Opens a storage on a fresh database (a new temp file, or a new MemoryStorage) and initialises it. */
 async function openStore(store: string): Promise<{ storage: StorageAdapter; dispose(): Promise<void> }> {
   if (store === MEMORY_STORE) {
@@ -174,6 +202,7 @@ async function openStore(store: string): Promise<{ storage: StorageAdapter; disp
     await storage.initialize();
     return { storage, dispose: () => storage.close() };
   }
+  if (store === POSTGRES_STORE) return await openPostgres();
   const subject = sqliteSubjects.find((s) => s.name === store);
   if (subject === undefined || !subject.available) throw new Error(`store ${store} does not load here`);
   tempDir ??= mkdtempSync(join(tmpdir(), "reflow-bench-"));
@@ -190,7 +219,7 @@ async function openStore(store: string): Promise<{ storage: StorageAdapter; disp
 }
 
 async function sqliteVersion(store: string): Promise<string | null> {
-  if (store === MEMORY_STORE) return null;
+  if (store === MEMORY_STORE || store === POSTGRES_STORE) return null;
   const subject = sqliteSubjects.find((s) => s.name === store)!;
   tempDir ??= mkdtempSync(join(tmpdir(), "reflow-bench-"));
   const path = join(tempDir, "version.db");
@@ -498,6 +527,7 @@ async function main(): Promise<void> {
     const stores = [
       { name: MEMORY_STORE, skipReason: false as const },
       ...sqliteSubjects.map((s) => ({ name: s.name, skipReason: s.skipReason })),
+      { name: POSTGRES_STORE, skipReason: postgresSkip },
     ];
     const result: ListResult = { runtime: runtimeId(), version: runtimeVersion(), stores };
     console.log(JSON.stringify(result));

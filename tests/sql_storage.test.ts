@@ -337,7 +337,7 @@ describe("SqlStorage options", () => {
     for (const options of bad) {
       assert.throws(() => new SqlStorage(driver, options as never), ConfigError, JSON.stringify(options));
     }
-    assert.throws(() => new SqlStorage({ ...driver, dialect: "postgres" as never }), ConfigError);
+    assert.throws(() => new SqlStorage({ ...driver, dialect: "mysql" as never }), ConfigError);
     assert.throws(() => new SqlStorage(null as never), ConfigError);
   });
 });

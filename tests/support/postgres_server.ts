@@ -31,8 +31,11 @@ export function postgresSkipReason(): string | false {
   return false;
 }
 
-/** Starts a server (or returns REFLOW_POSTGRES_URL's). */
-export async function startPostgres(): Promise<PostgresServer> {
+/**
+ * Starts a server (or returns REFLOW_POSTGRES_URL's). Without `durable`, commits are not synced
+ * (fsync and synchronous_commit off): tests lose nothing by it and run faster; the benchmark keeps them.
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresServer> {
   const given = process.env.REFLOW_POSTGRES_URL;
   if (given) return { url: given, stop: () => Promise.resolve() };
   removeOrphans();
@@ -52,7 +55,10 @@ export async function startPostgres(): Promise<PostgresServer> {
     persistent: false,
     createPostgresUser: true,
     // Room for several runtimes' pools at once, and nothing on stdout.
-    postgresFlags: ["-c", "max_connections=400", "-c", "fsync=off", "-c", "synchronous_commit=off"],
+    postgresFlags: [
+      ...["-c", "max_connections=400"],
+      ...(options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off"]),
+    ],
     onLog: () => {},
     onError: () => {},
   });
