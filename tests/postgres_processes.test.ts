@@ -12,7 +12,7 @@ import { createEngine } from "../mod.ts";
 import { type LedgerEntry, processWorkflows, type WorkerConfig } from "./support/process_worker.ts";
 import { MATRIX_RUNTIMES, runtimeName } from "./support/runtime.ts";
 import { storages } from "./support/storages.ts";
-import { WorkerProcess } from "./support/worker_process.ts";
+import { assertEachStepOnce, WorkerProcess } from "./support/worker_process.ts";
 
 const entry = storages.find((candidate) => candidate.kind === "postgres")!;
 const cell = `postgres on ${runtimeName}`;
@@ -20,13 +20,6 @@ const RUNS = 2_000;
 const STEPS = ["a", "b", "c"] as const;
 const WORKFLOWS = Object.values(processWorkflows());
 const STORAGE_TROUBLE = /StorageError|background error/i;
-
-/** Counts of each `"<run> <what>"` of the ledger. */
-function tally(entries: readonly LedgerEntry[]): Map<string, number> {
-  const seen = new Map<string, number>();
-  for (const { run, what } of entries) seen.set(`${run} ${what}`, (seen.get(`${run} ${what}`) ?? 0) + 1);
-  return seen;
-}
 
 describe(`${cell}: worker processes of every runtime on one database`, { skip: entry.skip }, () => {
   after(() => entry.cleanup());
@@ -66,15 +59,7 @@ describe(`${cell}: worker processes of every runtime on one database`, { skip: e
 
         const entries = readFileSync(ledger, "utf8").split("\n").filter((line) => line !== "")
           .map((line) => JSON.parse(line) as LedgerEntry);
-        const seen = tally(entries);
-        const twice = [...seen].filter(([, count]) => count > 1);
-        assert.deepEqual(twice.slice(0, 10), [], `${twice.length} (run, step) pairs ran more than once`);
-        const expected = ids.flatMap((id) => STEPS.map((step) => `${id} ${step}`));
-        const missing = expected.filter((key) => !seen.has(key));
-        assert.deepEqual(missing.slice(0, 10), [], `${missing.length} (run, step) pairs never ran`);
-        assert.equal(entries.length, expected.length);
-        const byPid = new Map<number, number>();
-        for (const { pid } of entries) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+        const byPid = assertEachStepOnce(entries, ids, STEPS);
         for (const worker of workers) {
           assert.ok(
             (byPid.get(worker.pid) ?? 0) > 0,

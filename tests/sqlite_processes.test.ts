@@ -26,7 +26,7 @@ import {
   type WorkerConfig,
 } from "./support/process_worker.ts";
 import { runtimeName } from "./support/runtime.ts";
-import { WorkerProcess } from "./support/worker_process.ts";
+import { assertEachStepOnce, WorkerProcess } from "./support/worker_process.ts";
 import {
   type DriverModule,
   type RawHandle,
@@ -206,25 +206,9 @@ for (const subject of sqliteSubjects) {
           for (const worker of workers) await assertCleanExit(worker);
 
           // Exactly one ledger line per (run, step), and nothing else.
-          const entries = scene.entries();
-          const seen = new Map<string, number>();
-          for (const { run, what } of entries) {
-            seen.set(`${run} ${what}`, (seen.get(`${run} ${what}`) ?? 0) + 1);
-          }
-          const duplicates = [...seen].filter(([, count]) => count > 1);
-          assert.deepEqual(
-            duplicates.slice(0, 10),
-            [],
-            `${duplicates.length} (run, step) pairs ran more than once`,
-          );
-          const expected = ids.flatMap((id) => DRAIN_STEPS.map((step) => `${id} ${step}`));
-          const missing = expected.filter((key) => !seen.has(key));
-          assert.deepEqual(missing.slice(0, 10), [], `${missing.length} (run, step) pairs never ran`);
-          assert.equal(entries.length, expected.length);
+          const byPid = assertEachStepOnce(scene.entries(), ids, DRAIN_STEPS);
 
           // The work was shared: more than one process ran steps, and only the workers did.
-          const byPid = new Map<number, number>();
-          for (const { pid } of entries) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
           const workerPids = new Set(workers.map((worker) => worker.pid));
           for (const pid of byPid.keys()) {
             assert.ok(workerPids.has(pid), `ledger line from unknown pid ${pid}`);

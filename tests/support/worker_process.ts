@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { CRASH_POINTS, type WorkerConfig } from "./process_worker.ts";
+import { CRASH_POINTS, type LedgerEntry, type WorkerConfig } from "./process_worker.ts";
 import { type MatrixRuntime, spawnArgs, spawnArgsFor } from "./runtime.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -124,4 +124,26 @@ async function guard<T>(worker: WorkerProcess, promise: Promise<T>, what: string
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Asserts that the ledger holds each `"<run> <step>"` of `runIds` × `steps` exactly once and nothing
+ * else; returns how many lines each process wrote.
+ */
+export function assertEachStepOnce(
+  entries: readonly LedgerEntry[],
+  runIds: readonly string[],
+  steps: readonly string[],
+): Map<number, number> {
+  const seen = new Map<string, number>();
+  for (const { run, what } of entries) seen.set(`${run} ${what}`, (seen.get(`${run} ${what}`) ?? 0) + 1);
+  const twice = [...seen].filter(([, count]) => count > 1);
+  assert.deepEqual(twice.slice(0, 10), [], `${twice.length} (run, step) pairs ran more than once`);
+  const expected = runIds.flatMap((id) => steps.map((step) => `${id} ${step}`));
+  const missing = expected.filter((key) => !seen.has(key));
+  assert.deepEqual(missing.slice(0, 10), [], `${missing.length} (run, step) pairs never ran`);
+  assert.equal(entries.length, expected.length);
+  const byPid = new Map<number, number>();
+  for (const { pid } of entries) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+  return byPid;
 }
