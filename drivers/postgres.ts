@@ -132,7 +132,14 @@ export function postgresDriver(connection: string | PgPool, options: PostgresDri
     });
   }
   if (typeof connection === "string") {
-    const pool = new pg.Pool({ connectionString: connection, max: poolSize });
+    // A server that cannot be reached fails a checkout after 10 s instead of hanging it, and TCP
+    // keepalives notice a connection whose peer vanished (a host cut off from the network).
+    const pool = new pg.Pool({
+      connectionString: connection,
+      max: poolSize,
+      connectionTimeoutMillis: 10_000,
+      keepAlive: true,
+    });
     // An idle client's lost connection is reported here; the pool drops the client by itself.
     pool.on("error", () => {});
     return new PostgresDriver(pool as unknown as PgPool, true);
