@@ -273,6 +273,16 @@ export const postgresDialect: Dialect = {
     const sql = `${arms.join(" UNION ALL ")} ORDER BY created_at DESC, id DESC LIMIT ${next(limit)}`;
     return statement(sql, ...params);
   },
+  // One capped count per status, each walking the (status, created_at, id) index.
+  countRuns(statuses, cap) {
+    const params: SqlParameter[] = [];
+    const next = (value: SqlParameter) => `$${params.push(value)}`;
+    const arms = statuses.map((status) =>
+      `SELECT ${next(status)}::text AS status, (SELECT count(*) FROM (SELECT 1 FROM reflow_runs ` +
+      `WHERE status = ${next(status)} LIMIT ${next(cap)}) capped) AS n`
+    );
+    return statement(arms.join(" UNION ALL "), ...params);
+  },
   requeueRun: (runId, now) =>
     statement(
       "UPDATE reflow_runs SET status = 'pending', due_at = $1::bigint, updated_at = $1::bigint, " +
