@@ -212,15 +212,21 @@ export const postgresDialect: Dialect = {
       statement(`SELECT 1 AS found FROM reflow_runs WHERE id = $1 AND ${UNFINISHED} FOR UPDATE`, runId),
     );
     if (run === undefined) return false;
-    await connection.execute(
+    // Only an event a wait can still consume: the wait of that name is not over, and no event of
+    // that name is stored (a wait takes one). Decided under the run's lock, which waits also take.
+    const inserted = await connection.execute(
       statement(
-        "INSERT INTO reflow_events (run_id, name, payload, created_at) VALUES ($1, $2, $3::bytea, $4::bigint)",
+        "INSERT INTO reflow_events (run_id, name, payload, created_at) " +
+          "SELECT $1::text, $2::text, $3::bytea, $4::bigint WHERE NOT EXISTS (SELECT 1 FROM reflow_steps " +
+          "WHERE run_id = $1 AND step_name = $2 AND status <> 'waiting') AND NOT EXISTS " +
+          "(SELECT 1 FROM reflow_events WHERE run_id = $1 AND name = $2)",
         runId,
         name,
         bytes(payload),
         createdAt,
       ),
     );
+    if (inserted.changes !== 1) return false;
     await connection.execute(
       statement(
         "UPDATE reflow_runs SET due_at = least(coalesce(due_at, $1::bigint), $1::bigint), " +
