@@ -15,7 +15,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createEngine, type RunDetails, ValidationError } from "../mod.ts";
 import {
-  CRASH_POINTS,
   CRASHLOOP_ATTEMPTS,
   HOG_ATTEMPTS,
   HOG_LEASE_MS,

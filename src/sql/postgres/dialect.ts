@@ -40,13 +40,16 @@ const SCHEMA_NAMES = MIGRATIONS.flatMap(createdNames);
 /** The notification channel of {@linkcode postgresDialect.wake}. */
 const CHANNEL = "reflow_wake";
 
+// recoveries counts the claims in a row that took the run from a worker whose lease expired: the
+// CTE reads the status from before the update.
 const CLAIM = "WITH picked AS (" +
-  `SELECT seq, due_at FROM reflow_runs WHERE ${CLAIMABLE} AND due_at <= $1::bigint ` +
+  `SELECT seq, due_at, status FROM reflow_runs WHERE ${CLAIMABLE} AND due_at <= $1::bigint ` +
   `AND workflow_name IN ${jsonSet(2)} ORDER BY due_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED), ` +
-  "numbered AS (SELECT seq, row_number() OVER (ORDER BY due_at, seq) AS n FROM picked) " +
+  "numbered AS (SELECT seq, status, row_number() OVER (ORDER BY due_at, seq) AS n FROM picked) " +
   "UPDATE reflow_runs r SET status = 'running', lease_id = $4::json ->> (numbered.n - 1)::int, " +
-  "due_at = $5::bigint, lease_ms = $6::bigint, claim_count = r.claim_count + 1, updated_at = $1::bigint " +
-  `FROM numbered WHERE r.seq = numbered.seq RETURNING numbered.n AS claim_order, ${
+  "due_at = $5::bigint, lease_ms = $6::bigint, claim_count = r.claim_count + 1, " +
+  "recoveries = CASE WHEN numbered.status = 'running' THEN r.recoveries + 1 ELSE 0 END, updated_at = $1::bigint " +
+  `FROM numbered WHERE r.seq = numbered.seq RETURNING numbered.n AS claim_order, r.recoveries, ${
     RUN_COLUMNS.split(", ").map((column) => `r.${column}`).join(", ")
   }`;
 
@@ -154,6 +157,14 @@ export const postgresDialect: Dialect = {
       runId,
       leaseId,
     ),
+  expireInstanceLeases: (prefix, now) =>
+    statement(
+      "UPDATE reflow_runs SET due_at = $1::bigint WHERE status = 'running' " +
+        "AND left(lease_id, $2::integer) = $3 AND due_at > $1::bigint",
+      now,
+      prefix.length,
+      prefix,
+    ),
   selectLeaseHeld: (runId, leaseId) =>
     statement(
       "SELECT 1 AS held FROM reflow_runs WHERE id = $1 AND status = 'running' AND lease_id = $2",
@@ -162,8 +173,8 @@ export const postgresDialect: Dialect = {
     ),
   renewRun: (runId, leaseId, expiry, now) =>
     statement(
-      "UPDATE reflow_runs SET due_at = coalesce($1::bigint, $2::bigint + lease_ms), updated_at = $2::bigint " +
-        "WHERE id = $3 AND status = 'running' AND lease_id = $4",
+      "UPDATE reflow_runs SET due_at = coalesce($1::bigint, $2::bigint + lease_ms), updated_at = $2::bigint, " +
+        "recoveries = 0 WHERE id = $3 AND status = 'running' AND lease_id = $4",
       expiry,
       now,
       runId,

@@ -93,4 +93,11 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE INDEX reflow_schedules_due ON reflow_schedules (next_run_at, key)",
     ],
   },
+  {
+    version: 4,
+    statements: [
+      // Consecutive claims that took the run from a worker whose lease expired (ClaimedRun.recoveries).
+      "ALTER TABLE reflow_runs ADD COLUMN recoveries integer NOT NULL DEFAULT 0",
+    ],
+  },
 ];
