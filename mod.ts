@@ -83,6 +83,7 @@ export { type CronSchedule, nextCronOccurrence, parseCron } from "./src/schedule
 export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
 export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listing.ts";
 export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
+export type { CheckRunsOptions, RunCheckReport, VersionCheck } from "./src/engine/run_check.ts";
 
 export {
   ConfigError,
@@ -109,6 +110,7 @@ export {
   StreamLaggedError,
   TestRunIncompleteError,
   ValidationError,
+  VersionMismatchError,
   WaitTimeoutError,
   WorkflowNotFoundError,
 } from "./src/errors.ts";
@@ -118,6 +120,7 @@ export type {
   ReflowErrorOptions,
   StorageErrorKind,
   ValidationIssue,
+  VersionMismatchReason,
 } from "./src/errors.ts";
 
 export type {
@@ -143,6 +146,7 @@ export type {
   StoredError,
   UpsertScheduleResult,
   WorkflowRun,
+  WorkflowVersionRecord,
 } from "./src/storage/adapter.ts";
 export { decodeValue, encodeValue, MAX_VALUE_BYTES } from "./src/storage/codec.ts";
 

@@ -13,6 +13,7 @@ import {
   LeaseExpiredError,
   ReflowError,
   RunCancelledError,
+  type VersionMismatchError,
 } from "../errors.ts";
 import type { ClaimedRun, RunStatus } from "../storage/adapter.ts";
 import { decodeValue, valuesEqual } from "../storage/codec.ts";
@@ -38,6 +39,8 @@ import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./r
 import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
 import { RunWaiters, type WaitForRunOptions } from "./run_waiter.ts";
 import { BufferedEventStream, type EventStream, resolveStreamOptions, type StreamOptions } from "./stream.ts";
+import { checkRuns, type CheckRunsOptions, type RunCheckReport } from "./run_check.ts";
+import { VersionRegistry } from "./versions.ts";
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -46,9 +49,14 @@ export interface EnqueueOptions {
    * returns the existing run; with a different input it throws `IdempotencyConflictError`.
    */
   readonly idempotencyKey?: string;
+  /**
+   * The registered version of the workflow to start the run under (its `version`). Default: the
+   * newest, the one listed last in `workflows`.
+   */
+  readonly version?: string;
 }
 
-const ENQUEUE_OPTION_KEYS: OptionKeys<EnqueueOptions> = { idempotencyKey: true };
+const ENQUEUE_OPTION_KEYS: OptionKeys<EnqueueOptions> = { idempotencyKey: true, version: true };
 
 /** The answer of `engine.enqueue()`. */
 export interface EnqueueResult {
@@ -194,6 +202,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @param options The idempotency key, if any.
    * @returns A handle on the stored run: its fields, `runId`, `created`, and `result()`.
    * @throws {WorkflowNotFoundError} For an unknown name.
+   * @throws {ConfigError} For a `version` that is not registered (field `version`).
    * @throws {ValidationError} When the schema rejects the input.
    * @throws {SerializationError} When the validated input cannot be stored.
    * @throws {IdempotencyConflictError} When the key is held by a run with a different input.
@@ -271,7 +280,9 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Sends an event to a run. The payload is validated by the wait's schema and stored; a run
    * waiting for this name wakes at once, and a run that has not reached the wait yet finds the
-   * event there when it does (events of one name are consumed oldest first).
+   * event there when it does (events of one name are consumed oldest first). A parked run, or a
+   * run whose version or workflow is not registered here, keeps the event for when it continues
+   * (validated by the newest registered definition's wait of that name, if it has one).
    *
    * @example Approve a waiting run
    * ```ts
@@ -294,8 +305,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @param name The name of a `waitForEvent` unit of the run's workflow.
    * @param payload The event's data.
    * @returns True if stored, false if the run does not exist or has already finished.
-   * @throws {ConfigError} When the run's workflow has no wait of that name (field `name`).
-   * @throws {WorkflowNotFoundError} When the run's workflow is not registered on this engine.
+   * @throws {ConfigError} When the run's definition has no wait of that name (field `name`).
    * @throws {ValidationError} When the wait's schema rejects the payload.
    * @throws {SerializationError} When the payload cannot be stored.
    */
@@ -395,8 +405,31 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   listRuns(options?: ListRunsOptions): Promise<RunPage>;
 
   /**
+   * Reports, per workflow and version, how many runs are in flight, how many the registered
+   * definitions will continue, and which they cannot, with the reason: run it from a script
+   * holding the new definitions before a deploy, while the old processes still run. Reads the
+   * store in pages; step results only of started runs whose fate depends on where they are.
+   * Changes nothing.
+   *
+   * @example Refuse a deploy that would park runs
+   * ```ts ignore
+   * const report = await engine.checkRuns();
+   * if (report.blocked > 0) {
+   *   for (const check of report.versions) for (const error of check.blockedRuns) console.error(error.message);
+   *   throw new Error(`${report.blocked} runs in flight cannot continue under the new definitions`);
+   * }
+   * ```
+   *
+   * @param options The page size, and how many blocked runs to list per version.
+   * @returns The report.
+   * @throws {ConfigError} On an invalid option.
+   */
+  checkRuns(options?: CheckRunsOptions): Promise<RunCheckReport>;
+
+  /**
    * Puts a failed or cancelled run back in the queue. Its completed and skipped steps are kept
-   * and not run again; the step that failed starts over with fresh attempts.
+   * and not run again; the step that failed starts over with fresh attempts. A parked run goes
+   * back too, and is checked again against the registered definitions when next claimed.
    *
    * @example Retry a failed run once the cause is fixed
    * ```ts
@@ -419,7 +452,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * ```
    *
    * @param runId The run.
-   * @returns True if it was re-queued; false if it does not exist or is not failed or cancelled.
+   * @returns True if it was re-queued; false if it does not exist or is not failed, cancelled or parked.
    */
   resume(runId: string): Promise<boolean>;
 
@@ -497,9 +530,15 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
   readonly #waiters: RunWaiters;
+  readonly #versions: VersionRegistry;
+  /** Parked runs reported to `onError` since this engine started, so each is reported once. */
+  readonly #reportedParked = new Set<string>();
+  /** Whether parked runs were looked at since the engine started (or was first ticked). */
+  #parkedSwept = false;
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
+    this.#versions = new VersionRegistry(options.versions, options.storage);
     // A consumer that catches up wakes the loop, which claims nothing while a stream is full.
     this.#events = new EventBus(options.hooks, () => this.#notify());
     this.#waiters = new RunWaiters({
@@ -527,6 +566,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     if (this.#state === "stopping") await this.#loop;
     if (this.#state === "started") return;
     await this.#initialize();
+    await this.#sweepParked();
     this.#pollIntervalMs = pollIntervalMs;
     this.#state = "started";
     this.#loop = this.#runLoop();
@@ -571,7 +611,47 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       for (const stream of this.#streams) stream.end();
       this.#events.setIgnoreCongestion(false);
       this.#state = "idle";
+      this.#parkedSwept = false;
+      this.#reportedParked.clear();
     }
+  }
+
+  async checkRuns(options?: CheckRunsOptions): Promise<RunCheckReport> {
+    await this.#initialize();
+    return await checkRuns(this.#options.storage, this.#versions, options);
+  }
+
+  /**
+   * Looks at the parked runs of this engine's workflows: re-queues those a registered definition
+   * can now continue, and reports the others once. Parked runs are few, read off the status index.
+   */
+  async #sweepParked(): Promise<void> {
+    if (this.#parkedSwept) return;
+    this.#parkedSwept = true;
+    const { storage, versions, now } = this.#options;
+    let cursor: { before: number; beforeId: string } | undefined;
+    for (;;) {
+      const page = await storage.listRuns({ statuses: ["parked"], limit: PARKED_PAGE, ...cursor });
+      for (const run of page) {
+        if (!versions.has(run.workflowName)) continue;
+        const steps = await storage.getStepResults(run.id);
+        const decision = this.#versions.decide(run, steps.map((step) => step.stepName));
+        if (decision.kind === "run") {
+          if (await storage.requeueRun(run.id, now())) this.#notify();
+        } else {
+          this.#reportParked(decision.error);
+        }
+      }
+      if (page.length < PARKED_PAGE) return;
+      const last = page[page.length - 1]!;
+      cursor = { before: last.createdAt, beforeId: last.id };
+    }
+  }
+
+  #reportParked(error: VersionMismatchError): void {
+    if (this.#reportedParked.has(error.runId)) return;
+    this.#reportedParked.add(error.runId);
+    this.#events.reportError(error);
   }
 
   async listRuns(options?: ListRunsOptions): Promise<RunPage> {
@@ -581,6 +661,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async resume(runId: string): Promise<boolean> {
+    // A parked run goes back as any other: the next claim checks its version again.
     await this.#initialize();
     const resumed = await this.#options.storage.requeueRun(runId, this.#options.now());
     if (resumed) this.#notify();
@@ -609,6 +690,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
+    await this.#sweepParked();
     await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
@@ -620,8 +702,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<RunHandle> {
-    const workflow = registeredWorkflow(this.#options.workflows, name);
     const checked = checkOptionKeys(options, ENQUEUE_OPTION_KEYS, undefined, "enqueue options");
+    const workflow = registeredVersion(this.#options, name, checked?.version);
     const idempotencyKey = optionalKey(checked?.idempotencyKey, "idempotencyKey") ?? null;
     const { value: validated, encoded } = await storableValue(
       workflow.inputSchema,
@@ -632,6 +714,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const { run, created } = await this.#options.storage.createRun({
       id: newRunId(),
       workflowName: name,
+      workflowVersion: workflow.version,
       input: encoded,
       idempotencyKey,
       createdAt: this.#options.now(),
@@ -681,15 +764,17 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const { storage, workflows, now } = this.#options;
     const run = await storage.getRun(runId);
     if (run === null || isFinishedStatus(run.status)) return false;
-    const workflow = registeredWorkflow(workflows, run.workflowName);
-    const wait = workflow.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
-    if (wait === undefined) {
+    // A run this engine would not execute as it stands keeps the event for when it continues.
+    const own = run.status === "parked" ? undefined : this.#versions.exact(run);
+    const workflow = own ?? workflows.get(run.workflowName);
+    const wait = workflow?.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
+    if (wait === undefined && own !== undefined) {
       throw new ConfigError(
-        `Cannot send event "${name}" to run "${runId}": workflow "${workflow.name}" has no waitForEvent("${name}")`,
+        `Cannot send event "${name}" to run "${runId}": workflow "${own.name}" has no waitForEvent("${name}")`,
         { field: "name" },
       );
     }
-    const { encoded } = await storableValue(wait.schema, payload, `payload of event "${name}"`);
+    const { encoded } = await storableValue(wait?.schema ?? null, payload, `payload of event "${name}"`);
     const delivered = await storage.deliverEvent(runId, { name, payload: encoded, createdAt: now() });
     if (delivered) this.#notify();
     return delivered;
@@ -705,7 +790,9 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   #initialize(): Promise<void> {
     if (this.#initialized === undefined) {
-      this.#initialized = this.#options.storage.initialize().catch((error) => {
+      const { storage, now } = this.#options;
+      const ready = storage.initialize().then(() => this.#versions.register(now()));
+      this.#initialized = ready.catch((error) => {
         this.#initialized = undefined; // let a later call retry
         throw error;
       });
@@ -789,7 +876,13 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     this.#held.set(claimed.id, held);
     this.#startHeartbeats();
     const execution = executeRun(
-      { options: this.#options, events: this.#events, isStopping: () => this.#state === "stopping" },
+      {
+        options: this.#options,
+        events: this.#events,
+        isStopping: () => this.#state === "stopping",
+        versions: this.#versions,
+        reportMismatch: (error) => this.#reportParked(error),
+      },
       claimed,
       held,
     ).then(
@@ -854,6 +947,29 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       }
     }));
   }
+}
+
+/** Parked runs read per page when an engine starts. */
+const PARKED_PAGE = 500;
+
+/**
+ * The registered definition `enqueue` starts a run under: the named version, or the newest.
+ *
+ * @throws {WorkflowNotFoundError} For an unknown name.
+ * @throws {ConfigError} For a version that is not a registered one (field `version`).
+ */
+function registeredVersion(options: ResolvedEngineOptions, name: string, version: unknown): AnyWorkflow {
+  const newest = registeredWorkflow(options.workflows, name);
+  if (version === undefined) return newest;
+  const named = typeof version === "string" ? options.versions.get(name)?.get(version) : undefined;
+  if (named === undefined) {
+    const known = [...options.versions.get(name)!.keys()].map((key) => JSON.stringify(key)).join(", ");
+    throw new ConfigError(
+      `Invalid version ${JSON.stringify(version)} of workflow "${name}": registered versions are ${known}`,
+      { field: "version" },
+    );
+  }
+  return named;
 }
 
 function asReflowError(error: unknown, operation: string): ReflowError {

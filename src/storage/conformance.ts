@@ -64,6 +64,7 @@ const lifecycleCases: readonly ContractCase[] = [
       const expected: WorkflowRun = {
         id: "r1",
         workflowName: WF,
+        workflowVersion: null,
         status: "pending",
         input: '{"a":1}',
         output: null,
