@@ -122,6 +122,18 @@ export class VersionRegistry {
   }
 
   /**
+   * Whether some version stored for a registered name may have runs no registered definition
+   * continues (it is not registered, and not every position in it is compatible).
+   */
+  mayBlock(): boolean {
+    for (const [name, versions] of this.#stored) {
+      if (!this.#byName.has(name)) continue;
+      for (const version of versions.keys()) if (!this.continuesAnywhere(name, version)) return true;
+    }
+    return false;
+  }
+
+  /**
    * Whether every run of this version, wherever it is, continues under a registered definition,
    * so that a check need not read its steps.
    */
