@@ -196,10 +196,15 @@ describeEachStorage((cell) => {
     return runId;
   }
 
-  function engineWith(storage: StorageAdapter, workflows: AnyWorkflow[], errors: unknown[]) {
-    return cell.stopAfter(
-      createEngine({ storage, workflows, hooks: { onError: (error) => errors.push(error) } }),
-    );
+  function engineWith<const W extends AnyWorkflow>(
+    storage: StorageAdapter,
+    workflows: W[],
+    errors: unknown[],
+  ) {
+    const onError = (error: unknown) => {
+      errors.push(error);
+    };
+    return cell.stopAfter(createEngine({ storage, workflows, hooks: { onError } }));
   }
 
   for (const change of changes) {
@@ -242,7 +247,7 @@ describeEachStorage((cell) => {
           assert.equal(errors.filter((error) => error instanceof VersionMismatchError).length, 1);
         }
         const final = (await createEngine({ storage, workflows: [] }).getRunStatus(runId))!;
-      checkSeen(seen, final.steps.map((step) => [step.name, step.output]));
+        checkSeen(seen, final.steps.map((step) => [step.name, step.output]));
       },
     );
   }

@@ -18,6 +18,7 @@ import { nameCases } from "./conformance_names.ts";
 import { requeueCases } from "./conformance_requeue.ts";
 import { retentionCases } from "./conformance_retention.ts";
 import { scheduleCases } from "./conformance_schedules.ts";
+import { versionCases } from "./conformance_versions.ts";
 import {
   asRun,
   between,
@@ -1545,6 +1546,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...scheduleCases,
   ...retentionCases,
   ...nameCases,
+  ...versionCases,
 ].map(skippingWithoutPeer);
 
 /** Thrown by the stand-in context when a case asks for a peer that the harness did not offer. */
