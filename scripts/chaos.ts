@@ -5,7 +5,11 @@
 // checks: no run lost or stuck, every outcome and output as the plan computes it, every step's
 // result committed once and its side effect recorded, duplicate side effects only from killed
 // processes (the at-least-once window between a side effect and its commit), and
-// `PRAGMA integrity_check`. Prints one summary line; exits 1 on any violation.
+// `PRAGMA integrity_check`. Halfway through the kills it deploys: every worker is restarted with
+// changed definitions (a step appended to `drain`, compatible; a step inserted first in `approval`,
+// incompatible with approval runs that have started), and each run must then have completed
+// correctly under either definition, or (an approval run started before the deploy) be parked with
+// VERSION_MISMATCH. Prints one summary line; exits 1 on any violation.
 //
 //   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
 //                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--lease-ms 3000] [--keep]
@@ -123,7 +127,7 @@ class Child {
   }
 }
 
-const workerConfig: WorkerConfig = {
+let workerConfig: WorkerConfig = {
   workflow: "drain",
   crash: false,
   driver,
@@ -170,7 +174,23 @@ async function main(): Promise<number> {
 
   const problems: string[] = [];
   let killCount = 0;
+  /** Kills a worker and starts a new one in its slot (with the current definitions). */
+  const replace = async (slot: number) => {
+    const child = pool[slot]!;
+    killedAt.set(child.process.pid!, Date.now());
+    child.process.kill("SIGKILL");
+    await child.exited;
+    pool[slot] = spawnWorker();
+  };
   while (killCount < kills) {
+    if (killCount === Math.floor(kills / 2) && workerConfig.deployed !== true) {
+      // The deploy: a rolling restart, one worker at a time, onto the changed definitions.
+      workerConfig = { ...workerConfig, deployed: true };
+      for (let slot = 0; slot < pool.length; slot++) {
+        await replace(slot);
+        await sleep(killEveryMs[0]);
+      }
+    }
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
     // A worker that ended by itself is a failure to report, not one to wait for (or kill) forever.
     const ended = pool.find((child) => child.process.exitCode !== null);
@@ -181,12 +201,9 @@ async function main(): Promise<number> {
     // Only a worker whose engine runs: killing one still starting up would test little.
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
-    const { child, slot } = live[Math.floor(random() * live.length)]!;
-    killedAt.set(child.process.pid!, Date.now());
-    child.process.kill("SIGKILL");
-    await child.exited;
+    const { slot } = live[Math.floor(random() * live.length)]!;
+    await replace(slot);
     killCount++;
-    pool[slot] = spawnWorker();
   }
 
   for (const { child } of producers) {
@@ -199,8 +216,9 @@ async function main(): Promise<number> {
 
   // Every run must finish; the deadline only stops a hung chaos run.
   const deadline = Date.now() + (short ? 30_000 : 180_000);
+  // Parked runs stay parked: no definition the workers have can continue them.
   const unfinished = reader.prepare(
-    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
+    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'parked')",
   );
   while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) await sleep(100);
 
@@ -222,6 +240,7 @@ async function main(): Promise<number> {
     : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per kill`;
   console.log(
     `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
+      `deployed ${verdict.deployed}, parked ${verdict.parked} (VERSION_MISMATCH), ` +
       `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
       `integrity ${verdict.integrity}` +
       ` [${
@@ -238,10 +257,28 @@ async function main(): Promise<number> {
 interface Verdict {
   lost: number;
   stuck: number;
+  parked: number;
+  /** Completed runs that ran a unit only the deployed definitions have. */
+  deployed: number;
   wrong: number;
   duplicates: number;
   integrity: string;
   problems: string[];
+}
+
+/** The version of `approval` before the deploy: its started runs are the ones that may park. */
+const approvalBefore = processWorkflows().approval.version;
+
+/** The units a completed run may have: the plan's, or with the unit its deployed definition adds. */
+function deployedUnits(plan: ReturnType<typeof planRun>): (readonly (readonly [string, number])[])[] {
+  switch (plan.workflow) {
+    case "drain":
+      return [plan.units, [...plan.units, ["d", 1]]];
+    case "approval":
+      return [plan.units, [["step0", 1], ...plan.units]];
+    default:
+      return [plan.units];
+  }
 }
 
 async function verify(
@@ -250,7 +287,16 @@ async function verify(
   killedAt: ReadonlyMap<number, number>,
   reader: RawHandle,
 ): Promise<Verdict> {
-  const v: Verdict = { lost: 0, stuck: 0, wrong: 0, duplicates: 0, integrity: "?", problems: [] };
+  const v: Verdict = {
+    lost: 0,
+    stuck: 0,
+    parked: 0,
+    deployed: 0,
+    wrong: 0,
+    duplicates: 0,
+    integrity: "?",
+    problems: [],
+  };
   const wrong = (i: number, what: string) => {
     v.wrong++;
     v.problems.push(`run ${keyOf(i)}: ${what}`);
@@ -325,12 +371,23 @@ async function verify(
       continue;
     }
     const { run, steps } = details;
+    const plan = planRun(i);
+    if (run.status === "parked") {
+      // Only an approval run that started under the first definition cannot continue after the deploy.
+      const started = steps.length > 0 && steps[0]!.name === "step1";
+      if (plan.workflow === "approval" && run.version === approvalBefore && started) {
+        if (run.error?.code === "VERSION_MISMATCH") v.parked++;
+        else wrong(i, `parked with ${JSON.stringify(run.error)}`);
+      } else {
+        wrong(i, `parked (version ${run.version}, units ${JSON.stringify(steps.map((s) => s.name))})`);
+      }
+      continue;
+    }
     if (!["completed", "failed", "cancelled"].includes(run.status)) {
       v.stuck++;
       v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
       continue;
     }
-    const plan = planRun(i);
     const outcome = plan.outcome;
     const expected = outcome.kind === "raced" ? (cancelled[i] ? "cancelled" : "completed") : outcome.kind;
     if (plan.cancel !== undefined && cancelled[i] === undefined) wrong(i, "its owner never cancelled it");
@@ -356,7 +413,9 @@ async function verify(
     const recorded = plan.sideEffects.filter((what) => effects.has(`${runId} ${what}`));
     if (run.status === "cancelled") continue;
     const units = steps.map((s) => [s.name, s.attempts] as const);
-    if (!isDeepStrictEqual(units, plan.units)) {
+    const match = deployedUnits(plan).findIndex((expected) => isDeepStrictEqual(units, expected));
+    if (match > 0) v.deployed++;
+    if (match === -1) {
       wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
     }
     if (recorded.length !== plan.sideEffects.length) {

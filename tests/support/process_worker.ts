@@ -57,6 +57,12 @@ export interface WorkerConfig {
    * one schedule) and runs for `forMs`, instead of running until no run is unfinished.
    */
   readonly schedule?: { readonly key: string; readonly every: number; readonly forMs: number };
+  /**
+   * Registers the deployed definitions (see {@linkcode buildWorkflows}): `drain` with a step
+   * appended (compatible) and `approval` with a step inserted first (incompatible with runs that
+   * have started). Runs it cannot continue are parked, not reported as errors.
+   */
+  readonly deployed?: boolean;
 }
 
 /** One side effect of a handler, as one JSON line of the ledger file. */
@@ -112,10 +118,13 @@ function hang(): Promise<void> {
  *   attempt and succeeds on the retry, or, for a negative `n`, fails all `FLAKY_ATTEMPTS` attempts and
  *   so the run, with the message `FLAKY_DOOMED`;
  * - `ticker`: `n` (step `tick`), the workflow of scheduled runs.
+ *
+ * Deployed (the second half of a chaos run), `drain` ends with a step `d` that passes `prev` on,
+ * and `approval` starts with a step `step0`; neither records a side effect, and outputs stay the same.
  */
-function buildWorkflows(cx: HandlerContext) {
+function buildWorkflows(cx: HandlerContext, deployed = false) {
   const input = schema<{ n: number }>();
-  const drain = createWorkflow({ name: "drain", input })
+  const drainBefore = createWorkflow({ name: "drain", input })
     .step("a", ({ runId, stepName, input }) => {
       cx.record(runId, stepName);
       return input.n + 1;
@@ -128,6 +137,11 @@ function buildWorkflows(cx: HandlerContext) {
       cx.record(runId, stepName);
       return { n: input.n, result: prev };
     });
+  // The deployed definitions keep the original types: no caller reads the units they add.
+  const drain = deployed
+    ? drainBefore.step("d", ({ prev }) => prev) as unknown as typeof drainBefore
+    : drainBefore;
+  const approvalStart = createWorkflow({ name: "approval", input });
   const crashy = createWorkflow({ name: "crashy", input })
     .step("step1", ({ runId, input }) => {
       cx.record(runId, "step1");
@@ -156,16 +170,19 @@ function buildWorkflows(cx: HandlerContext) {
       cx.record(runId, "step2");
       return { result: prev * 10 };
     });
-  const approval = createWorkflow({ name: "approval", input })
-    .step("step1", ({ runId, input }) => {
-      cx.record(runId, "step1");
-      return input.n + 1;
-    })
-    .waitForEvent("approve", { schema: approvalPayload })
-    .step("step2", ({ runId, prev, steps }) => {
-      cx.record(runId, "step2");
-      return { by: prev.by, result: steps.step1 * 10 };
-    });
+  const approval =
+    (deployed
+      ? approvalStart.step("step0", ({ input }) => input.n) as unknown as typeof approvalStart
+      : approvalStart)
+      .step("step1", ({ runId, input }) => {
+        cx.record(runId, "step1");
+        return input.n + 1;
+      })
+      .waitForEvent("approve", { schema: approvalPayload })
+      .step("step2", ({ runId, prev, steps }) => {
+        cx.record(runId, "step2");
+        return { by: prev.by, result: steps.step1 * 10 };
+      });
   /** A branch that, in crash mode, announces that it started and hangs. */
   const hanging = (name: string, add: number) => async ({ runId, prev }: { runId: string; prev: number }) => {
     cx.record(runId, `${name} started`);
@@ -228,11 +245,11 @@ export type ProcessWorkflowName = keyof ProcessWorkflows;
  * The workflows as the parent registers them (to enqueue, send events and read runs): the same
  * names, units and schemas as in the workers; their handlers never run there.
  */
-export function processWorkflows(): ProcessWorkflows {
+export function processWorkflows(deployed = false): ProcessWorkflows {
   const unused = () => {
     throw new Error("process workflows' handlers run only in worker processes");
   };
-  return buildWorkflows({ record: unused, crash: false, reached: unused });
+  return buildWorkflows({ record: unused, crash: false, reached: unused }, deployed);
 }
 
 /** Where a crash-mode worker stops: the marker it prints once every fact of it is noted. */
@@ -344,9 +361,15 @@ async function main(config: WorkerConfig): Promise<void> {
     },
     crash: config.crash,
     reached,
-  });
+  }, config.deployed);
+  let parked = 0;
   const hooks: EngineHooks = {
     onError: (error) => {
+      // A run no registered definition can continue is parked, as the deploy expects some to be.
+      if (error.code === "VERSION_MISMATCH") {
+        parked++;
+        return;
+      }
       errors.push(error);
       console.error(`[worker ${process.pid}] background error:`, error);
     },
@@ -389,7 +412,7 @@ async function main(config: WorkerConfig): Promise<void> {
     await storage.close();
     reader.close();
   }
-  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, errors: errors.length })}\n`);
+  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, errors: errors.length, parked })}\n`);
   if (errors.length > 0) process.exitCode = 1;
 }
 
