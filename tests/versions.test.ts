@@ -14,6 +14,7 @@ import {
   type VersionMismatchReason,
 } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
+import { step } from "../src/storage/conformance_support.ts";
 import { describeEachStorage } from "./support/engine_subjects.ts";
 import { schema } from "./support/fixtures.ts";
 import { runtimeName } from "./support/runtime.ts";
@@ -495,16 +496,7 @@ async function checkHundredThousand(storage: StorageAdapter): Promise<void> {
   for (const run of claimed) {
     await storage.advanceRun(run.id, run.leaseId, {
       now: total,
-      step: {
-        runId: run.id,
-        stepName: "a",
-        status: "completed",
-        output: "1",
-        error: null,
-        attempts: 1,
-        dueAt: null,
-        updatedAt: total,
-      },
+      step: step(run.id, "a", { updatedAt: total }),
       leaseExpiresAt: total + 60_000,
     });
   }

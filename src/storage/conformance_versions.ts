@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { StorageAdapter } from "./adapter.ts";
 import type { ConformanceCase } from "./conformance_types.ts";
 import {
   check,
@@ -22,6 +23,15 @@ import {
 } from "./conformance_support.ts";
 
 const MISMATCH = { code: "VERSION_MISMATCH", name: "VersionMismatchError", message: "cannot continue" };
+
+/** Creates and claims run `id`, then parks it at `at` with {@linkcode MISMATCH}. */
+async function parkedRun(storage: StorageAdapter, id: string, at: number): Promise<void> {
+  const held = await createAndClaim(storage, id);
+  check(
+    await storage.advanceRun(id, held.leaseId, { now: at, status: "parked", error: MISMATCH }),
+    "advanceRun(parked)",
+  );
+}
 
 /** The conformance cases of versions and parking. */
 export const versionCases: readonly ConformanceCase[] = [
@@ -88,11 +98,7 @@ export const versionCases: readonly ConformanceCase[] = [
   {
     name: "`advanceRun()` to `parked` stores the error, releases the lease, and the run is never claimed",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      check(
-        await storage.advanceRun("r1", held.leaseId, { now: T0 + 5, status: "parked", error: MISMATCH }),
-        "advanceRun(parked)",
-      );
+      await parkedRun(storage, "r1", T0 + 5);
       const run = await getRun(storage, "r1");
       checkEqual(
         [run.status, run.error, run.leaseId, run.dueAt, run.updatedAt],
@@ -112,11 +118,7 @@ export const versionCases: readonly ConformanceCase[] = [
   {
     name: "a parked run keeps delivered events, and `requeueRun()` makes it pending with them kept",
     async run(storage) {
-      const held = await createAndClaim(storage, "r1");
-      check(
-        await storage.advanceRun("r1", held.leaseId, { now: T0 + 30, status: "parked", error: MISMATCH }),
-        "advanceRun(parked)",
-      );
+      await parkedRun(storage, "r1", T0 + 30);
       check(
         await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 40)),
         "deliverEvent() to a parked run",
