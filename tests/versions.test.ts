@@ -333,6 +333,16 @@ describeEachStorage((cell) => {
     assert.deepEqual([run.status, run.version], ["waiting", null]);
   });
 
+  cell.it("a declared version reused for another shape is reported to onError as a ConfigError", async () => {
+    const storage = await cell.open();
+    await createEngine({ storage, workflows: [original([], "1")] }).checkRuns();
+    const errors: unknown[] = [];
+    const reused = createWorkflow({ name: "flow", version: "1", input }).step("a", () => 1);
+    await engineWith(storage, [reused], errors).tick();
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof ConfigError && errors[0].field === "version");
+  });
+
   cell.it("two versions registered side by side each finish their own runs", async () => {
     const storage = await cell.open();
     const v1 = createWorkflow({ name: "flow", version: "1", input }).step("a", () => "one");

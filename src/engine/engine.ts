@@ -805,7 +805,17 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #initialize(): Promise<void> {
     if (this.#initialized === undefined) {
       const { storage, now } = this.#options;
-      const ready = storage.initialize().then(() => this.#versions.register(now()));
+      const ready = storage.initialize().then(async () => {
+        for (const reused of await this.#versions.register(now())) {
+          this.#events.reportError(
+            new ConfigError(
+              `Version ${JSON.stringify(reused.version)} of workflow "${reused.name}" is registered with a ` +
+                "shape other than the one stored for it: give a changed definition a new version",
+              { field: "version" },
+            ),
+          );
+        }
+      });
       this.#initialized = ready.catch((error) => {
         this.#initialized = undefined; // let a later call retry
         throw error;

@@ -52,27 +52,42 @@ export class VersionRegistry {
     }
   }
 
-  /** Stores the shapes of the registered versions (keeping any stored first), then reads them all back. */
-  async register(now: number): Promise<void> {
-    const records = [...this.#candidateShapes.keys()].map((workflow) => ({
+  /**
+   * Stores the shapes of the registered versions (keeping any stored first), then reads them all
+   * back.
+   *
+   * @returns The registered definitions whose declared version was stored with another shape: a
+   *   version reused for a changed definition, which the engine cannot tell apart from the old one.
+   */
+  async register(now: number): Promise<AnyWorkflow[]> {
+    const registered = [...this.#candidateShapes.keys()];
+    const records = registered.map((workflow) => ({
       workflowName: workflow.name,
       version: workflow.version,
       shape: workflow.shape,
       createdAt: now,
     }));
     await this.#storage.saveWorkflowVersions(records);
-    await this.refresh();
+    const texts = await this.refresh();
+    return registered.filter((workflow) =>
+      texts.get(workflow.name)?.get(workflow.version) !== workflow.shape
+    );
   }
 
-  /** Reads every stored shape again. */
-  async refresh(): Promise<void> {
+  /** Reads every stored shape again; returns their texts by workflow name, then version. */
+  async refresh(): Promise<Map<string, Map<string, string>>> {
     const stored = new Map<string, Map<string, readonly ShapeUnit[] | null>>();
+    const texts = new Map<string, Map<string, string>>();
     for (const record of await this.#storage.listWorkflowVersions()) {
       let versions = stored.get(record.workflowName);
       if (versions === undefined) stored.set(record.workflowName, versions = new Map());
       versions.set(record.version, parseShape(record.shape));
+      let ofName = texts.get(record.workflowName);
+      if (ofName === undefined) texts.set(record.workflowName, ofName = new Map());
+      ofName.set(record.version, record.shape);
     }
     this.#stored = stored;
+    return texts;
   }
 
   /**
