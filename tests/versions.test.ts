@@ -15,7 +15,7 @@ import {
 } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
 import { step } from "../src/storage/conformance_support.ts";
-import { describeEachStorage } from "./support/engine_subjects.ts";
+import { describeEachStorage } from "./support/storages.ts";
 import { schema } from "./support/fixtures.ts";
 import { runtimeName } from "./support/runtime.ts";
 import { type SqliteSubject, sqliteSubjects } from "./support/sqlite_subjects.ts";
