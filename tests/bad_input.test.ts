@@ -218,6 +218,16 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "a workflow version that is not registered",
+    act: ({ engine }) => engine.enqueue("order", { n: 1 }, { version: "no-such-version" }),
+    expect: config("version"),
+  },
+  {
+    name: "a checkRuns() page size out of range",
+    act: ({ engine }) => engine.checkRuns({ pageSize: 0 }),
+    expect: config("pageSize"),
+  },
+  {
     name: "an input of more than MAX_VALUE_BYTES encoded",
     act: ({ engine }) => engine.enqueue("order", loose({ n: 1, pad: "x".repeat(MAX_VALUE_BYTES) })),
     expect: at("$"),
