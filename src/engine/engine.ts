@@ -15,7 +15,7 @@ import {
   RunCancelledError,
   type VersionMismatchError,
 } from "../errors.ts";
-import type { ClaimedRun, RunStatus, WorkflowRun } from "../storage/adapter.ts";
+import type { ClaimedRun, RunStatus } from "../storage/adapter.ts";
 import { decodeValue, valuesEqual } from "../storage/codec.ts";
 import { isFinishedStatus } from "../storage/statuses.ts";
 import type {
@@ -40,7 +40,8 @@ import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Schedule
 import { RunWaiters, type WaitForRunOptions } from "./run_waiter.ts";
 import { BufferedEventStream, type EventStream, resolveStreamOptions, type StreamOptions } from "./stream.ts";
 import { checkRuns, type CheckRunsOptions, type RunCheckReport } from "./run_check.ts";
-import { type VersionDecision, VersionRegistry } from "./versions.ts";
+import { VersionRegistry } from "./versions.ts";
+import { sweepParked } from "./parked_sweep.ts";
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -621,45 +622,19 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     return await checkRuns(this.#options.storage, this.#versions, options);
   }
 
-  /**
-   * Looks at the parked runs of this engine's workflows: re-queues those a registered definition
-   * can now continue, and reports the others once. Parked runs are few, read off the status index.
-   * When a stored version may be incompatible, waiting runs are looked at too: one that a wait's
-   * event or timeout would never wake for this engine is made due, so that its claim parks it.
-   */
+  /** Once per start (or first tick): re-queues parked runs that can continue now, reports the others. */
   async #sweepParked(): Promise<void> {
     if (this.#parkedSwept) return;
     this.#parkedSwept = true;
-    const { storage, now } = this.#options;
-    await this.#eachDecision("parked", async (run, decision) => {
-      if (decision.kind === "park") this.#reportParked(decision.error);
-      else if (await storage.requeueRun(run.id, now())) this.#notify();
+    const { storage, versions, now } = this.#options;
+    await sweepParked({
+      storage,
+      versions: this.#versions,
+      names: versions,
+      now,
+      report: (error) => this.#reportParked(error),
+      notify: () => this.#notify(),
     });
-    if (!this.#versions.mayBlock()) return;
-    await this.#eachDecision("waiting", async (run, decision) => {
-      if (decision.kind === "park" && await storage.updateRunStatus(run.id, "pending")) this.#notify();
-    });
-  }
-
-  /** Decides every run in `status` of a registered workflow whose version needs a decision. */
-  async #eachDecision(
-    status: "parked" | "waiting",
-    act: (run: WorkflowRun, decision: VersionDecision) => Promise<void>,
-  ): Promise<void> {
-    const { storage, versions } = this.#options;
-    let cursor: { before: number; beforeId: string } | undefined;
-    for (;;) {
-      const page = await storage.listRuns({ statuses: [status], limit: SWEEP_PAGE, ...cursor });
-      for (const run of page) {
-        if (!versions.has(run.workflowName)) continue;
-        if (status === "waiting" && this.#versions.exact(run) !== undefined) continue;
-        const steps = await storage.getStepResults(run.id);
-        await act(run, this.#versions.decide(run, steps.map((step) => step.stepName)));
-      }
-      if (page.length < SWEEP_PAGE) return;
-      const last = page[page.length - 1]!;
-      cursor = { before: last.createdAt, beforeId: last.id };
-    }
   }
 
   #reportParked(error: VersionMismatchError): void {
@@ -972,9 +947,6 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     }));
   }
 }
-
-/** Parked (or waiting) runs read per page when an engine starts. */
-const SWEEP_PAGE = 500;
 
 /**
  * The registered definition `enqueue` starts a run under: the named version, or the newest.

@@ -412,7 +412,7 @@ async function main(config: WorkerConfig): Promise<void> {
     await storage.close();
     reader.close();
   }
-  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, errors: errors.length, parked })}\n`);
+  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, parked, errors: errors.length })}\n`);
   if (errors.length > 0) process.exitCode = 1;
 }
 
