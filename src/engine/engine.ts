@@ -679,7 +679,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
-    await this.#sweepParked();
+    if (!this.#parkedSwept) await this.#sweepParked();
     await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
