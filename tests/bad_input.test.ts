@@ -223,6 +223,16 @@ const CASES: Case[] = [
     expect: config("version"),
   },
   {
+    name: "an unknown checkRuns() option",
+    act: ({ engine }) => engine.checkRuns(loose({ pagesize: 10 })),
+    expect: config("pagesize"),
+  },
+  {
+    name: "an unknown enqueue option next to version",
+    act: ({ engine }) => engine.enqueue("order", { n: 1 }, loose({ version: "x", verison: "y" })),
+    expect: config("verison"),
+  },
+  {
     name: "a checkRuns() page size out of range",
     act: ({ engine }) => engine.checkRuns({ pageSize: 0 }),
     expect: config("pageSize"),

@@ -8,6 +8,7 @@
 import { ConfigError, type VersionMismatchError } from "../errors.ts";
 import type { RunStatus, StorageAdapter, WorkflowRun } from "../storage/adapter.ts";
 import { isFinishedStatus, RUN_STATUSES } from "../storage/statuses.ts";
+import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { VersionRegistry } from "./versions.ts";
 
 /** Options of `engine.checkRuns()`. */
@@ -17,6 +18,8 @@ export interface CheckRunsOptions {
   /** At most this many blocked runs listed per workflow and version (all are counted). Default 100. */
   readonly maxListed?: number;
 }
+
+const CHECK_RUNS_OPTION_KEYS: OptionKeys<CheckRunsOptions> = { pageSize: true, maxListed: true };
 
 /** The runs in flight of one workflow version, as `engine.checkRuns()` reports them. */
 export interface VersionCheck {
@@ -76,10 +79,11 @@ interface Tally {
 export async function checkRuns(
   storage: StorageAdapter,
   versions: VersionRegistry,
-  options: CheckRunsOptions = {},
+  options?: CheckRunsOptions,
 ): Promise<RunCheckReport> {
-  const pageSize = integerOption(options.pageSize ?? 1000, "pageSize", 1, 10_000);
-  const maxListed = integerOption(options.maxListed ?? 100, "maxListed", 0, Number.MAX_SAFE_INTEGER);
+  const checked = checkOptionKeys(options, CHECK_RUNS_OPTION_KEYS, undefined, "checkRuns options") ?? {};
+  const pageSize = integerOption(checked.pageSize ?? 1000, "pageSize", 1, 10_000);
+  const maxListed = integerOption(checked.maxListed ?? 100, "maxListed", 0, Number.MAX_SAFE_INTEGER);
   await versions.refresh();
   const tallies = new Map<string, Tally>();
   let cursor: { before: number; beforeId: string } | undefined;

@@ -718,7 +718,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async updateRunVersion(runId: string, leaseId: string, workflowVersion: string): Promise<boolean> {
     const op = "updateRunVersion";
     this.#open(op);
-    checkString(op, "workflowVersion", workflowVersion);
+    checkName(op, "workflowVersion", workflowVersion);
     if (typeof runId !== "string" || typeof leaseId !== "string") return false;
     const update = this.#dialect.updateRunVersion(runId, leaseId, workflowVersion);
     return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;

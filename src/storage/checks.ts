@@ -257,8 +257,8 @@ export function checkWorkflowVersions(operation: string, value: unknown): Workfl
   return value.map((entry: unknown) => {
     if (!isObject(entry)) throw invalid(operation, `invalid version ${describe(entry)}: expected an object`);
     return {
-      workflowName: checkString(operation, "workflowName", entry.workflowName),
-      version: checkString(operation, "version", entry.version),
+      workflowName: checkName(operation, "workflowName", entry.workflowName),
+      version: checkName(operation, "version", entry.version),
       shape: checkString(operation, "shape", entry.shape),
       createdAt: checkTime(operation, "createdAt", entry.createdAt),
     };

@@ -664,7 +664,7 @@ export class MemoryStorage implements StorageAdapter {
    */
   updateRunVersion(runId: string, leaseId: string, workflowVersion: string): Promise<boolean> {
     return this.#run("updateRunVersion", (op) => {
-      const version = checkString(op, "workflowVersion", workflowVersion);
+      const version = checkName(op, "workflowVersion", workflowVersion);
       const record = this.#held(runId, leaseId);
       if (record === undefined) return false;
       record.workflowVersion = version;
