@@ -237,7 +237,7 @@ describeEachStorage((cell) => {
             { runId, version: original([]).version, unit: change.expect.unit, reason: change.expect.park },
           );
           const parked = await engine.listRuns({ status: "parked" });
-          assert.deepEqual(parked.runs.map((run) => run.id), [runId]);
+          assert.deepEqual(parked.map((run) => run.id), [runId]);
           // Registering the run's own version again lets it continue, and the event sent meanwhile is kept.
           await engine.stop();
           const fixed = engineWith(storage, [change.build(seen), original(seen)], errors);
