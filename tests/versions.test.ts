@@ -354,7 +354,8 @@ describeEachStorage((cell) => {
     const { runId: first } = await old.enqueue("flow", null);
     const engine = engineWith(storage, [v1, v2], []);
     const { runId: newest } = await engine.enqueue("flow", null);
-    const { runId: named } = await engine.enqueue("flow", null, { version: "1" });
+    const { runId: named, version } = await engine.enqueue("flow", null, { version: "1" });
+    assert.equal(version, "1", "the handle names the version");
     await assert.rejects(engine.enqueue("flow", null, { version: "3" }), ConfigError);
     await engine.tick();
     const outcome = async (id: string) => {

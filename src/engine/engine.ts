@@ -76,6 +76,8 @@ export interface RunHandle<Input = unknown, Output = unknown> extends EnqueueRes
   readonly id: string;
   /** Its workflow's name. */
   readonly workflow: string;
+  /** The version of the workflow's definition it runs under (null: none recorded, for an older run). */
+  readonly version: string | null;
   /** Its status when `enqueue` returned: `pending` for a new run. */
   readonly status: RunStatus;
   /** Its validated input. */
@@ -717,6 +719,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       created,
       id: run.id,
       workflow: run.workflowName,
+      version: run.workflowVersion,
       status: run.status,
       input: created ? validated : decodeValue(run.input),
       idempotencyKey: run.idempotencyKey,
