@@ -414,13 +414,27 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * store in pages; step results only of started runs whose fate depends on where they are.
    * Changes nothing.
    *
-   * @example Refuse a deploy that would park runs
-   * ```ts ignore
-   * const report = await engine.checkRuns();
-   * if (report.blocked > 0) {
-   *   for (const check of report.versions) for (const error of check.blockedRuns) console.error(error.message);
-   *   throw new Error(`${report.blocked} runs in flight cannot continue under the new definitions`);
-   * }
+   * @example Check a changed definition before deploying it
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const storage = new MemoryStorage();
+   * const v1 = createWorkflow({ name: "order", version: "1", input: z.string() })
+   *   .step("charge", ({ input }) => `charged ${input}`)
+   *   .step("ship", ({ prev }) => `${prev}, shipped`);
+   * await using old = createEngine({ storage, workflows: [v1] });
+   * await old.enqueue("order", "o-1");
+   *
+   * // Version 2 inserts a step before "charge": fine for runs that have not started yet.
+   * const v2 = createWorkflow({ name: "order", version: "2", input: z.string() })
+   *   .step("reserve", ({ input }) => input)
+   *   .step("charge", ({ input }) => `charged ${input}`)
+   *   .step("ship", ({ prev }) => `${prev}, shipped`);
+   * await using next = createEngine({ storage, workflows: [v2] });
+   * const report = await next.checkRuns();
+   * console.log(report.inFlight, report.continuing, report.blocked); // 1 1 0
    * ```
    *
    * @param options The page size, and how many blocked runs to list per version.
