@@ -86,16 +86,20 @@ export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
 export type { CheckRunsOptions, RunCheckReport, VersionCheck } from "./src/engine/run_check.ts";
 
 export {
+  ConditionError,
   ConfigError,
   DuplicateStepError,
   DuplicateWorkflowError,
   EngineStoppedError,
+  EventLoopBlockedError,
   HookError,
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
+  LeasesHeldError,
   MalformedNameError,
   ParallelCompleteError,
+  RecoveryLimitError,
   ReflowError,
   ResultTimeoutError,
   RunCancelledError,
@@ -112,9 +116,11 @@ export {
   ValidationError,
   VersionMismatchError,
   WaitTimeoutError,
+  WorkerLostError,
   WorkflowNotFoundError,
 } from "./src/errors.ts";
 export type {
+  HeldLease,
   ReflowErrorCode,
   ReflowErrorJSON,
   ReflowErrorOptions,

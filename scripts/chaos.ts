@@ -5,11 +5,15 @@
 // checks: no run lost or stuck, every outcome and output as the plan computes it, every step's
 // result committed once and its side effect recorded, duplicate side effects only from killed
 // processes (the at-least-once window between a side effect and its commit), and
-// `PRAGMA integrity_check`. Halfway through the kills it deploys: every worker is restarted with
-// changed definitions (a step appended to `drain`, compatible; a step inserted first in `approval`,
-// incompatible with approval runs that have started), and each run must then have completed
-// correctly under either definition, or (an approval run started before the deploy) be parked with
-// VERSION_MISMATCH. Prints one summary line; exits 1 on any violation.
+// `PRAGMA integrity_check`. A run whose attempt a kill cut short shows it as one more attempt of
+// that unit (lost attempts count); their total is bounded by what the kills had in flight. One run
+// in a hundred is a crash loop (its step kills its own worker at every attempt, and the controller
+// restarts it): it must end `failed` with WORKER_LOST after exactly its attempts. Halfway through
+// the kills it deploys: every worker is restarted with changed definitions (a step appended to
+// `drain`, compatible; a step inserted first in `approval`, incompatible with approval runs that
+// have started), and each run must then have completed correctly under either definition, or (an
+// approval run started before the deploy) be parked with VERSION_MISMATCH. Prints one summary
+// line; exits 1 on any violation.
 //
 //   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
 //                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--lease-ms 3000] [--keep]
@@ -27,7 +31,14 @@ import { createEngine, type RunDetails } from "../mod.ts";
 import { type LedgerEntry, processWorkflows, type WorkerConfig } from "../tests/support/process_worker.ts";
 import { MATRIX_RUNTIMES, type MatrixRuntime, spawnArgs, spawnArgsFor } from "../tests/support/runtime.ts";
 import { type RawHandle, sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
-import { keyOf, planRun, type ProducerConfig, type ProducerReport, seededRandom } from "./chaos_producer.ts";
+import {
+  isCrashLoop,
+  keyOf,
+  planRun,
+  type ProducerConfig,
+  type ProducerReport,
+  seededRandom,
+} from "./chaos_producer.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WORKER = fileURLToPath(new URL("../tests/support/process_worker.ts", import.meta.url));
@@ -111,6 +122,8 @@ class Child {
   readonly process: ChildProcess;
   output = "";
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** When the process was seen to exit. */
+  exitedAt: number | undefined;
 
   constructor(script: string, config: unknown, stdin: "pipe" | "ignore") {
     const { command, args } = commandFor(script, [JSON.stringify(config)]);
@@ -118,12 +131,15 @@ class Child {
     this.process.stdout!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.process.stderr!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.exited = new Promise((resolve) =>
-      this.process.on("close", (code, signal) => resolve({ code, signal }))
+      this.process.on("close", (code, signal) => {
+        this.exitedAt = Date.now();
+        resolve({ code, signal });
+      })
     );
   }
 
   get started(): boolean {
-    return this.output.includes("started\n");
+    return this.output.includes("started\n") && this.exitedAt === undefined;
   }
 }
 
@@ -182,6 +198,24 @@ async function main(): Promise<number> {
     await child.exited;
     pool[slot] = spawnWorker();
   };
+  let selfKills = 0;
+  /**
+   * Restarts workers that a crash-looping step killed (SIGKILL by itself), noting when they died;
+   * any other exit is a failure to report. Returns false after such a failure.
+   */
+  const replaceDead = (): boolean => {
+    for (const [slot, child] of pool.entries()) {
+      if (child.exitedAt === undefined) continue;
+      if (child.process.signalCode !== "SIGKILL") {
+        problems.push(`a worker exited by itself with ${child.process.exitCode}:\n${child.output}`);
+        return false;
+      }
+      killedAt.set(child.process.pid!, child.exitedAt);
+      selfKills++;
+      pool[slot] = spawnWorker();
+    }
+    return true;
+  };
   while (killCount < kills) {
     if (killCount === Math.floor(kills / 2) && workerConfig.deployed !== true) {
       // The deploy: a rolling restart, one worker at a time, onto the changed definitions.
@@ -192,12 +226,7 @@ async function main(): Promise<number> {
       }
     }
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
-    // A worker that ended by itself is a failure to report, not one to wait for (or kill) forever.
-    const ended = pool.find((child) => child.process.exitCode !== null);
-    if (ended !== undefined) {
-      problems.push(`a worker exited by itself with ${ended.process.exitCode}:\n${ended.output}`);
-      break;
-    }
+    if (!replaceDead()) break;
     // Only a worker whose engine runs: killing one still starting up would test little.
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
@@ -220,7 +249,10 @@ async function main(): Promise<number> {
   const unfinished = reader.prepare(
     "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'parked')",
   );
-  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) await sleep(100);
+  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) {
+    if (!replaceDead()) break;
+    await sleep(100);
+  }
 
   for (const child of pool) child.process.stdin!.end();
   for (const child of pool) {
@@ -230,6 +262,11 @@ async function main(): Promise<number> {
 
   const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
   const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedAt, reader);
+  // Each kill (by the controller or by a crash loop) cuts at most the attempts its worker had in flight.
+  const lostBound = (killCount + selfKills) * WORKER_CONCURRENCY * MAX_BRANCHES;
+  if (verdict.lostAttempts > lostBound) {
+    problems.push(`${verdict.lostAttempts} lost attempts, more than the kills had in flight (${lostBound})`);
+  }
   await storage.close();
   reader.close();
   problems.push(...verdict.problems);
@@ -242,7 +279,8 @@ async function main(): Promise<number> {
     `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
       `deployed ${verdict.deployed}, parked ${verdict.parked} (VERSION_MISMATCH), ` +
       `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
-      `integrity ${verdict.integrity}` +
+      `integrity ${verdict.integrity}, crash loops failed ${verdict.crashLoopsFailed}/${verdict.crashLoops} ` +
+      `(${selfKills} self-kills), lost attempts ${verdict.lostAttempts}` +
       ` [${
         runtime ?? `node ${process.versions.node}`
       }, ${driver}, ${workers} workers, seed ${seed}, ${seconds} s]`,
@@ -262,6 +300,10 @@ interface Verdict {
   deployed: number;
   wrong: number;
   duplicates: number;
+  /** Attempts beyond the plan's, each cut short by a kill. */
+  lostAttempts: number;
+  crashLoops: number;
+  crashLoopsFailed: number;
   integrity: string;
   problems: string[];
 }
@@ -294,6 +336,9 @@ async function verify(
     deployed: 0,
     wrong: 0,
     duplicates: 0,
+    lostAttempts: 0,
+    crashLoops: 0,
+    crashLoopsFailed: 0,
     integrity: "?",
     problems: [],
   };
@@ -317,6 +362,13 @@ async function verify(
     const list = effects.get(key);
     if (list === undefined) effects.set(key, [entry]);
     else list.push(entry);
+  }
+  /** The side effects (`what`s) of each run. */
+  const byRun = new Map<string, string[]>();
+  for (const [entry] of effects.values()) {
+    const list = byRun.get(entry!.run);
+    if (list === undefined) byRun.set(entry!.run, [entry!.what]);
+    else list.push(entry!.what);
   }
   // A repeated side effect is legitimate only when the process that did it first was killed before
   // committing, and another process repeated it after the kill; anything else would mean a lost
@@ -372,6 +424,10 @@ async function verify(
     }
     const { run, steps } = details;
     const plan = planRun(i);
+    if (isCrashLoop(i)) {
+      v.crashLoops++;
+      if (run.status === "failed") v.crashLoopsFailed++;
+    }
     if (run.status === "parked") {
       // Only an approval run that started under the first definition cannot continue after the deploy.
       const started = steps.length > 0 && steps[0]!.name === "step1";
@@ -386,6 +442,20 @@ async function verify(
     if (!["completed", "failed", "cancelled"].includes(run.status)) {
       v.stuck++;
       v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
+      continue;
+    }
+    const units = steps.map((s) => [s.name, s.attempts] as const);
+    // Attempts beyond the plan's, under the definition the run finished with (before or after the
+    // deploy); undefined when the units differ otherwise.
+    const extras = deployedUnits(plan).map((expected) => lostAttempts(units, expected));
+    const match = extras.findIndex((count) => count !== undefined);
+    const extra = match === -1 ? undefined : extras[match];
+    // Every unit but a crash loop's absorbs a few lost attempts; a kill that cut the last one
+    // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare.
+    const lostOut = extra !== undefined && extra > 0 && run.status === "failed" &&
+      run.error?.code === "WORKER_LOST";
+    if (lostOut) {
+      v.lostAttempts += extra;
       continue;
     }
     const outcome = plan.outcome;
@@ -405,26 +475,50 @@ async function verify(
     }
     if (
       outcome.kind === "failed" &&
-      (run.error?.message !== outcome.message || run.error?.stepName !== outcome.stepName)
+      ((outcome.code !== undefined
+        ? run.error?.code !== outcome.code
+        : run.error?.message !== outcome.message) ||
+        run.error?.stepName !== outcome.stepName)
     ) {
-      wrong(i, `error ${JSON.stringify(run.error)}, expected ${outcome.message} in ${outcome.stepName}`);
+      wrong(
+        i,
+        `error ${JSON.stringify(run.error)}, expected ${
+          outcome.code ?? outcome.message
+        } in ${outcome.stepName}`,
+      );
     }
-    // Every unit committed once with the planned attempts, and every side effect there exactly as planned.
-    const recorded = plan.sideEffects.filter((what) => effects.has(`${runId} ${what}`));
+    // Every unit committed once with the planned attempts (plus lost ones), and every side effect
+    // there as planned.
     if (run.status === "cancelled") continue;
-    const units = steps.map((s) => [s.name, s.attempts] as const);
-    const match = deployedUnits(plan).findIndex((expected) => isDeepStrictEqual(units, expected));
     if (match > 0) v.deployed++;
-    if (match === -1) {
+    if (extra === undefined) {
       wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
+      continue;
     }
+    v.lostAttempts += extra;
+    // An attempt-numbered side effect (`charge#2`) names one attempt, and a lost attempt may have
+    // died before its handler wrote one: each such unit needs one at least, none past its attempts.
+    const has = (what: string) =>
+      what === withoutAttempt(what)
+        ? effects.has(`${runId} ${what}`)
+        : byRun.get(runId)?.some((effect) => withoutAttempt(effect) === withoutAttempt(what)) === true;
+    const recorded = plan.sideEffects.filter(has);
     if (recorded.length !== plan.sideEffects.length) {
       wrong(i, `side effects ${JSON.stringify(recorded)}, expected ${JSON.stringify(plan.sideEffects)}`);
+    }
+    const attemptsOf = new Map(units);
+    for (const effect of byRun.get(runId) ?? []) {
+      const attempt = /#(\d+)$/.exec(effect)?.[1];
+      const made = attemptsOf.get(withoutAttempt(effect));
+      if (attempt !== undefined && made !== undefined && Number(attempt) > made) {
+        wrong(i, `side effect "${effect}" of an attempt past the ${made} stored`);
+      }
     }
   }
   // Side effects of runs that do not exist, or that no plan has (a cancelled run's are checked here).
   for (const [key, [entry]] of effects) {
-    if (!planned.get(entry!.run)?.includes(entry!.what)) v.problems.push(`unplanned side effect "${key}"`);
+    const names = planned.get(entry!.run)?.map(withoutAttempt);
+    if (!names?.includes(withoutAttempt(entry!.what))) v.problems.push(`unplanned side effect "${key}"`);
   }
   const [{ n: total }] = reader.prepare("SELECT count(*) AS n FROM reflow_runs").all() as [{ n: number }];
   if (Number(total) !== runs) v.problems.push(`${total} runs stored, ${runs} planned`);
@@ -439,3 +533,26 @@ async function verify(
 }
 
 process.exitCode = await main();
+
+/**
+ * How many attempts `units` made beyond `plannedUnits` (lost attempts: a kill cut them short), or
+ * undefined when they differ in anything else (names, order, fewer attempts).
+ */
+function lostAttempts(
+  units: readonly (readonly [string, number])[],
+  plannedUnits: readonly (readonly [string, number])[],
+): number | undefined {
+  if (units.length !== plannedUnits.length) return undefined;
+  let extra = 0;
+  for (const [index, [name, attempts]] of units.entries()) {
+    const [plannedName, plannedAttempts] = plannedUnits[index]!;
+    if (name !== plannedName || attempts < plannedAttempts) return undefined;
+    extra += attempts - plannedAttempts;
+  }
+  return extra;
+}
+
+/** A side effect's name without its attempt number (`charge#2` → `charge`). */
+function withoutAttempt(what: string): string {
+  return what.replace(/#\d+$/, "");
+}

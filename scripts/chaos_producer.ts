@@ -9,7 +9,12 @@
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { createEngine } from "../mod.ts";
-import { FLAKY_DOOMED, type ProcessWorkflowName, processWorkflows } from "../tests/support/process_worker.ts";
+import {
+  CRASHLOOP_ATTEMPTS,
+  FLAKY_DOOMED,
+  type ProcessWorkflowName,
+  processWorkflows,
+} from "../tests/support/process_worker.ts";
 import { sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
 
 /** What the controller tells a producer. */
@@ -45,14 +50,14 @@ export interface ProducerReport {
 /**
  * How one planned run should end:
  * - `completed` with `output`;
- * - `failed` with an error of `message` in step `stepName`;
+ * - `failed` with an error of `message` (or, given, of `code`) in step `stepName`;
  * - `cancelled`, for a run cancelled while it waits for an event that never comes;
  * - `raced`, for a run cancelled within a few ms of its enqueue: cancelled if `cancel()` returned true,
  *   otherwise completed with `output`.
  */
 export type Outcome =
   | { readonly kind: "completed" | "raced"; readonly output: unknown }
-  | { readonly kind: "failed"; readonly message: string; readonly stepName: string }
+  | { readonly kind: "failed"; readonly message?: string; readonly code?: string; readonly stepName: string }
   | { readonly kind: "cancelled" };
 
 /** One run of the plan. */
@@ -76,15 +81,32 @@ export interface PlannedRun {
   readonly units: readonly (readonly [name: string, attempts: number])[];
 }
 
+/** The plan index modulo 100 of crash-looping runs. */
+const CRASHLOOP_EVERY = 11;
+
+/** Whether plan index `i` is a crash-looping run. */
+export const isCrashLoop = (i: number): boolean => i % 100 === CRASHLOOP_EVERY;
+
 /** The idempotency key of plan index `i`. */
 export const keyOf = (i: number): string => `chaos-${i}`;
 
 /**
  * The mixed workload, deterministic in the index: sequential steps, a retried step, a run that
- * fails for good, a parallel group, a sleep, an event wait, and two kinds of cancellation.
+ * fails for good, a parallel group, a sleep, an event wait, two kinds of cancellation, and (one
+ * run in a hundred) a crash loop: a step that kills its worker at every attempt.
  */
 export function planRun(i: number): PlannedRun {
   const n = i;
+  if (isCrashLoop(i)) {
+    const attempts = Array.from({ length: CRASHLOOP_ATTEMPTS }, (_, k) => `doomed#${k + 1}`);
+    return {
+      workflow: "crashloop",
+      input: { n },
+      outcome: { kind: "failed", code: "WORKER_LOST", stepName: "doomed" },
+      sideEffects: [...attempts, "compensated"],
+      units: [["doomed", CRASHLOOP_ATTEMPTS]],
+    };
+  }
   const drain = {
     workflow: "drain",
     input: { n },

@@ -31,6 +31,11 @@ export type ReflowErrorCode =
   | "RESULT_TIMEOUT"
   | "TEST_RUN_INCOMPLETE"
   | "STREAM_LAGGED"
+  | "WORKER_LOST"
+  | "RECOVERY_LIMIT"
+  | "CONDITION_FAILED"
+  | "EVENT_LOOP_BLOCKED"
+  | "LEASES_HELD"
   | "VERSION_MISMATCH"
   | "INTERNAL";
 
@@ -321,13 +326,14 @@ export class ValidationError extends ReflowError {
    *
    * @param message What was being validated.
    * @param issues The schema's issues.
+   * @param options The cause, when the schema itself threw.
    */
-  constructor(message: string, issues: readonly ValidationIssue[]) {
+  constructor(message: string, issues: readonly ValidationIssue[], options?: ReflowErrorOptions) {
     const first = issues[0];
     const detail = first === undefined
       ? ""
       : `: ${formatIssue(first)}${issues.length > 1 ? ` (+${issues.length - 1} more)` : ""}`;
-    super(message + detail);
+    super(message + detail, options);
     this.issues = issues.map((issue) => ({
       message: issue.message,
       ...(issue.path === undefined ? {} : { path: issue.path.map(pathKey) }),
@@ -407,9 +413,10 @@ export class SerializationError extends ReflowError {
    *
    * @param message What cannot be stored.
    * @param path Where in the value, as `$.a[2].b`.
+   * @param options The cause, when reading the value threw.
    */
-  constructor(message: string, path: string) {
-    super(`${message} at ${path}`);
+  constructor(message: string, path: string, options?: ReflowErrorOptions) {
+    super(`${message} at ${path}`, options);
     this.path = path;
   }
 }
@@ -835,6 +842,195 @@ export class TestRunIncompleteError extends ReflowError {
 }
 
 /**
+ * An attempt of a step or parallel branch that ended because its worker died (a crash, an OOM
+ * kill, `kill -9`) or lost the run's lease (a blocked event loop, a network partition). It counts
+ * as a failed attempt: it is retried under the unit's retry policy, and fails the run once the
+ * attempts are used up.
+ *
+ * @example
+ * ```ts
+ * import { WorkerLostError } from "@reflow/core";
+ *
+ * const error = new WorkerLostError("r1", "charge", 2);
+ * console.log(error.code, error.stepName, error.attempt); // WORKER_LOST charge 2
+ * ```
+ */
+export class WorkerLostError extends ReflowError {
+  /** Always `"WORKER_LOST"`. */
+  readonly code = "WORKER_LOST" as const;
+  /** The run whose worker was lost. */
+  readonly runId: string;
+  /** The step or parallel branch that was in progress. */
+  readonly stepName: string;
+  /** The attempt that was lost. */
+  readonly attempt: number;
+
+  /**
+   * Creates a WorkerLostError.
+   *
+   * @param runId The run whose worker was lost.
+   * @param stepName The step or parallel branch that was in progress.
+   * @param attempt The attempt that was lost.
+   */
+  constructor(runId: string, stepName: string, attempt: number) {
+    super(
+      `Attempt ${attempt} of step "${stepName}" in run "${runId}" was lost: its worker died or lost the lease`,
+    );
+    this.runId = runId;
+    this.stepName = stepName;
+    this.attempt = attempt;
+  }
+}
+
+/**
+ * A run reclaimed from lost workers more times in a row than the engine's `maxRecoveries`
+ * allows, with nothing committed in between: something kills its worker outside any step's
+ * attempts, so the run is failed rather than recovered forever.
+ *
+ * @example
+ * ```ts
+ * import { RecoveryLimitError } from "@reflow/core";
+ *
+ * console.log(new RecoveryLimitError("r1", 11, 10).recoveries); // 11
+ * ```
+ */
+export class RecoveryLimitError extends ReflowError {
+  /** Always `"RECOVERY_LIMIT"`. */
+  readonly code = "RECOVERY_LIMIT" as const;
+  /** The run that was failed. */
+  readonly runId: string;
+  /** Consecutive reclaims without progress, this one included. */
+  readonly recoveries: number;
+  /** The engine's `maxRecoveries`. */
+  readonly maxRecoveries: number;
+
+  /**
+   * Creates a RecoveryLimitError.
+   *
+   * @param runId The run that was failed.
+   * @param recoveries Consecutive reclaims without progress, this one included.
+   * @param maxRecoveries The engine's `maxRecoveries`.
+   */
+  constructor(runId: string, recoveries: number, maxRecoveries: number) {
+    super(
+      `Run "${runId}" was reclaimed from a lost worker ${recoveries} times in a row without progress ` +
+        `(maxRecoveries ${maxRecoveries})`,
+    );
+    this.runId = runId;
+    this.recoveries = recoveries;
+    this.maxRecoveries = maxRecoveries;
+  }
+}
+
+/**
+ * A step's `when` predicate threw or rejected. It fails that attempt of the step, which is
+ * retried (and `when` asked again) under the step's retry policy. The thrown value is on `cause`.
+ *
+ * @example
+ * ```ts
+ * import { ConditionError } from "@reflow/core";
+ *
+ * console.log(new ConditionError("notify", new Error("flag service down")).stepName); // notify
+ * ```
+ */
+export class ConditionError extends ReflowError {
+  /** Always `"CONDITION_FAILED"`. */
+  readonly code = "CONDITION_FAILED" as const;
+  /** The step whose `when` threw. */
+  readonly stepName: string;
+
+  /**
+   * Creates a ConditionError.
+   *
+   * @param stepName The step whose `when` threw.
+   * @param cause What it threw.
+   */
+  constructor(stepName: string, cause: unknown) {
+    super(`The when() of step "${stepName}" threw: ${describeThrown(cause)}`, { cause });
+    this.stepName = stepName;
+  }
+}
+
+/**
+ * Reported to `onError` when a heartbeat ran late by more than half the lease: the event
+ * loop was blocked (a synchronous CPU-bound step, a long GC pause), so the leases of the runs in
+ * flight may have expired and other engines may have reclaimed them.
+ *
+ * @example
+ * ```ts
+ * import { EventLoopBlockedError } from "@reflow/core";
+ *
+ * console.log(new EventLoopBlockedError(2000, 500).blockedMs); // 2000
+ * ```
+ */
+export class EventLoopBlockedError extends ReflowError {
+  /** Always `"EVENT_LOOP_BLOCKED"`. */
+  readonly code = "EVENT_LOOP_BLOCKED" as const;
+  /** How late the heartbeat ran, in ms. */
+  readonly blockedMs: number;
+  /** The engine's lease duration, in ms. */
+  readonly leaseDurationMs: number;
+
+  /**
+   * Creates an EventLoopBlockedError.
+   *
+   * @param blockedMs How late the heartbeat ran, in ms.
+   * @param leaseDurationMs The engine's lease duration, in ms.
+   */
+  constructor(blockedMs: number, leaseDurationMs: number) {
+    super(
+      `The event loop was blocked for about ${blockedMs} ms (lease ${leaseDurationMs} ms): ` +
+        "leases may have been lost and their runs reclaimed; move CPU-bound work off the event loop or lengthen runLeaseDurationMs",
+    );
+    this.blockedMs = blockedMs;
+    this.leaseDurationMs = leaseDurationMs;
+  }
+}
+
+/** A run held by another worker's lease; see {@linkcode LeasesHeldError}. */
+export interface HeldLease {
+  /** The run. */
+  readonly runId: string;
+  /** When its lease expires and this engine may take it (ms since the epoch). */
+  readonly until: number;
+}
+
+/**
+ * Reported once to `onError` by an engine started without `instanceId` when runs are held by
+ * leases it cannot tell apart from its own previous incarnation's: it waits for them to expire.
+ *
+ * @example
+ * ```ts
+ * import { LeasesHeldError } from "@reflow/core";
+ *
+ * console.log(new LeasesHeldError([{ runId: "r1", until: 0 }]).runs.length); // 1
+ * ```
+ */
+export class LeasesHeldError extends ReflowError {
+  /** Always `"LEASES_HELD"`. */
+  readonly code = "LEASES_HELD" as const;
+  /** The runs held, with their lease expiries. */
+  readonly runs: readonly HeldLease[];
+
+  /**
+   * Creates a LeasesHeldError.
+   *
+   * @param runs The runs held, with their lease expiries.
+   */
+  constructor(runs: readonly HeldLease[]) {
+    const listed = runs.slice(0, 5).map((run) => `"${run.runId}" until ${new Date(run.until).toISOString()}`);
+    const more = runs.length > 5 ? ` and ${runs.length - 5} more` : "";
+    super(
+      `${runs.length} run(s) are held by other workers' leases and continue when they expire: ` +
+        `${
+          listed.join(", ")
+        }${more}. If they were this process's before a restart, set instanceId to take them back at once`,
+    );
+    this.runs = runs;
+  }
+}
+
+/**
  * What a bounded `engine.stream()` rejects with, after its buffered events, when its consumer left
  * the buffer full for `lagTimeoutMs`: the stream ended then, so that runs paused for it could go
  * on, and the events after the ones it delivered are not in it (open a new stream to follow on).
@@ -979,11 +1175,16 @@ export class InternalError extends ReflowError {
 }
 
 function describeThrown(value: unknown): string {
-  if (value instanceof Error) return value.message;
-  if (typeof value === "string") return JSON.stringify(value);
+  // What user code throws may be hostile: a revoked Proxy, a throwing getter or toString.
   try {
+    if (value instanceof Error) return value.message;
+    if (typeof value === "string") return JSON.stringify(value);
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    try {
+      return String(value);
+    } catch {
+      return "(a value that cannot be described)";
+    }
   }
 }

@@ -61,14 +61,17 @@ describe(`clock jumps on ${subject?.name ?? "no SQLite driver"} on ${runtimeName
     let entered = false;
     const workflow = createWorkflow({ name: "w", input })
       .step("a", ({ input }) => (calls.push("a"), input.n + 1))
-      .step("b", async ({ prev }) => {
-        calls.push("b");
-        // Only the first call (engine A's) waits, so that A still holds the step when the clock jumps.
-        if (!entered) {
-          entered = true;
-          await held.promise;
-        }
-        return prev * 2;
+      .step("b", {
+        retry: { maxAttempts: 2, initialDelayMs: 0 },
+        handler: async ({ prev }) => {
+          calls.push("b");
+          // Only the first call (engine A's) waits, so that A still holds the step when the clock jumps.
+          if (!entered) {
+            entered = true;
+            await held.promise;
+          }
+          return prev * 2;
+        },
       })
       .step("c", ({ prev }) => (calls.push("c"), { result: prev }));
     const { a, b, completions, close } = await twoEngines(workflow, clock);
@@ -87,13 +90,13 @@ describe(`clock jumps on ${subject?.name ?? "no SQLite driver"} on ${runtimeName
       assert.equal(details?.run.status, "completed");
       assert.deepEqual(details.run.output, { result: 10 });
       assert.equal(details.run.claimCount, 2);
-      assert.deepEqual(details.steps.map((s) => [s.name, s.attempts, s.output]), [["a", 1, 5], ["b", 1, 10], [
+      assert.deepEqual(details.steps.map((s) => [s.name, s.attempts, s.output]), [["a", 1, 5], ["b", 2, 10], [
         "c",
         1,
         { result: 10 },
       ]]);
-      // Step a is not repeated; b ran on both engines (the at-least-once window of the takeover) and
-      // was committed once, by B; the run completed once.
+      // Step a is not repeated; b ran on both engines (the at-least-once window of the takeover),
+      // A's attempt counted as lost, and was committed once, by B; the run completed once.
       assert.deepEqual(calls, ["a", "b", "b", "c"]);
       assert.deepEqual(completions, [runId]);
     } finally {

@@ -400,13 +400,16 @@ describe("leases and crashes", () => {
     const reachedSecond = gate();
     const workflow = createWorkflow({ name: "w", input: numberInput })
       .step("first", () => ++calls.first)
-      .step("second", () => {
-        calls.second++;
-        if (calls.second === 1) {
-          reachedSecond.open();
-          return new Promise(() => {}); // the process dies here
-        }
-        return "finished";
+      .step("second", {
+        retry: { maxAttempts: 2, initialDelayMs: 0 },
+        handler: () => {
+          calls.second++;
+          if (calls.second === 1) {
+            reachedSecond.open();
+            return new Promise(() => {}); // the process dies here
+          }
+          return "finished";
+        },
       });
     const doomed = crashable(storage);
     const a = createEngine({
@@ -439,13 +442,16 @@ describe("leases and crashes", () => {
     const storage = new MemoryStorage();
     const staleMayFinish = gate();
     let calls = 0;
-    const workflow = createWorkflow({ name: "w", input: numberInput }).step("only", async () => {
-      calls++;
-      if (calls === 1) {
-        await staleMayFinish.promise;
-        return "stale";
-      }
-      return "fresh";
+    const workflow = createWorkflow({ name: "w", input: numberInput }).step("only", {
+      retry: { maxAttempts: 2, initialDelayMs: 0 },
+      handler: async () => {
+        calls++;
+        if (calls === 1) {
+          await staleMayFinish.promise;
+          return "stale";
+        }
+        return "fresh";
+      },
     });
     const partitioned = crashable(storage);
     const a = createEngine({

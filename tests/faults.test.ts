@@ -74,7 +74,8 @@ async function setUp(entry: StorageEntry, seed: number, inA?: () => Promise<void
     workflows: [mixed(inA)],
     concurrency: 4,
     runLeaseDurationMs: LEASE_MS,
-    hooks: { onError: (error) => void errors.push(error) },
+    // A loaded machine may delay a heartbeat past half the short lease: a notice, not a storage fault.
+    hooks: { onError: (error) => void (error.code === "EVENT_LOOP_BLOCKED" || errors.push(error)) },
   });
   return { faults, storage, engine, clean, errors, database };
 }

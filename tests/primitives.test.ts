@@ -248,13 +248,17 @@ describeEachStorage(({ it, open }) => {
           calls.fast++;
           return "f";
         },
-        slow: async () => {
-          calls.slow++;
-          if (calls.slow === 1) {
-            await fastDone.promise;
-            return await new Promise(() => {}); // the process dies here
-          }
-          return "s";
+        slow: {
+          // The attempt lost with the process counts.
+          retry: { maxAttempts: 2, initialDelayMs: 0 },
+          handler: async () => {
+            calls.slow++;
+            if (calls.slow === 1) {
+              await fastDone.promise;
+              return await new Promise<string>(() => {}); // the process dies here
+            }
+            return "s";
+          },
         },
       })
       .step("join", ({ prev }) => prev);

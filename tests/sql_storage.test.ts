@@ -670,13 +670,14 @@ for (const subject of sqliteSubjects) {
       assert.equal(page.length, 25);
     });
 
-    test(`${label}: a version-2 database migrates to version 3 and keeps its runs, steps and events`, async () => {
+    test(`${label}: a version-2 database migrates to the current version and keeps its runs, steps and events`, async () => {
       const path = await legacyDatabase(2);
 
       const storage = await open(path);
       await storage.initialize();
       const migrated = await raw(path);
       assert.deepEqual(rows(migrated, "SELECT value FROM reflow_meta"), [{ value: SCHEMA_VERSION }]);
+      assert.deepEqual(rows(migrated, "SELECT DISTINCT recoveries FROM reflow_runs"), [{ recoveries: 0 }]);
       assert.deepEqual(
         rows(
           migrated,

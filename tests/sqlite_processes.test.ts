@@ -18,6 +18,9 @@ import { fileURLToPath } from "node:url";
 import { createEngine, type RunDetails, ValidationError } from "../mod.ts";
 import {
   CRASH_POINTS,
+  CRASHLOOP_ATTEMPTS,
+  HOG_ATTEMPTS,
+  HOG_LEASE_MS,
   type LedgerEntry,
   NAP_MS,
   type ProcessWorkflowName,
@@ -449,7 +452,8 @@ for (const subject of sqliteSubjects) {
           done.steps.map((step) => [step.name, step.status, step.output, step.attempts]),
           [
             ["step1", "completed", 6, 1],
-            ["step2", "completed", 60, 1],
+            // A's attempt was lost with its process, and counts.
+            ["step2", "completed", 60, 2],
             ["step3", "completed", { result: 61 }, 1],
           ],
         );
@@ -597,11 +601,87 @@ for (const subject of sqliteSubjects) {
           assert.deepEqual(unitsOf(done), {
             step1: ["completed", 6, 1],
             fast: ["completed", 7, 1],
-            slow: ["completed", 8, 1],
-            slower: ["completed", 9, 1],
+            // The attempts A's process lost count.
+            slow: ["completed", 8, 2],
+            slower: ["completed", 9, 2],
             join: ["completed", [7, 8, 9], 1],
           });
         }),
     );
+
+    test(
+      `${cell}: a step that kills its worker at every attempt fails the run with WORKER_LOST after exactly ` +
+        `its ${CRASHLOOP_ATTEMPTS} attempts, and onFailure runs once`,
+      () =>
+        inScene(subject, async (scene) => {
+          const runId = await scene.enqueue("crashloop", { n: 1 });
+          const signals: (string | null)[] = [];
+          // One worker at a time: each one's attempt kills it, and the next takes the run once its lease expires.
+          for (let i = 0; i <= CRASHLOOP_ATTEMPTS; i++) {
+            const worker = scene.spawn({ workflow: "crashloop", crash: false, leaseMs: 200, pollMs: 20 });
+            const { signal } = await worker.exit();
+            signals.push(signal);
+            if (signal === null) {
+              await assertCleanExit(worker);
+              break;
+            }
+          }
+          assert.deepEqual(signals, [...Array(CRASHLOOP_ATTEMPTS).fill("SIGKILL"), null]);
+          const failed = await scene.details(runId);
+          assert.equal(failed.run.status, "failed");
+          assert.equal(failed.run.error?.code, "WORKER_LOST");
+          assert.equal(failed.run.error?.stepName, "doomed");
+          assert.deepEqual(unitsOf(failed), { doomed: ["failed", undefined, CRASHLOOP_ATTEMPTS] });
+          assert.deepEqual(
+            scene.entries(runId).map((entry) => entry.what),
+            [...Array.from({ length: CRASHLOOP_ATTEMPTS }, (_, i) => `doomed#${i + 1}`), "compensated"],
+          );
+        }),
+    );
+
+    test(
+      `${cell}: two processes whose step blocks the event loop longer than the lease end the run ` +
+        `within its ${HOG_ATTEMPTS} attempts`,
+      () =>
+        inScene(subject, async (scene) => {
+          const runId = await scene.enqueue("hog", { n: 3 });
+          const config = { workflow: "hog", crash: false, leaseMs: HOG_LEASE_MS, pollMs: 20 } as const;
+          const workers = [scene.spawn(config), scene.spawn(config)];
+          for (const worker of workers) await assertCleanExit(worker);
+          const ended = await scene.details(runId);
+          assert.ok(
+            ended.run.status === "completed" || ended.run.error?.code === "WORKER_LOST",
+            JSON.stringify(ended.run),
+          );
+          const attempts = scene.entries(runId).map((entry) => entry.what);
+          assert.ok(attempts.length <= HOG_ATTEMPTS, `the step ran ${attempts.length} times: ${attempts}`);
+          assert.ok(unit(ended, "crunch").attempts <= HOG_ATTEMPTS);
+        }),
+    );
+
+    test(`${cell}: a process restarted with the same instanceId resumes its killed run without waiting for the default lease`, () =>
+      inScene(subject, async (scene) => {
+        const runId = await scene.enqueue("crashy", { n: 5 });
+        const slot = { workflow: "crashy", leaseMs: undefined, instanceId: "slot-1" } as const;
+        const a = scene.spawn({ ...slot, crash: true });
+        await a.waitForCrashPoint();
+        await a.killHard();
+        const killed = await scene.details(runId);
+        assert.equal(killed.run.status, "running");
+        const leaseExpiry = killed.run.dueAt!;
+
+        const b = scene.spawn({ ...slot, crash: false });
+        await assertCleanExit(b);
+        const resumed = scene.entries(runId).find((entry) =>
+          entry.what === "step2 started" && entry.pid === b.pid
+        );
+        assert.ok(
+          resumed !== undefined && resumed.at < leaseExpiry,
+          "B ran step 2 before A's lease would have expired",
+        );
+        const done = await scene.details(runId);
+        assert.equal(done.run.status, "completed");
+        assert.equal(unit(done, "step2").attempts, 2);
+      }));
   });
 }

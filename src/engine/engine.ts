@@ -4,15 +4,18 @@
  * @module
  */
 
-import { delay } from "../async.ts";
+import { delay, setLongInterval, setLongTimeout } from "../timers.ts";
 import {
   ConfigError,
   EngineStoppedError,
+  EventLoopBlockedError,
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
+  LeasesHeldError,
   ReflowError,
   RunCancelledError,
+  StorageError,
   type VersionMismatchError,
 } from "../errors.ts";
 import type { ClaimedRun, RunStatus } from "../storage/adapter.ts";
@@ -529,11 +532,19 @@ export function createEngine<const W extends AnyWorkflow>(options: EngineOptions
 
 type LoopState = "idle" | "started" | "stopping";
 
+/** At most this many held runs are listed at start (the report names a few and counts the rest). */
+const HELD_REPORT_LIMIT = 100;
+
 class WorkflowEngine implements Engine<AnyWorkflow> {
   readonly #options: ResolvedEngineOptions;
   readonly #events: EventBus;
   readonly #held = new Map<string, HeldRun>();
   readonly #executions = new Set<Promise<void>>();
+  /**
+   * Runs whose execution here ended on a storage failure, leaving the lease to lapse. When this
+   * engine reclaims one, the worker did not die: the attempt is not charged as lost.
+   */
+  readonly #failedOnStorage = new Set<string>();
   readonly #streams = new Set<BufferedEventStream>();
   #initialized: Promise<void> | undefined;
   #state: LoopState = "idle";
@@ -543,7 +554,9 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   /** Set by a wake-up that found the loop busy (claiming), so its next sleep returns at once. */
   #wakePending = false;
   #nextDueAt = Infinity;
-  #heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  /** Whether this engine has taken back (or reported) the leases held at its start. */
+  #leasesChecked = false;
+  #cancelHeartbeats: (() => void) | undefined;
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
   readonly #waiters: RunWaiters;
@@ -584,6 +597,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     if (this.#state === "started") return;
     await this.#initialize();
     await this.#sweepParked();
+    await this.#reclaimOwnLeases(true);
     this.#pollIntervalMs = pollIntervalMs;
     this.#state = "started";
     this.#loop = this.#runLoop();
@@ -696,6 +710,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   async tick(): Promise<number> {
     await this.#initialize();
     if (!this.#parkedSwept) await this.#sweepParked();
+    await this.#reclaimOwnLeases(false);
     await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
     await Promise.all(claimed.map((run) => this.#launch(run)));
@@ -822,8 +837,40 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
    */
   async #claim(limit: number): Promise<ClaimedRun[]> {
     if (limit <= 0 || this.#events.congested) return [];
-    const { storage, workflowNames, now, leaseDurationMs } = this.#options;
-    return await storage.claimRuns({ workflowNames, limit, now: now(), leaseDurationMs });
+    const { storage, workflowNames, now, leaseDurationMs, instanceId } = this.#options;
+    return await storage.claimRuns({
+      workflowNames,
+      limit,
+      now: now(),
+      leaseDurationMs,
+      ...(instanceId === undefined ? {} : { instanceId }),
+    });
+  }
+
+  /**
+   * Once per engine: with an `instanceId`, makes the runs a previous incarnation of this slot held
+   * due now, so the first claim takes them back; without one, `start()` reports once which runs
+   * wait for another worker's lease (they may be this process's, from before a restart).
+   */
+  async #reclaimOwnLeases(starting: boolean): Promise<void> {
+    if (this.#leasesChecked) return;
+    const { storage, instanceId, now, workflows } = this.#options;
+    if (instanceId === undefined && !starting) return;
+    this.#leasesChecked = true;
+    try {
+      if (instanceId !== undefined) {
+        await storage.expireInstanceLeases(instanceId, now());
+        return;
+      }
+      const time = now();
+      const running = await storage.listRuns({ statuses: ["running"], limit: HELD_REPORT_LIMIT });
+      const held = running
+        .filter((run) => run.dueAt !== null && run.dueAt > time && workflows.has(run.workflowName))
+        .map((run) => ({ runId: run.id, until: run.dueAt! }));
+      if (held.length > 0) this.#events.reportError(new LeasesHeldError(held));
+    } catch (error) {
+      this.#events.reportError(asReflowError(error, "expireInstanceLeases"));
+    }
   }
 
   /** The worker loop: claim into free slots, then sleep until woken, polled, or a parked run is due. */
@@ -833,29 +880,34 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       let saturated = free <= 0;
       // Cleared before the claim: a wake-up arriving while the claim runs must not be lost.
       this.#wakePending = false;
-      await this.#scheduler.fireIfDue(this.#pollIntervalMs);
-      if (free > 0) {
-        try {
-          const claimed = await this.#claim(free);
-          for (const run of claimed) void this.#launch(run);
-          saturated = claimed.length === free;
-        } catch (error) {
-          this.#events.reportError(asReflowError(error, "claimRuns"));
+      let sleepMs = this.#pollIntervalMs;
+      try {
+        await this.#scheduler.fireIfDue(this.#pollIntervalMs);
+        if (free > 0) {
+          try {
+            const claimed = await this.#claim(free);
+            for (const run of claimed) void this.#launch(run);
+            saturated = claimed.length === free;
+          } catch (error) {
+            this.#events.reportError(asReflowError(error, "claimRuns"));
+          }
         }
-      }
-      if (this.#state !== "started") break;
-      // With every slot taken, only a finishing run frees one; otherwise nothing is due until
-      // a local enqueue, the next poll, or the earliest run this engine parked.
-      const now = this.#options.now();
-      const dueIn = this.#nextDueAt - now;
-      if (dueIn <= 0) this.#nextDueAt = Infinity;
-      const scheduleIn = this.#scheduler.wakeAt() - now;
-      await this.#sleep(
-        Math.max(
+        if (this.#state !== "started") break;
+        // With every slot taken, only a finishing run frees one; otherwise nothing is due until
+        // a local enqueue, the next poll, or the earliest run this engine parked.
+        const now = this.#options.now();
+        const dueIn = this.#nextDueAt - now;
+        if (dueIn <= 0) this.#nextDueAt = Infinity;
+        const scheduleIn = this.#scheduler.wakeAt() - now;
+        sleepMs = Math.max(
           0,
           Math.min(saturated ? this.#pollIntervalMs : Math.min(this.#pollIntervalMs, dueIn), scheduleIn),
-        ),
-      );
+        );
+      } catch (error) {
+        // A broken clock (see the `now` option) is reported, and the loop waits a poll interval.
+        this.#events.reportError(asReflowError(error, "workerLoop"));
+      }
+      await this.#sleep(sleepMs);
     }
   }
 
@@ -868,11 +920,11 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #sleep(ms: number): Promise<void> {
     if (this.#wakePending) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
+      const cancel = setLongTimeout(done, ms);
       const wake = () => done();
       this.#wake = wake;
       function done(): void {
-        clearTimeout(timer);
+        cancel();
         resolve();
       }
     }).finally(() => {
@@ -881,6 +933,9 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   #launch(claimed: ClaimedRun): Promise<void> {
+    if (this.#failedOnStorage.delete(claimed.id) && claimed.recoveries > 0) {
+      claimed = { ...claimed, recoveries: 0 };
+    }
     const held: HeldRun = {
       runId: claimed.id,
       leaseId: claimed.leaseId,
@@ -903,7 +958,10 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       held,
     ).then(
       (exit) => this.#noteExit(exit),
-      (error) => this.#events.reportError(asReflowError(error, "executeRun")),
+      (error) => {
+        if (error instanceof StorageError) this.#failedOnStorage.add(claimed.id);
+        this.#events.reportError(asReflowError(error, "executeRun"));
+      },
     ).finally(() => {
       if (this.#held.get(claimed.id) === held) this.#held.delete(claimed.id);
       if (this.#held.size === 0) this.#stopHeartbeats();
@@ -921,24 +979,37 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   #startHeartbeats(): void {
-    if (this.#heartbeatTimer !== undefined) return;
-    const interval = Math.max(1, Math.floor(this.#options.heartbeatIntervalMs / 2));
+    if (this.#cancelHeartbeats !== undefined) return;
+    const { heartbeatIntervalMs, leaseDurationMs } = this.#options;
+    const interval = Math.max(1, Math.floor(heartbeatIntervalMs / 2));
     let inFlight = false;
-    this.#heartbeatTimer = setInterval(() => {
-      // A slow storage must not pile up renewals; the next tick catches up.
-      if (inFlight) return;
-      inFlight = true;
-      void this.#heartbeat().finally(() => inFlight = false);
-    }, interval);
-    // The step being guarded keeps the process alive if it needs to; the heartbeat alone must not
-    // (Node and Bun return a timer object with unref; Deno returns a number and needs nothing).
-    (this.#heartbeatTimer as { unref?: () => void }).unref?.();
+    // Measured on the monotonic clock, not the injectable one: this is about the event loop.
+    let expectedAt = performance.now() + interval;
+    // The step being guarded keeps the process alive if it needs to; the heartbeat alone must not.
+    this.#cancelHeartbeats = setLongInterval(
+      () => {
+        const firedAt = performance.now();
+        const lateMs = firedAt - expectedAt;
+        expectedAt = firedAt + interval;
+        // Half the lease late: the renewals are that close to lapsing (a heartbeat alone keeps them).
+        if (lateMs > leaseDurationMs / 2) {
+          this.#events.reportError(new EventLoopBlockedError(Math.round(lateMs), leaseDurationMs));
+        }
+        // A slow storage must not pile up renewals; the next tick catches up.
+        if (inFlight) return;
+        inFlight = true;
+        void this.#heartbeat()
+          .catch((error) => this.#events.reportError(asReflowError(error, "heartbeatRun")))
+          .finally(() => inFlight = false);
+      },
+      interval,
+      { unref: true },
+    );
   }
 
   #stopHeartbeats(): void {
-    if (this.#heartbeatTimer === undefined) return;
-    clearInterval(this.#heartbeatTimer);
-    this.#heartbeatTimer = undefined;
+    this.#cancelHeartbeats?.();
+    this.#cancelHeartbeats = undefined;
   }
 
   /** Renews the leases that have gone half a heartbeat interval without a renewal. */

@@ -1,5 +1,6 @@
 import { ConfigError, DuplicateWorkflowError } from "../errors.ts";
 import type { StorageAdapter } from "../storage/adapter.ts";
+import { INSTANCE_ID } from "../storage/checks.ts";
 import type { AnyWorkflow } from "../workflow/workflow.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { type EngineHooks, HOOK_KEYS } from "./events.ts";
@@ -23,6 +24,20 @@ export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   readonly heartbeatIntervalMs?: number;
   /** How long `stop()` lets in-flight steps finish before it aborts them, in ms. Default 10,000. */
   readonly stopTimeoutMs?: number;
+  /**
+   * How many times in a row a run may be reclaimed from a lost worker (its lease expired) with
+   * nothing committed in between before it fails with a `RecoveryLimitError`. Lost attempts of
+   * steps count against their own retry policy first. Default 10.
+   */
+  readonly maxRecoveries?: number;
+  /**
+   * This engine's deployment slot, e.g. `"web-1"` or a pod name of a StatefulSet: the same after
+   * a restart, and never used by two live processes at once (1 to 128 letters, digits, `.`, `_`
+   * or `-`). A restarted engine with the same id takes back at start the runs its previous
+   * incarnation held, without waiting for their leases. Default: none (such runs wait for their
+   * leases to expire, and `start()` reports them once to `onError`).
+   */
+  readonly instanceId?: string;
   /** Callbacks on run events and background errors. */
   readonly hooks?: EngineHooks;
   /** The clock, in ms since the epoch. Injectable for tests. Default `Date.now`. */
@@ -44,6 +59,8 @@ const ENGINE_OPTION_KEYS: OptionKeys<EngineOptions> = {
   runLeaseDurationMs: true,
   heartbeatIntervalMs: true,
   stopTimeoutMs: true,
+  maxRecoveries: true,
+  instanceId: true,
   hooks: true,
   now: true,
   random: true,
@@ -62,6 +79,8 @@ export interface ResolvedEngineOptions {
   readonly leaseDurationMs: number;
   readonly heartbeatIntervalMs: number;
   readonly stopTimeoutMs: number;
+  readonly maxRecoveries: number;
+  readonly instanceId: string | undefined;
   readonly hooks: EngineHooks;
   readonly now: () => number;
   readonly random: () => number;
@@ -133,8 +152,10 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     leaseDurationMs,
     heartbeatIntervalMs,
     stopTimeoutMs,
+    maxRecoveries: nonNegativeInteger(options.maxRecoveries ?? 10, "maxRecoveries"),
+    instanceId: instanceIdOption(options.instanceId),
     hooks,
-    now: functionOption(options.now, Date.now, "now"),
+    now: checkedClock(functionOption(options.now, Date.now, "now")),
     random: functionOption(options.random, Math.random, "random"),
     retention: resolveRetention(options.retention),
   };
@@ -152,6 +173,32 @@ function nonNegativeInteger(value: unknown, field: string): number {
     throw new ConfigError(`Invalid ${field} ${String(value)}: expected an integer of 0 or more`, { field });
   }
   return value;
+}
+
+function instanceIdOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !INSTANCE_ID.test(value)) {
+    throw new ConfigError(
+      `Invalid instanceId ${
+        JSON.stringify(value) ?? String(value)
+      }: expected 1 to 128 letters, digits, ".", "_" or "-"`,
+      { field: "instanceId" },
+    );
+  }
+  return value;
+}
+
+/** The clock, failing with a ConfigError on a reading that is not a finite number (which would make every wait 0 or forever). */
+function checkedClock(clock: () => number): () => number {
+  return () => {
+    const time = clock();
+    if (typeof time !== "number" || !Number.isFinite(time)) {
+      throw new ConfigError(`Invalid now() reading ${String(time)}: expected a finite number of ms`, {
+        field: "now",
+      });
+    }
+    return time;
+  };
 }
 
 function functionOption<F>(value: F | undefined, fallback: F, field: string): F {

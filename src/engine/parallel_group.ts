@@ -1,4 +1,4 @@
-import { LeaseExpiredError, ParallelCompleteError, SerializationError } from "../errors.ts";
+import { LeaseExpiredError, ParallelCompleteError, SerializationError, WorkerLostError } from "../errors.ts";
 import type { EncodedValue, StepResult } from "../storage/adapter.ts";
 import { decodeValue, encodeValue } from "../storage/codec.ts";
 import { Completion } from "../workflow/workflow.ts";
@@ -6,8 +6,8 @@ import type { ParallelUnit, StepContext, StepUnit } from "../workflow/workflow.t
 import type { EngineEvent, EventBus, EventFields } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { runAttempt } from "./step_attempt.ts";
-import { NOTHING, restoreError, stepResult } from "./step_result.ts";
-import { delay } from "../async.ts";
+import { frozenCopy, NOTHING, restoreError, stepResult } from "./step_result.ts";
+import { delay } from "../timers.ts";
 
 /** What a parallel group needs from the execution of its run. */
 export interface GroupHost {
@@ -77,12 +77,14 @@ const BRANCH_LOST: BranchOutcome = { kind: "lost" };
 
 /**
  * Runs a parallel group's unfinished branches concurrently; each commits its own result. The first
- * branch to fail for good aborts the others and fails the run.
+ * branch to fail for good aborts the others and fails the run. With `lostAttempt` (the run was
+ * taken from a lost worker while the group ran), every unfinished branch is charged that attempt.
  */
 export async function runParallelGroup(
   host: GroupHost,
   unit: ParallelUnit,
   stored: ReadonlyMap<string, StepResult>,
+  lostAttempt: boolean,
 ): Promise<GroupOutcome> {
   const outputs = new Map<string, EncodedValue>();
   const unfinished: StepUnit[] = [];
@@ -110,7 +112,7 @@ export async function runParallelGroup(
       await Promise.all(unfinished.map(async (branch) => {
         let outcome: BranchOutcome;
         try {
-          outcome = await runBranch(host, branch, stored.get(branch.name), group.signal);
+          outcome = await runBranch(host, branch, stored.get(branch.name), group.signal, lostAttempt);
         } catch (error) {
           // A storage failure abandons the run (its lease lapses and it is reclaimed): the
           // siblings must stop too, or they would run on, unseen, beside the next execution.
@@ -148,10 +150,16 @@ async function runBranch(
   unit: StepUnit,
   previous: StepResult | undefined,
   signal: AbortSignal,
+  lostAttempt: boolean,
 ): Promise<BranchOutcome> {
   const { options, events } = host;
   let attempt = previous?.status === "retrying" ? previous.attempts : 0;
-  if (previous?.status === "retrying" && previous.dueAt !== null) {
+  if (lostAttempt) {
+    attempt++;
+    const lost = new WorkerLostError(host.runId, unit.name, attempt);
+    const failed = await failedAttempt(host, unit, attempt, lost, signal);
+    if (failed !== undefined) return failed;
+  } else if (previous?.status === "retrying" && previous.dueAt !== null) {
     await delay(previous.dueAt - options.now(), signal);
   }
   for (;;) {
@@ -179,12 +187,8 @@ async function runBranch(
       };
     }
     if (!outcome.ok) {
-      if (attempt >= unit.retry.maxAttempts) {
-        return { kind: "failed", stepName: unit.name, error: outcome.error, attempts: attempt };
-      }
-      const wait = await host.recordRetry(unit, attempt, outcome.error);
-      if (wait === undefined) return BRANCH_LOST;
-      await delay(wait.delayMs, signal);
+      const failed = await failedAttempt(host, unit, attempt, outcome.error, signal);
+      if (failed !== undefined) return failed;
       continue;
     }
     let encoded: EncodedValue;
@@ -202,9 +206,29 @@ async function runBranch(
     host.emit("stepComplete", {
       stepName: unit.name,
       attempt: attempt,
-      output: outcome.value,
+      output: frozenCopy(encoded),
       durationMs: now - startedAt,
     });
     return { kind: "done", encoded };
   }
+}
+
+/**
+ * A failed attempt of a branch: fails it for good when no attempt is left, or commits the retry
+ * and waits out its delay (returning undefined to go on), or reports the lease lost.
+ */
+async function failedAttempt(
+  host: GroupHost,
+  unit: StepUnit,
+  attempt: number,
+  error: Error,
+  signal: AbortSignal,
+): Promise<BranchOutcome | undefined> {
+  if (attempt >= unit.retry.maxAttempts) {
+    return { kind: "failed", stepName: unit.name, error, attempts: attempt };
+  }
+  const wait = await host.recordRetry(unit, attempt, error);
+  if (wait === undefined) return BRANCH_LOST;
+  await delay(wait.delayMs, signal);
+  return undefined;
 }

@@ -10,6 +10,7 @@ import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import type { FinishedRunStatus, PurgeRequest, StorageAdapter } from "../storage/adapter.ts";
 import { FINISHED_RUN_STATUSES, isFinishedStatus } from "../storage/statuses.ts";
 import { type Duration, durationMs } from "../workflow/duration.ts";
+import { setLongInterval } from "../timers.ts";
 
 const DEFAULT_BATCH_SIZE = 500;
 const DEFAULT_INTERVAL_MS = 3_600_000;
@@ -131,7 +132,7 @@ export class RetentionSweeper {
   readonly #now: () => number;
   readonly #report: (error: unknown) => void;
   readonly #stopped = new AbortController();
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #cancelTimer: (() => void) | undefined;
   #sweeping: Promise<void> | undefined;
 
   constructor(
@@ -148,14 +149,13 @@ export class RetentionSweeper {
 
   start(): void {
     this.#sweep();
-    this.#timer = setInterval(() => this.#sweep(), this.#plan.intervalMs);
     // The engine's worker loop keeps a started process alive; the sweeper alone must not.
-    (this.#timer as { unref?: () => void }).unref?.();
+    this.#cancelTimer = setLongInterval(() => this.#sweep(), this.#plan.intervalMs, { unref: true });
   }
 
   /** Stops the timer and waits for a sweep in progress to end (after its current batch). */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#cancelTimer?.();
     this.#stopped.abort();
     await this.#sweeping;
   }

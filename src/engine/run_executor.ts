@@ -1,9 +1,13 @@
 import {
+  ConditionError,
   EngineStoppedError,
   HookError,
+  RecoveryLimitError,
   SerializationError,
+  StepFailedError,
   type VersionMismatchError,
   WaitTimeoutError,
+  WorkerLostError,
 } from "../errors.ts";
 import type { ClaimedRun, EncodedValue, RunAdvance, StepResult } from "../storage/adapter.ts";
 import { decodeValue, deepFreeze, encodeValue } from "../storage/codec.ts";
@@ -21,8 +25,7 @@ import type { EngineEvent, EventBus, EventFields } from "./events.ts";
 import type { ResolvedEngineOptions } from "./options.ts";
 import { type GroupHost, runParallelGroup } from "./parallel_group.ts";
 import { runAttempt } from "./step_attempt.ts";
-import { NOTHING, restoreError, stepResult, toStoredError } from "./step_result.ts";
-import { isPromiseLike } from "../async.ts";
+import { frozenCopy, NOTHING, restoreError, stepResult, toStoredError } from "./step_result.ts";
 import type { VersionRegistry } from "./versions.ts";
 
 /** A run this engine holds: its lease and the switch that aborts its handlers. */
@@ -110,6 +113,11 @@ class RunExecution {
   /** The previous unit's output as a live value, when this execution produced it. */
   #prev: { readonly value: unknown } | undefined = { value: undefined };
   #prevEncoded: EncodedValue = NOTHING;
+  /**
+   * The run was taken from a worker that died or lost its lease: the first unit without a
+   * finished result was in progress there, and a step or branch is charged that lost attempt.
+   */
+  #lostAttempt: boolean;
 
   constructor(deps: ExecutorDeps, workflow: AnyWorkflow, run: ClaimedRun, held: HeldRun) {
     this.#deps = deps;
@@ -117,10 +125,19 @@ class RunExecution {
     this.#run = run;
     this.#held = held;
     this.#input = decodeValue(run.input);
+    this.#lostAttempt = run.recoveries > 0;
   }
 
   async run(): Promise<RunExit> {
-    if (this.#run.claimCount === 1) this.#emit("runStart", { input: this.#input });
+    if (this.#run.claimCount === 1) this.#emit("runStart", () => ({ input: frozenCopy(this.#run.input) }));
+    const { maxRecoveries } = this.#deps.options;
+    if (this.#run.recoveries > maxRecoveries) {
+      return await this.#fail(
+        undefined,
+        new RecoveryLimitError(this.#run.id, this.#run.recoveries, maxRecoveries),
+        0,
+      );
+    }
     const stored = new Map<string, StepResult>();
     for (const step of this.#run.steps) stored.set(step.stepName, step);
     const units = this.#workflow.units;
@@ -148,8 +165,10 @@ class RunExecution {
         // A failed unit always fails its run in the same commit; finish what a partial write began.
         return await this.#fail(unit.name, restoreError(previous.error), previous.attempts);
       }
+      const lostAttempt = this.#lostAttempt;
+      this.#lostAttempt = false;
       const exit = unit.kind === "step"
-        ? await this.#runStep(unit, isLast, previous)
+        ? await this.#runStep(unit, isLast, previous, lostAttempt)
         : unit.kind === "sleep"
         ? await this.#runSleep(unit, isLast, previous)
         : await this.#runWait(unit, isLast, previous);
@@ -186,7 +205,7 @@ class RunExecution {
       output: undefined,
       durationMs: now - (wakeAt - unit.durationMs),
     });
-    return isLast ? this.#emitComplete(this.#prevValue()) : undefined;
+    return isLast ? this.#emitComplete(this.#prevEncoded) : undefined;
   }
 
   /** Takes the awaited event if one was sent, or parks the run until one is (or the wait times out). */
@@ -220,10 +239,14 @@ class RunExecution {
         return await this.#failed(unit.name, timeout);
     }
     // The event and the step result were committed together; only the run's completion is left.
-    const payload = decodeValue(result.payload);
-    this.#emit("stepComplete", { stepName: unit.name, attempt: 1, output: payload, durationMs: 0 });
-    if (isLast) return await this.#completeWith(result.payload, { value: payload });
-    this.#remember(unit.name, result.payload, { value: payload });
+    this.#emit("stepComplete", () => ({
+      stepName: unit.name,
+      attempt: 1,
+      output: frozenCopy(result.payload),
+      durationMs: 0,
+    }));
+    if (isLast) return await this.#completeWith(result.payload);
+    this.#remember(unit.name, result.payload, undefined);
     return undefined;
   }
 
@@ -233,7 +256,9 @@ class RunExecution {
     isLast: boolean,
     stored: ReadonlyMap<string, StepResult>,
   ): Promise<RunExit | undefined> {
-    const group = await runParallelGroup(this.#groupHost(), unit, stored);
+    const lostAttempt = this.#lostAttempt;
+    if (unit.branches.some((branch) => !isFinished(stored.get(branch.name)))) this.#lostAttempt = false;
+    const group = await runParallelGroup(this.#groupHost(), unit, stored, lostAttempt);
     switch (group.kind) {
       case "failed":
         return await this.#fail(group.stepName, group.error, group.attempts);
@@ -245,7 +270,7 @@ class RunExecution {
         return LOST;
     }
     for (const [name, encoded] of group.outputs) this.#outputs.set(name, encoded);
-    if (isLast) return await this.#completeWith(group.encoded, { value: group.value });
+    if (isLast) return await this.#completeWith(group.encoded);
     this.#setPrev(group.encoded, { value: group.value });
     return undefined;
   }
@@ -278,49 +303,53 @@ class RunExecution {
       : this.#advance({ now, step, status: "completed", output: runOutput });
   }
 
-  /** Runs a step's attempts; returns an exit if the run stops here, or undefined to go on. */
+  /**
+   * Runs a step's attempts; returns an exit if the run stops here, or undefined to go on. A lost
+   * attempt (see {@linkcode RunExecution.#lostAttempt}) is committed first, as a failed attempt.
+   */
   async #runStep(
     unit: StepUnit,
     isLast: boolean,
     previous: StepResult | undefined,
+    lostAttempt: boolean,
   ): Promise<RunExit | undefined> {
     const { options } = this.#deps;
-    const runId = this.#run.id;
-
-    if (unit.when !== null && previous === undefined) {
-      const decision = unit.when({
-        input: this.#input,
-        prev: this.#prevValue(),
-        steps: this.#stepsSnapshot(),
-      });
-      const runIt = isPromiseLike(decision) ? await decision : decision;
-      if (!runIt) {
-        const now = options.now();
-        const step = stepResult(runId, unit.name, "skipped", NOTHING, null, 0, null, now);
-        if (!await this.#commitStep(step, isLast ? NOTHING : undefined)) return LOST;
-        this.#emit("stepSkipped", { stepName: unit.name });
-        if (isLast) return this.#emitComplete(undefined);
-        this.#remember(unit.name, NOTHING, { value: undefined });
-        return undefined;
-      }
-    }
-
+    // `when` is asked until it has answered: before the first attempt, and again after an
+    // attempt that failed in `when` itself or was lost (whether `when` had answered is unknown).
+    let decided = unit.when === null || (previous !== undefined && !awaitsCondition(previous));
     let attempt = previous?.status === "retrying" ? previous.attempts : 0;
+    if (lostAttempt) {
+      attempt++;
+      const lost = new WorkerLostError(this.#run.id, unit.name, attempt);
+      const exit = await this.#attemptFailed(unit, attempt, lost);
+      if (exit !== undefined) return exit;
+    }
     for (;;) {
       attempt++;
+      const signal = this.#held.controller.signal;
+      if (!decided) {
+        const decision = await this.#decide(unit, signal);
+        if (!decision.ok) {
+          if (signal.aborted) return await this.#abandon(signal.reason);
+          const exit = await this.#attemptFailed(unit, attempt, decision.error);
+          if (exit !== undefined) return exit;
+          continue;
+        }
+        if (!decision.value) return await this.#skip(unit.name, isLast);
+        decided = true;
+      }
       this.#emit("stepStart", { stepName: unit.name, attempt });
       const startedAt = options.now();
       let completion: Completion<unknown> | undefined;
-      const outcome = await runAttempt(unit.name, unit.timeoutMs, this.#held.controller.signal, (signal) => {
+      const outcome = await runAttempt(unit.name, unit.timeoutMs, signal, (attemptSignal) => {
         const context = this.#context(
           unit.name,
-          signal,
+          attemptSignal,
           attempt,
           (value) => (completion = new Completion(value)),
         );
         return unit.handler(context);
       });
-      const signal = this.#held.controller.signal;
       if (!outcome.ok) {
         if (signal.aborted) return await this.#abandon(signal.reason);
         const exit = await this.#attemptFailed(unit, attempt, outcome.error);
@@ -330,6 +359,33 @@ class RunExecution {
       if (Completion.is(outcome.value)) completion = outcome.value;
       return await this.#stepSucceeded(unit.name, isLast, attempt, startedAt, completion, outcome.value);
     }
+  }
+
+  /** Asks a step's `when`, under the run's signal; what it throws or rejects with becomes a ConditionError. */
+  async #decide(
+    unit: StepUnit,
+    signal: AbortSignal,
+  ): Promise<{ readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Error }> {
+    const outcome = await runAttempt(
+      unit.name,
+      null,
+      signal,
+      () => unit.when!({ input: this.#input, prev: this.#prevValue(), steps: this.#stepsSnapshot() }),
+    );
+    if (outcome.ok || signal.aborted) return outcome;
+    const thrown = outcome.error instanceof StepFailedError ? outcome.error.value : outcome.error;
+    return { ok: false, error: new ConditionError(unit.name, thrown) };
+  }
+
+  /** Commits a step whose `when` said no. */
+  async #skip(stepName: string, isLast: boolean): Promise<RunExit | undefined> {
+    const now = this.#deps.options.now();
+    const step = stepResult(this.#run.id, stepName, "skipped", NOTHING, null, 0, null, now);
+    if (!await this.#commitStep(step, isLast ? NOTHING : undefined)) return LOST;
+    this.#emit("stepSkipped", { stepName });
+    if (isLast) return this.#emitComplete(NOTHING);
+    this.#remember(stepName, NOTHING, { value: undefined });
+    return undefined;
   }
 
   async #stepSucceeded(
@@ -354,8 +410,14 @@ class RunExecution {
     const step = stepResult(this.#run.id, stepName, "completed", encoded, null, attempt, null, now);
     const ends = isLast || completion !== undefined;
     if (!await this.#commitStep(step, ends ? encoded : undefined)) return LOST;
-    this.#emit("stepComplete", { stepName, attempt, output, durationMs: now - startedAt });
-    if (ends) return this.#emitComplete(output);
+    // Hooks and streams get a frozen copy: the live value goes on as the next step's `prev`.
+    this.#emit("stepComplete", () => ({
+      stepName,
+      attempt,
+      output: frozenCopy(encoded),
+      durationMs: now - startedAt,
+    }));
+    if (ends) return this.#emitComplete(encoded);
     this.#remember(stepName, encoded, { value: output });
     return undefined;
   }
@@ -413,7 +475,7 @@ class RunExecution {
     const handler = this.#workflow.failureHandler;
     if (handler === null) return FINISHED;
     try {
-      await handler({ runId: this.#run.id, error, stepName, input: this.#input });
+      await handler({ runId: this.#run.id, error, stepName, input: frozenCopy(this.#run.input) });
     } catch (thrown) {
       this.#deps.events.reportError(new HookError("onFailure", thrown));
     }
@@ -421,29 +483,33 @@ class RunExecution {
   }
 
   /** Completes the run with `output`, when no unit's commit could carry the completion. */
-  async #completeWith(output: EncodedValue, live?: { readonly value: unknown }): Promise<RunExit> {
+  async #completeWith(output: EncodedValue): Promise<RunExit> {
     const now = this.#deps.options.now();
     if (!await this.#advance({ now, status: "completed", output })) return LOST;
-    return this.#emitComplete(live === undefined ? decodeValue(output) : live.value);
+    return this.#emitComplete(output);
   }
 
-  /** Emits an event of this run, building it only when a hook or a stream listens. */
-  #emit<T extends EngineEvent["type"]>(type: T, fields: EventFields<T>): void {
+  /**
+   * Emits an event of this run, building it only when a hook or a stream listens (`fields` may
+   * be a function, for fields that cost a copy).
+   */
+  #emit<T extends EngineEvent["type"]>(type: T, fields: EventFields<T> | (() => EventFields<T>)): void {
     const { events } = this.#deps;
     if (!events.wants(type)) return;
+    const values = typeof fields === "function" ? fields() : fields;
     const event: Record<string, unknown> = {
       type,
       runId: this.#run.id,
       workflow: this.#workflow.name,
-      ...fields,
+      ...values,
     };
     // reflow-ts's name for the successful attempt's number.
     if (type === "stepComplete") event.attempts = event.attempt;
     events.emit(event as unknown as EngineEvent);
   }
 
-  #emitComplete(output: unknown): RunExit {
-    this.#emit("runComplete", { output });
+  #emitComplete(output: EncodedValue): RunExit {
+    this.#emit("runComplete", () => ({ output: frozenCopy(output) }));
     return FINISHED;
   }
 
@@ -530,4 +596,15 @@ class RunExecution {
       },
     } as StepContext<unknown, unknown, unknown>;
   }
+}
+
+/** Whether a unit has a result that needs no more work. */
+function isFinished(result: StepResult | undefined): boolean {
+  return result?.status === "completed" || result?.status === "skipped" || result?.status === "failed";
+}
+
+/** Whether a step's stored retry leaves its `when` unanswered: its last attempt failed there, or was lost. */
+function awaitsCondition(previous: StepResult): boolean {
+  const code = previous.status === "retrying" ? previous.error?.code : undefined;
+  return code === "CONDITION_FAILED" || code === "WORKER_LOST";
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { delay } from "../async.ts";
+import { delay } from "../timers.ts";
 import {
   ConfigError,
   ResultTimeoutError,

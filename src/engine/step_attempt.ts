@@ -1,4 +1,5 @@
 import { isPromiseLike } from "../async.ts";
+import { setLongTimeout } from "../timers.ts";
 import { StepFailedError, StepTimeoutError } from "../errors.ts";
 import { Completion } from "../workflow/workflow.ts";
 
@@ -22,13 +23,16 @@ export async function runAttempt(
   let cleanup: (() => void) | undefined;
   if (timeoutMs !== null) {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new StepTimeoutError(stepName, timeoutMs)), timeoutMs);
+    const cancelTimer = setLongTimeout(
+      () => controller.abort(new StepTimeoutError(stepName, timeoutMs)),
+      timeoutMs,
+    );
     const forwardRunAbort = () => controller.abort(runSignal.reason);
     if (runSignal.aborted) forwardRunAbort();
     else runSignal.addEventListener("abort", forwardRunAbort, { once: true });
     signal = controller.signal;
     cleanup = () => {
-      clearTimeout(timer);
+      cancelTimer();
       runSignal.removeEventListener("abort", forwardRunAbort);
     };
   }
@@ -48,7 +52,16 @@ export async function runAttempt(
 
 /** Errors are stored and reported by class, code and message; a thrown string gets a class too. */
 export function toError(thrown: unknown, stepName: string): Error {
-  return thrown instanceof Error ? thrown : new StepFailedError(stepName, thrown);
+  return isError(thrown) ? thrown : new StepFailedError(stepName, thrown);
+}
+
+/** `instanceof Error`, false for a revoked Proxy (whose prototype cannot be read) rather than a throw. */
+function isError(value: unknown): value is Error {
+  try {
+    return value instanceof Error;
+  } catch {
+    return false;
+  }
 }
 
 function untilAborted<T>(promise: PromiseLike<T>, signal: AbortSignal): Promise<T> {

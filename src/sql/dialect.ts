@@ -83,7 +83,7 @@ export interface ClaimPlan {
 
 /** A claimed run's row (the run's columns after the claim) and its lease. */
 export interface ClaimedRow {
-  /** The run's columns, as read by the run statements. */
+  /** The run's columns, as read by the run statements, plus `recoveries` (see `ClaimedRun.recoveries`). */
   readonly row: SqlRow;
   /** The lease the claim took. */
   readonly leaseId: string;
@@ -185,6 +185,8 @@ export interface Dialect {
   claim(connection: SqlConnection, plan: ClaimPlan): Promise<ClaimedRow[]>;
   /** Renews a held lease to an expiry, or (null) to now plus the claim's duration. */
   heartbeatRun(runId: string, leaseId: string, expiry: number | null, now: number): SqlStatement;
+  /** Makes the unexpired leases whose ids begin with `prefix` due at `now` (`StorageAdapter.expireInstanceLeases`). */
+  expireInstanceLeases(prefix: string, now: number): SqlStatement;
   /** Whether a lease is held (a row when it is). */
   selectLeaseHeld(runId: string, leaseId: string): SqlStatement;
   /** Keeps a held run running, moving its expiry (null: now plus the claim's duration). */

@@ -32,6 +32,7 @@ import {
   checkClaimRequest,
   checkError,
   checkEventWait,
+  checkInstanceId,
   checkLimit,
   checkName,
   checkNames,
@@ -392,8 +393,25 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   async claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
     const op = "claimRuns";
     this.#open(op);
-    const { workflowNames, limit, now, leaseDurationMs } = checkClaimRequest(op, request);
-    return await this.#claim(op, workflowNames, limit, now, leaseDurationMs);
+    const { workflowNames, limit, now, leaseDurationMs, instanceId } = checkClaimRequest(op, request);
+    return await this.#claim(op, workflowNames, limit, now, leaseDurationMs, instanceId);
+  }
+
+  /**
+   * Makes the unexpired leases taken with `instanceId` due at `now`, in one statement.
+   *
+   * @param instanceId The restarted engine's instance id.
+   * @param now The current time.
+   * @returns How many runs were made due.
+   * @throws {StorageError} On a driver failure or malformed arguments.
+   */
+  async expireInstanceLeases(instanceId: string, now: number): Promise<number> {
+    const op = "expireInstanceLeases";
+    this.#open(op);
+    const prefix = `${checkInstanceId(op, instanceId)}:`;
+    const time = checkTime(op, "now", now);
+    const expire = this.#dialect.expireInstanceLeases(prefix, time);
+    return (await this.#run(op, "statements", (c) => c.execute(expire))).changes;
   }
 
   /**
@@ -962,6 +980,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     limit: number,
     now: number,
     leaseDurationMs: number,
+    instanceId?: string,
   ): Promise<ClaimedRun[]> {
     if (!Array.isArray(workflowNames)) {
       throw invalid(op, `invalid workflowNames ${describe(workflowNames)}: expected an array of names`);
@@ -975,11 +994,16 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       now,
       expiry: now + leaseDurationMs,
       leaseMs: leaseDurationMs,
-      newLeaseId: this.#newId,
+      newLeaseId: instanceId === undefined ? this.#newId : () => `${instanceId}:${this.#newId()}`,
     };
     return await this.#run(op, "transaction", async (c) => {
       const claimed = await dialect.claim(c, plan);
-      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({ ...toRun(row), leaseId, steps: [] }));
+      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({
+        ...toRun(row),
+        leaseId,
+        steps: [],
+        recoveries: Number(row.recoveries),
+      }));
       return await withSteps(dialect, c, runs);
     });
   }

@@ -150,6 +150,13 @@ export interface ClaimedRun extends WorkflowRun {
   readonly leaseId: string;
   /** The run's step results in the order they were first written (empty when `claimCount` is 1). */
   readonly steps: readonly StepResult[];
+  /**
+   * How many claims in a row, this one included, took the run while it was `running` (its
+   * previous worker's lease had expired: the worker died or lost the lease) with no
+   * `advanceRun` that kept it running in between. 0 when this claim took a `pending`,
+   * `sleeping` or `waiting` run (the previous holder, if any, parked or released it).
+   */
+  readonly recoveries: number;
 }
 
 /** What {@linkcode StorageAdapter.claimRuns} should claim. */
@@ -162,6 +169,12 @@ export interface ClaimRequest {
   readonly now: number;
   /** The lease lasts until `now + leaseDurationMs` unless renewed. */
   readonly leaseDurationMs: number;
+  /**
+   * The claiming engine's `instanceId` (letters, digits, `.`, `_` and `-`, at most 128): each
+   * lease id this claim takes then begins with `instanceId + ":"`, so that
+   * {@linkcode StorageAdapter.expireInstanceLeases} can find them after a restart.
+   */
+  readonly instanceId?: string;
 }
 
 /** A change a lease holder makes to its run in one transaction; see {@linkcode StorageAdapter.advanceRun}. */
@@ -359,11 +372,22 @@ export interface StorageAdapter {
    * Atomically claims up to `limit` runs of the given workflows whose `dueAt` is at or before
    * `now`: `pending`, `sleeping` and `waiting` runs, and `running` runs whose lease expired.
    * Oldest `dueAt` first, ties in creation order. Each claimed run becomes `running` with a new
-   * unique `leaseId`, `dueAt = now + leaseDurationMs` and `claimCount + 1`. Two concurrent
+   * unique `leaseId`, `dueAt = now + leaseDurationMs` and `claimCount + 1`; its `recoveries`
+   * becomes one more than before when it was `running`, else 0 (see {@linkcode ClaimedRun}); an
+   * `advanceRun` that keeps the run running sets it back to 0. Two concurrent
    * claims never return the same run. Must use an index for the order: cost does not grow with
    * the number of runs that are not due.
    */
   claimRuns(request: ClaimRequest): Promise<ClaimedRun[]>;
+
+  /**
+   * Ends the leases a previous incarnation of a restarted engine holds: every `running` run whose
+   * lease id begins with `instanceId + ":"` (see {@linkcode ClaimRequest.instanceId}) and has not
+   * expired by `now` gets `dueAt = now`, so that the next claim takes it back as an expired lease
+   * (counted in `recoveries`). Its lease id is kept until then, so a late write of the old
+   * incarnation is fenced off by that claim. One atomic step; returns how many runs it changed.
+   */
+  expireInstanceLeases(instanceId: string, now: number): Promise<number>;
 
   /**
    * Renews a lease until `leaseExpiresAt` (default: the time of the call plus the duration the

@@ -281,7 +281,30 @@ export function checkClaimRequest(operation: string, value: unknown): ClaimReque
   if (checkTime(operation, "leaseDurationMs", leaseDurationMs) < 0) {
     throw invalid(operation, `invalid leaseDurationMs ${leaseDurationMs}: expected a duration >= 0`);
   }
+  if (value.instanceId !== undefined) checkInstanceId(operation, value.instanceId);
   return value as unknown as ClaimRequest;
+}
+
+/** What an engine's `instanceId` may be: the `:` that follows it in a lease id stays unambiguous. */
+export const INSTANCE_ID: RegExp = /^[A-Za-z0-9._-]{1,128}$/;
+
+/**
+ * Checks an engine instance id: 1 to 128 letters, digits, `.`, `_` or `-` (so that the `:` after
+ * it in a lease id is unambiguous).
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns The instance id.
+ * @throws {StorageError} If it is not such a string.
+ */
+export function checkInstanceId(operation: string, value: unknown): string {
+  if (typeof value !== "string" || !INSTANCE_ID.test(value)) {
+    throw invalid(
+      operation,
+      `invalid instanceId ${describe(value)}: expected 1 to 128 letters, digits, ".", "_" or "-"`,
+    );
+  }
+  return value;
 }
 
 /**

@@ -98,9 +98,19 @@ const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u;
  */
 export function encodeValue(value: unknown, maxBytes: number = MAX_VALUE_BYTES): EncodedValue {
   const state: EncodeState = { ancestors: [], keys: [] };
-  const encoded = encodeAny(value, state, undefined);
-  // When nothing needed rewriting, `encoded` is the caller's value itself: no copy was made.
-  const text = JSON.stringify(encoded);
+  let text: string;
+  try {
+    // When nothing needed rewriting, `encoded` is the caller's value itself: no copy was made.
+    text = JSON.stringify(encodeAny(value, state, undefined));
+  } catch (error) {
+    if (error instanceof SerializationError) throw error;
+    // User code ran inside the value (a getter, a toJSON, a revoked Proxy's trap) and threw.
+    throw new SerializationError(
+      `Cannot read the value: ${error instanceof Error ? error.message : String(error)}`,
+      formatPath(state.keys, undefined),
+      { cause: error },
+    );
+  }
   // A UTF-16 code unit takes at most 3 UTF-8 bytes, so short texts need no measuring.
   if (text.length * 3 > maxBytes) {
     const bytes = utf8Length(text);

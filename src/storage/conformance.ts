@@ -15,6 +15,7 @@ import type { StepResult, StorageAdapter, StoredError, WorkflowRun } from "./ada
 import type { ConformanceCase, ConformanceContext, ContractCase } from "./conformance_types.ts";
 import { listingCases } from "./conformance_listing.ts";
 import { nameCases } from "./conformance_names.ts";
+import { recoveryCases } from "./conformance_recovery.ts";
 import { requeueCases } from "./conformance_requeue.ts";
 import { retentionCases } from "./conformance_retention.ts";
 import { scheduleCases } from "./conformance_schedules.ts";
@@ -1543,6 +1544,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...lifecycleCases,
   ...listingCases,
   ...requeueCases,
+  ...recoveryCases,
   ...scheduleCases,
   ...retentionCases,
   ...nameCases,

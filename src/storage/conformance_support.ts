@@ -193,7 +193,7 @@ export function wait(stepName: string, now: number, timeoutAt: number | null): E
 
 /** Strips what a claim adds to a run, to compare it with `getRun()`. */
 export function asRun(run: ClaimedRun): WorkflowRun {
-  const { steps: _steps, ...rest } = run;
+  const { steps: _steps, recoveries: _recoveries, ...rest } = run;
   return rest;
 }
 

@@ -9,6 +9,7 @@ import {
   checkClaimRequest,
   checkError,
   checkEventWait,
+  checkInstanceId,
   checkLimit,
   checkName,
   checkNames,
@@ -82,6 +83,8 @@ interface RunRecord {
   dueAt: number | null;
   leaseId: string | null;
   claimCount: number;
+  /** See {@linkcode ClaimedRun.recoveries}. */
+  recoveries: number;
   /** Creation order: breaks dueAt ties. */
   readonly seq: number;
   /** Bumped whenever the run's index entry is replaced or removed, so older entries read as stale. */
@@ -337,8 +340,33 @@ export class MemoryStorage implements StorageAdapter {
    */
   claimRuns(request: ClaimRequest): Promise<ClaimedRun[]> {
     return this.#run("claimRuns", (op) => {
-      const { workflowNames, limit, now, leaseDurationMs } = checkClaimRequest(op, request);
-      return this.#claim(op, workflowNames, limit, now, leaseDurationMs);
+      const { workflowNames, limit, now, leaseDurationMs, instanceId } = checkClaimRequest(op, request);
+      return this.#claim(op, workflowNames, limit, now, leaseDurationMs, instanceId);
+    });
+  }
+
+  /**
+   * Makes the unexpired leases taken with `instanceId` due at `now`. Scans every run: it is
+   * called once per engine start.
+   *
+   * @param instanceId The restarted engine's instance id.
+   * @param now The current time.
+   * @returns How many runs were made due.
+   * @throws {StorageError} If the storage is closed or the arguments are malformed.
+   */
+  expireInstanceLeases(instanceId: string, now: number): Promise<number> {
+    return this.#run("expireInstanceLeases", (op) => {
+      const prefix = `${checkInstanceId(op, instanceId)}:`;
+      const time = checkTime(op, "now", now);
+      let expired = 0;
+      for (const record of this.#runs.values()) {
+        if (record.status !== "running" || !record.leaseId?.startsWith(prefix)) continue;
+        if (record.dueAt !== null && record.dueAt <= time) continue;
+        record.dueAt = time;
+        this.#index(record, time);
+        expired++;
+      }
+      return expired;
     });
   }
 
@@ -492,6 +520,7 @@ export class MemoryStorage implements StorageAdapter {
       if (step !== undefined) this.#writeStep(step);
       if (status === undefined) {
         record.updatedAt = now;
+        record.recoveries = 0;
         this.#renew(record, leaseExpiresAt ?? now + record.leaseDurationMs);
         return true;
       }
@@ -875,6 +904,7 @@ export class MemoryStorage implements StorageAdapter {
       indexed: false,
       indexKey: createdAt,
       leaseDurationMs: 0,
+      recoveries: 0,
     };
     this.#runs.set(id, record);
     if (idempotencyKey !== null) {
@@ -902,6 +932,7 @@ export class MemoryStorage implements StorageAdapter {
     limit: number,
     now: number,
     leaseDurationMs: number,
+    instanceId?: string,
   ): ClaimedRun[] {
     if (!Array.isArray(workflowNames)) {
       throw invalid(
@@ -929,8 +960,11 @@ export class MemoryStorage implements StorageAdapter {
       best.pop();
       const record = this.#owner(bestEntry)!;
       this.#unindex(record);
+      record.recoveries = record.status === "running" ? record.recoveries + 1 : 0;
       record.status = "running";
-      record.leaseId = crypto.randomUUID();
+      record.leaseId = instanceId === undefined
+        ? crypto.randomUUID()
+        : `${instanceId}:${crypto.randomUUID()}`;
       record.dueAt = now + leaseDurationMs;
       record.claimCount++;
       record.updatedAt = now;
@@ -943,6 +977,7 @@ export class MemoryStorage implements StorageAdapter {
       ...copyRun(record),
       leaseId: record.leaseId!,
       steps: this.#stepsOf(record.id),
+      recoveries: record.recoveries,
     }));
   }
 

@@ -13,8 +13,22 @@ export function validateWithSchema(
   value: unknown,
   what: string,
 ): unknown | Promise<unknown> {
-  const result = schema["~standard"].validate(value);
-  return isPromiseLike(result) ? result.then((settled) => unwrap(settled, what)) : unwrap(result, what);
+  let result: ReturnType<StandardSchemaV1["~standard"]["validate"]>;
+  try {
+    result = schema["~standard"].validate(value);
+  } catch (error) {
+    throw schemaThrew(error, what);
+  }
+  if (!isPromiseLike(result)) return unwrap(result, what);
+  return Promise.resolve(result).then((settled) => unwrap(settled, what), (error) => {
+    throw schemaThrew(error, what);
+  });
+}
+
+/** A schema that throws (or rejects) instead of returning issues: its failure, as a ValidationError. */
+function schemaThrew(error: unknown, what: string): ValidationError {
+  const message = `the schema's validate() threw: ${error instanceof Error ? error.message : String(error)}`;
+  return new ValidationError(`Invalid ${what}`, [{ message }], { cause: error });
 }
 
 function unwrap(result: StandardSchemaResult<unknown>, what: string): unknown {

@@ -43,6 +43,8 @@ export interface WorkerConfig {
   readonly concurrency: number;
   /** Engine `runLeaseDurationMs`, if not the default. */
   readonly leaseMs?: number;
+  /** Engine `instanceId`, if any. */
+  readonly instanceId?: string;
   /** The engine's poll interval, `start(pollMs)`. */
   readonly pollMs: number;
   /** Whether to wait for a line on stdin after "ready" before starting the engine. */
@@ -80,6 +82,23 @@ export interface LedgerEntry {
 /** The duration of the sleep of the `sleeper` workflow, in ms. */
 export const NAP_MS = 1_500;
 
+/**
+ * Attempts lost to killed workers that the workflows' steps absorb: each may be cut short this
+ * many times (a lost attempt counts as a failed one) and still complete.
+ */
+export const LOST_ATTEMPTS_ABSORBED = 4;
+/** The retry policy of steps that never fail by themselves: lost attempts are retried at once. */
+const SURVIVES_KILLS = { maxAttempts: 1 + LOST_ATTEMPTS_ABSORBED, initialDelayMs: 0 } as const;
+
+/** Attempts of the `crashloop` workflow's step, each of which kills its worker. */
+export const CRASHLOOP_ATTEMPTS = 3;
+/** How long the `hog` workflow's step blocks its event loop, and the lease its workers use. */
+export const HOG_CPU_MS = 1_000;
+/** The lease of the `hog` workers: well below the step's CPU time. */
+export const HOG_LEASE_MS = 300;
+/** Attempts of the `hog` workflow's step. */
+export const HOG_ATTEMPTS = 2;
+
 /** Attempts of the `flaky` workflow's `charge` step. */
 export const FLAKY_ATTEMPTS = 3;
 /** The error message of a `flaky` run whose `charge` step never succeeds (a negative `n`). */
@@ -98,6 +117,8 @@ interface HandlerContext {
   readonly crash: boolean;
   /** Notes a fact of the crash point; the marker is printed once all of them are noted. */
   reached(fact: string): void;
+  /** Kills this worker's own process with SIGKILL. */
+  die(): never;
 }
 
 /** Never settles in practice; its timer keeps the process alive until the parent kills it. */
@@ -117,25 +138,49 @@ function hang(): Promise<void> {
  * - `flaky`: `{ result: (n + 1) * 3 }`; step `charge` (recorded as `charge#<attempt>`) fails its first
  *   attempt and succeeds on the retry, or, for a negative `n`, fails all `FLAKY_ATTEMPTS` attempts and
  *   so the run, with the message `FLAKY_DOOMED`;
- * - `ticker`: `n` (step `tick`), the workflow of scheduled runs.
+ * - `ticker`: `n` (step `tick`), the workflow of scheduled runs;
+ * - `crashloop`: never ends well: step `doomed` (recorded as `doomed#<attempt>`) kills its own
+ *   worker with SIGKILL at each of its `CRASHLOOP_ATTEMPTS` attempts, so the run fails with
+ *   `WORKER_LOST`, and `onFailure` records `compensated`;
+ * - `hog`: `n`; step `crunch` (recorded as `crunch#<attempt>`) blocks the event loop for
+ *   `HOG_CPU_MS`, longer than its workers' lease.
+ *
+ * Steps that never fail by themselves retry lost attempts at once (`SURVIVES_KILLS`).
  *
  * Deployed (the second half of a chaos run), `drain` ends with a step `d` that passes `prev` on,
  * and `approval` starts with a step `step0`; neither records a side effect, and outputs stay the same.
  */
 function buildWorkflows(cx: HandlerContext, deployed = false) {
   const input = schema<{ n: number }>();
-  const drainBefore = createWorkflow({ name: "drain", input })
-    .step("a", ({ runId, stepName, input }) => {
-      cx.record(runId, stepName);
+  /** The first step of most workflows: `n + 1`. */
+  const step1 = {
+    retry: SURVIVES_KILLS,
+    handler: ({ runId, input }: { runId: string; input: { n: number } }) => {
+      cx.record(runId, "step1");
       return input.n + 1;
+    },
+  };
+  const drainBefore = createWorkflow({ name: "drain", input })
+    .step("a", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, stepName, input }) => {
+        cx.record(runId, stepName);
+        return input.n + 1;
+      },
     })
-    .step("b", ({ runId, stepName, prev }) => {
-      cx.record(runId, stepName);
-      return prev * 2;
+    .step("b", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, stepName, prev }) => {
+        cx.record(runId, stepName);
+        return prev * 2;
+      },
     })
-    .step("c", ({ runId, stepName, input, prev }) => {
-      cx.record(runId, stepName);
-      return { n: input.n, result: prev };
+    .step("c", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, stepName, input, prev }) => {
+        cx.record(runId, stepName);
+        return { n: input.n, result: prev };
+      },
     });
   // The deployed definitions keep the original types: no caller reads the units they add.
   const drain = deployed
@@ -143,45 +188,48 @@ function buildWorkflows(cx: HandlerContext, deployed = false) {
     : drainBefore;
   const approvalStart = createWorkflow({ name: "approval", input });
   const crashy = createWorkflow({ name: "crashy", input })
-    .step("step1", ({ runId, input }) => {
-      cx.record(runId, "step1");
-      return input.n + 1;
+    .step("step1", step1)
+    .step("step2", {
+      retry: SURVIVES_KILLS,
+      handler: async ({ runId, prev }) => {
+        cx.record(runId, "step2 started");
+        if (cx.crash) {
+          cx.reached("step2 started");
+          await hang();
+        }
+        cx.record(runId, "step2 completed");
+        return prev * 10;
+      },
     })
-    .step("step2", async ({ runId, prev }) => {
-      cx.record(runId, "step2 started");
-      if (cx.crash) {
-        cx.reached("step2 started");
-        await hang();
-      }
-      cx.record(runId, "step2 completed");
-      return prev * 10;
-    })
-    .step("step3", ({ runId, prev }) => {
-      cx.record(runId, "step3");
-      return { result: prev + 1 };
+    .step("step3", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, prev }) => {
+        cx.record(runId, "step3");
+        return { result: prev + 1 };
+      },
     });
   const sleeper = createWorkflow({ name: "sleeper", input })
-    .step("step1", ({ runId, input }) => {
-      cx.record(runId, "step1");
-      return input.n + 1;
-    })
+    .step("step1", step1)
     .sleep("nap", NAP_MS)
-    .step("step2", ({ runId, prev }) => {
-      cx.record(runId, "step2");
-      return { result: prev * 10 };
+    .step("step2", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, prev }) => {
+        cx.record(runId, "step2");
+        return { result: prev * 10 };
+      },
     });
   const approval =
     (deployed
       ? approvalStart.step("step0", ({ input }) => input.n) as unknown as typeof approvalStart
       : approvalStart)
-      .step("step1", ({ runId, input }) => {
-        cx.record(runId, "step1");
-        return input.n + 1;
-      })
+      .step("step1", step1)
       .waitForEvent("approve", { schema: approvalPayload })
-      .step("step2", ({ runId, prev, steps }) => {
-        cx.record(runId, "step2");
-        return { by: prev.by, result: steps.step1 * 10 };
+      .step("step2", {
+        retry: SURVIVES_KILLS,
+        handler: ({ runId, prev, steps }) => {
+          cx.record(runId, "step2");
+          return { by: prev.by, result: steps.step1 * 10 };
+        },
       });
   /** A branch that, in crash mode, announces that it started and hangs. */
   const hanging = (name: string, add: number) => async ({ runId, prev }: { runId: string; prev: number }) => {
@@ -194,27 +242,27 @@ function buildWorkflows(cx: HandlerContext, deployed = false) {
     return prev + add;
   };
   const fanout = createWorkflow({ name: "fanout", input })
-    .step("step1", ({ runId, input }) => {
-      cx.record(runId, "step1");
-      return input.n + 1;
-    })
+    .step("step1", step1)
     .parallel({
-      fast: ({ runId, prev }) => {
-        cx.record(runId, "fast");
-        return prev + 1;
+      fast: {
+        retry: SURVIVES_KILLS,
+        handler: ({ runId, prev }) => {
+          cx.record(runId, "fast");
+          return prev + 1;
+        },
       },
-      slow: hanging("slow", 2),
-      slower: hanging("slower", 3),
+      slow: { retry: SURVIVES_KILLS, handler: hanging("slow", 2) },
+      slower: { retry: SURVIVES_KILLS, handler: hanging("slower", 3) },
     })
-    .step("join", ({ runId, prev }) => {
-      cx.record(runId, "join");
-      return [prev.fast, prev.slow, prev.slower];
+    .step("join", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, prev }) => {
+        cx.record(runId, "join");
+        return [prev.fast, prev.slow, prev.slower];
+      },
     });
   const flaky = createWorkflow({ name: "flaky", input })
-    .step("step1", ({ runId, input }) => {
-      cx.record(runId, "step1");
-      return input.n + 1;
-    })
+    .step("step1", step1)
     .step("charge", {
       // A short fixed delay parks the run as pending between attempts, as a real retry does.
       retry: { maxAttempts: FLAKY_ATTEMPTS, backoff: "linear", initialDelayMs: 20, maxDelayMs: 20 },
@@ -225,15 +273,42 @@ function buildWorkflows(cx: HandlerContext, deployed = false) {
         return prev * 3;
       },
     })
-    .step("step3", ({ runId, prev }) => {
-      cx.record(runId, "step3");
-      return { result: prev };
+    .step("step3", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, prev }) => {
+        cx.record(runId, "step3");
+        return { result: prev };
+      },
     });
-  const ticker = createWorkflow({ name: "ticker", input }).step("tick", ({ runId, stepName, input }) => {
-    cx.record(runId, stepName);
-    return input.n;
+  const ticker = createWorkflow({ name: "ticker", input }).step("tick", {
+    retry: SURVIVES_KILLS,
+    handler: ({ runId, stepName, input }) => {
+      cx.record(runId, stepName);
+      return input.n;
+    },
   });
-  return { drain, crashy, sleeper, approval, fanout, flaky, ticker };
+  const crashloop = createWorkflow({ name: "crashloop", input })
+    .step("doomed", {
+      retry: { maxAttempts: CRASHLOOP_ATTEMPTS, initialDelayMs: 0 },
+      handler: ({ runId, stepName, attempt }) => {
+        cx.record(runId, `${stepName}#${attempt}`);
+        cx.die();
+      },
+    })
+    .onFailure(({ runId }) => cx.record(runId, "compensated"));
+  const hog = createWorkflow({ name: "hog", input })
+    .step("crunch", {
+      retry: { maxAttempts: HOG_ATTEMPTS, initialDelayMs: 0 },
+      handler: ({ runId, stepName, attempt, input }) => {
+        cx.record(runId, `${stepName}#${attempt}`);
+        const until = performance.now() + HOG_CPU_MS;
+        while (performance.now() < until) {
+          // CPU-bound work that never yields to the event loop
+        }
+        return input.n;
+      },
+    });
+  return { drain, crashy, sleeper, approval, fanout, flaky, ticker, crashloop, hog };
 }
 
 /** The workflows of the processes, by name. */
@@ -249,7 +324,7 @@ export function processWorkflows(deployed = false): ProcessWorkflows {
   const unused = () => {
     throw new Error("process workflows' handlers run only in worker processes");
   };
-  return buildWorkflows({ record: unused, crash: false, reached: unused }, deployed);
+  return buildWorkflows({ record: unused, crash: false, reached: unused, die: unused }, deployed);
 }
 
 /** Where a crash-mode worker stops: the marker it prints once every fact of it is noted. */
@@ -361,10 +436,17 @@ async function main(config: WorkerConfig): Promise<void> {
     },
     crash: config.crash,
     reached,
+    die: () => {
+      process.kill(process.pid, "SIGKILL");
+      throw new Error("unreachable: the process was killed");
+    },
   }, config.deployed);
   let parked = 0;
   const hooks: EngineHooks = {
     onError: (error) => {
+      // Notices, not failures: a loaded machine may delay a heartbeat, and a worker may start
+      // while another holds runs.
+      if (error.code === "EVENT_LOOP_BLOCKED" || error.code === "LEASES_HELD") return;
       // A run no registered definition can continue is parked, as the deploy expects some to be.
       if (error.code === "VERSION_MISMATCH") {
         parked++;
@@ -380,6 +462,7 @@ async function main(config: WorkerConfig): Promise<void> {
     workflows: Object.values(workflows),
     concurrency: config.concurrency,
     ...(config.leaseMs === undefined ? {} : { runLeaseDurationMs: config.leaseMs }),
+    ...(config.instanceId === undefined ? {} : { instanceId: config.instanceId }),
     hooks,
   });
   try {

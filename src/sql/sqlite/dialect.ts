@@ -79,7 +79,11 @@ export const sqliteDialect: Dialect = {
     const claimed: ClaimedRow[] = [];
     for (const row of rows) {
       const leaseId = newLeaseId();
-      await connection.execute(statement(SQL.CLAIM_RUN, leaseId, expiry, leaseMs, now, row.seq!));
+      // Taken from a worker whose lease expired: one more recovery in a row (see ClaimedRun.recoveries).
+      row.recoveries = row.status === "running" ? Number(row.recoveries) + 1 : 0;
+      await connection.execute(
+        statement(SQL.CLAIM_RUN, leaseId, expiry, leaseMs, row.recoveries, now, row.seq!),
+      );
       row.status = "running";
       row.lease_id = leaseId;
       row.due_at = expiry;
@@ -91,6 +95,8 @@ export const sqliteDialect: Dialect = {
   },
   heartbeatRun: (runId, leaseId, expiry, now) =>
     statement(SQL.HEARTBEAT_RUN, expiry, expiry === null ? now : 0, runId, leaseId),
+  expireInstanceLeases: (prefix, now) =>
+    statement(SQL.EXPIRE_INSTANCE_LEASES, now, prefix.length, prefix, now),
   selectLeaseHeld: (runId, leaseId) => statement(SQL.SELECT_LEASE_HELD, runId, leaseId),
   renewRun: (runId, leaseId, expiry, now) => statement(SQL.RENEW_RUN, expiry, now, now, runId, leaseId),
   parkRun({ runId, leaseId, status, now, dueAt, output, error }) {

@@ -110,6 +110,14 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     statements: [
+      // Consecutive claims that took the run from a worker whose lease expired, with no commit
+      // that kept it running in between (ClaimedRun.recoveries); bounds crash loops.
+      "ALTER TABLE reflow_runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0",
+    ],
+  },
+  {
+    version: 5,
+    statements: [
       // The version a run started under (or continues under); NULL for runs stored before it existed.
       "ALTER TABLE reflow_runs ADD COLUMN workflow_version TEXT",
       // The shape of every version an engine registered, so that any engine can compare a run's

@@ -97,14 +97,18 @@ export const SELECT_STEPS_OF_RUNS = `SELECT ${STEP_RESULT_COLUMNS} FROM reflow_s
  * Measured against a single `UPDATE … FROM (window) … RETURNING` that hands out lease ids by row
  * number: the single statement cost 68 µs for one run and 185 µs for 25, these 45 µs and 163 µs.
  */
-export const SELECT_CLAIMABLE = `SELECT seq, ${RUN_COLUMNS} FROM reflow_runs INDEXED BY reflow_runs_claim ` +
+export const SELECT_CLAIMABLE =
+  `SELECT seq, recoveries, ${RUN_COLUMNS} FROM reflow_runs INDEXED BY reflow_runs_claim ` +
   `WHERE ${CLAIMABLE} AND due_at <= ? AND +workflow_name IN (SELECT value FROM json_each(?)) ` +
   "ORDER BY due_at, seq LIMIT ?";
 
-/** Claims one run found by {@linkcode SELECT_CLAIMABLE}. Parameters: lease id, lease expiry, lease duration, now, seq. */
+/**
+ * Claims one run found by {@linkcode SELECT_CLAIMABLE}. Parameters: lease id, lease expiry, lease
+ * duration, recoveries, now, seq.
+ */
 export const CLAIM_RUN =
   "UPDATE reflow_runs SET status = 'running', lease_id = ?, due_at = ?, lease_ms = ?, " +
-  "claim_count = claim_count + 1, updated_at = ? WHERE seq = ?";
+  "claim_count = claim_count + 1, recoveries = ?, updated_at = ? WHERE seq = ?";
 
 /**
  * Renews a held lease to an expiry, or (when it is NULL) to now plus the claim's duration.
@@ -112,6 +116,13 @@ export const CLAIM_RUN =
  */
 export const HEARTBEAT_RUN = "UPDATE reflow_runs SET due_at = coalesce(?, ? + lease_ms) " +
   "WHERE id = ? AND status = 'running' AND lease_id = ?";
+
+/**
+ * Makes the unexpired leases of one engine instance (lease ids beginning with its prefix) due
+ * now; the status index finds the running runs. Parameters: now, prefix length, prefix, now.
+ */
+export const EXPIRE_INSTANCE_LEASES = "UPDATE reflow_runs SET due_at = ? " +
+  "WHERE status = 'running' AND substr(lease_id, 1, ?) = ? AND due_at > ?";
 
 /** Whether a lease is held. Parameters: run id, lease id. */
 export const SELECT_LEASE_HELD =
@@ -121,7 +132,8 @@ export const SELECT_LEASE_HELD =
  * Keeps a held run running and moves its lease expiry, or (when it is NULL) renews it to now
  * plus the claim's duration. Parameters: expiry, now, now, run id, lease id.
  */
-export const RENEW_RUN = "UPDATE reflow_runs SET due_at = coalesce(?, ? + lease_ms), updated_at = ? " +
+export const RENEW_RUN =
+  "UPDATE reflow_runs SET due_at = coalesce(?, ? + lease_ms), updated_at = ?, recoveries = 0 " +
   "WHERE id = ? AND status = 'running' AND lease_id = ?";
 
 /**
