@@ -184,7 +184,10 @@ function buildWorkflows(cx: HandlerContext, deployed = false) {
     });
   // The deployed definitions keep the original types: no caller reads the units they add.
   const drain = deployed
-    ? drainBefore.step("d", ({ prev }) => prev) as unknown as typeof drainBefore
+    ? drainBefore.step("d", {
+      retry: SURVIVES_KILLS,
+      handler: ({ prev }) => prev,
+    }) as unknown as typeof drainBefore
     : drainBefore;
   const approvalStart = createWorkflow({ name: "approval", input });
   const crashy = createWorkflow({ name: "crashy", input })
@@ -218,19 +221,21 @@ function buildWorkflows(cx: HandlerContext, deployed = false) {
         return { result: prev * 10 };
       },
     });
-  const approval =
-    (deployed
-      ? approvalStart.step("step0", ({ input }) => input.n) as unknown as typeof approvalStart
-      : approvalStart)
-      .step("step1", step1)
-      .waitForEvent("approve", { schema: approvalPayload })
-      .step("step2", {
-        retry: SURVIVES_KILLS,
-        handler: ({ runId, prev, steps }) => {
-          cx.record(runId, "step2");
-          return { by: prev.by, result: steps.step1 * 10 };
-        },
-      });
+  const approval = (deployed
+    ? approvalStart.step("step0", {
+      retry: SURVIVES_KILLS,
+      handler: ({ input }) => input.n,
+    }) as unknown as typeof approvalStart
+    : approvalStart)
+    .step("step1", step1)
+    .waitForEvent("approve", { schema: approvalPayload })
+    .step("step2", {
+      retry: SURVIVES_KILLS,
+      handler: ({ runId, prev, steps }) => {
+        cx.record(runId, "step2");
+        return { by: prev.by, result: steps.step1 * 10 };
+      },
+    });
   /** A branch that, in crash mode, announces that it started and hangs. */
   const hanging = (name: string, add: number) => async ({ runId, prev }: { runId: string; prev: number }) => {
     cx.record(runId, `${name} started`);
