@@ -83,6 +83,7 @@ export { type CronSchedule, nextCronOccurrence, parseCron } from "./src/schedule
 export type { EventStream, StreamOptions } from "./src/engine/stream.ts";
 export type { ListRunsOptions, RunCursor, RunPage } from "./src/engine/run_listing.ts";
 export type { PurgeOptions, RetentionOptions } from "./src/engine/retention.ts";
+export type { CheckRunsOptions, RunCheckReport, VersionCheck } from "./src/engine/run_check.ts";
 
 export {
   ConditionError,
@@ -113,6 +114,7 @@ export {
   StreamLaggedError,
   TestRunIncompleteError,
   ValidationError,
+  VersionMismatchError,
   WaitTimeoutError,
   WorkerLostError,
   WorkflowNotFoundError,
@@ -124,6 +126,7 @@ export type {
   ReflowErrorOptions,
   StorageErrorKind,
   ValidationIssue,
+  VersionMismatchReason,
 } from "./src/errors.ts";
 
 export type {
@@ -149,6 +152,7 @@ export type {
   StoredError,
   UpsertScheduleResult,
   WorkflowRun,
+  WorkflowVersionRecord,
 } from "./src/storage/adapter.ts";
 export { decodeValue, encodeValue, MAX_VALUE_BYTES } from "./src/storage/codec.ts";
 

@@ -8,7 +8,11 @@
 // `PRAGMA integrity_check`. A run whose attempt a kill cut short shows it as one more attempt of
 // that unit (lost attempts count); their total is bounded by what the kills had in flight. One run
 // in a hundred is a crash loop (its step kills its own worker at every attempt, and the controller
-// restarts it): it must end `failed` with WORKER_LOST after exactly its attempts. Prints one summary
+// restarts it): it must end `failed` with WORKER_LOST after exactly its attempts. Halfway through
+// the kills it deploys: every worker is restarted with changed definitions (a step appended to
+// `drain`, compatible; a step inserted first in `approval`, incompatible with approval runs that
+// have started), and each run must then have completed correctly under either definition, or (an
+// approval run started before the deploy) be parked with VERSION_MISMATCH. Prints one summary
 // line; exits 1 on any violation.
 //
 //   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
@@ -139,7 +143,7 @@ class Child {
   }
 }
 
-const workerConfig: WorkerConfig = {
+let workerConfig: WorkerConfig = {
   workflow: "drain",
   crash: false,
   driver,
@@ -186,6 +190,14 @@ async function main(): Promise<number> {
 
   const problems: string[] = [];
   let killCount = 0;
+  /** Kills a worker and starts a new one in its slot (with the current definitions). */
+  const replace = async (slot: number) => {
+    const child = pool[slot]!;
+    killedAt.set(child.process.pid!, Date.now());
+    child.process.kill("SIGKILL");
+    await child.exited;
+    pool[slot] = spawnWorker();
+  };
   let selfKills = 0;
   /**
    * Restarts workers that a crash-looping step killed (SIGKILL by itself), noting when they died;
@@ -205,17 +217,22 @@ async function main(): Promise<number> {
     return true;
   };
   while (killCount < kills) {
+    if (killCount === Math.floor(kills / 2) && workerConfig.deployed !== true) {
+      // The deploy: a rolling restart, one worker at a time, onto the changed definitions.
+      workerConfig = { ...workerConfig, deployed: true };
+      for (let slot = 0; slot < pool.length; slot++) {
+        await replace(slot);
+        await sleep(killEveryMs[0]);
+      }
+    }
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
     if (!replaceDead()) break;
     // Only a worker whose engine runs: killing one still starting up would test little.
     const live = pool.map((child, slot) => ({ child, slot })).filter(({ child }) => child.started);
     if (live.length === 0) continue;
-    const { child, slot } = live[Math.floor(random() * live.length)]!;
-    killedAt.set(child.process.pid!, Date.now());
-    child.process.kill("SIGKILL");
-    await child.exited;
+    const { slot } = live[Math.floor(random() * live.length)]!;
+    await replace(slot);
     killCount++;
-    pool[slot] = spawnWorker();
   }
 
   for (const { child } of producers) {
@@ -228,8 +245,9 @@ async function main(): Promise<number> {
 
   // Every run must finish; the deadline only stops a hung chaos run.
   const deadline = Date.now() + (short ? 30_000 : 180_000);
+  // Parked runs stay parked: no definition the workers have can continue them.
   const unfinished = reader.prepare(
-    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
+    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'parked')",
   );
   while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) {
     if (!replaceDead()) break;
@@ -259,6 +277,7 @@ async function main(): Promise<number> {
     : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per kill`;
   console.log(
     `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
+      `deployed ${verdict.deployed}, parked ${verdict.parked} (VERSION_MISMATCH), ` +
       `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
       `integrity ${verdict.integrity}, crash loops failed ${verdict.crashLoopsFailed}/${verdict.crashLoops} ` +
       `(${selfKills} self-kills), lost attempts ${verdict.lostAttempts}` +
@@ -276,6 +295,9 @@ async function main(): Promise<number> {
 interface Verdict {
   lost: number;
   stuck: number;
+  parked: number;
+  /** Completed runs that ran a unit only the deployed definitions have. */
+  deployed: number;
   wrong: number;
   duplicates: number;
   /** Attempts beyond the plan's, each cut short by a kill. */
@@ -284,6 +306,21 @@ interface Verdict {
   crashLoopsFailed: number;
   integrity: string;
   problems: string[];
+}
+
+/** The version of `approval` before the deploy: its started runs are the ones that may park. */
+const approvalBefore = processWorkflows().approval.version;
+
+/** The units a completed run may have: the plan's, or with the unit its deployed definition adds. */
+function deployedUnits(plan: ReturnType<typeof planRun>): (readonly (readonly [string, number])[])[] {
+  switch (plan.workflow) {
+    case "drain":
+      return [plan.units, [...plan.units, ["d", 1]]];
+    case "approval":
+      return [plan.units, [["step0", 1], ...plan.units]];
+    default:
+      return [plan.units];
+  }
 }
 
 async function verify(
@@ -295,6 +332,8 @@ async function verify(
   const v: Verdict = {
     lost: 0,
     stuck: 0,
+    parked: 0,
+    deployed: 0,
     wrong: 0,
     duplicates: 0,
     lostAttempts: 0,
@@ -384,19 +423,33 @@ async function verify(
       continue;
     }
     const { run, steps } = details;
+    const plan = planRun(i);
     if (isCrashLoop(i)) {
       v.crashLoops++;
       if (run.status === "failed") v.crashLoopsFailed++;
+    }
+    if (run.status === "parked") {
+      // Only an approval run that started under the first definition cannot continue after the deploy.
+      const started = steps.length > 0 && steps[0]!.name === "step1";
+      if (plan.workflow === "approval" && run.version === approvalBefore && started) {
+        if (run.error?.code === "VERSION_MISMATCH") v.parked++;
+        else wrong(i, `parked with ${JSON.stringify(run.error)}`);
+      } else {
+        wrong(i, `parked (version ${run.version}, units ${JSON.stringify(steps.map((s) => s.name))})`);
+      }
+      continue;
     }
     if (!["completed", "failed", "cancelled"].includes(run.status)) {
       v.stuck++;
       v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
       continue;
     }
-    const plan = planRun(i);
     const units = steps.map((s) => [s.name, s.attempts] as const);
-    // Attempts beyond the plan's: undefined when the units differ otherwise.
-    const extra = lostAttempts(units, plan.units);
+    // Attempts beyond the plan's, under the definition the run finished with (before or after the
+    // deploy); undefined when the units differ otherwise.
+    const extras = deployedUnits(plan).map((expected) => lostAttempts(units, expected));
+    const match = extras.findIndex((count) => count !== undefined);
+    const extra = match === -1 ? undefined : extras[match];
     // Every unit but a crash loop's absorbs a few lost attempts; a kill that cut the last one
     // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare.
     const lostOut = extra !== undefined && extra > 0 && run.status === "failed" &&
@@ -437,6 +490,7 @@ async function verify(
     // Every unit committed once with the planned attempts (plus lost ones), and every side effect
     // there as planned.
     if (run.status === "cancelled") continue;
+    if (match > 0) v.deployed++;
     if (extra === undefined) {
       wrong(i, `units ${JSON.stringify(units)}, expected ${JSON.stringify(plan.units)}`);
       continue;

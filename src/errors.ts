@@ -36,6 +36,7 @@ export type ReflowErrorCode =
   | "CONDITION_FAILED"
   | "EVENT_LOOP_BLOCKED"
   | "LEASES_HELD"
+  | "VERSION_MISMATCH"
   | "INTERNAL";
 
 /** The plain-object form of a {@linkcode ReflowError}, as returned by `toJSON()`. */
@@ -228,7 +229,8 @@ export class WorkflowNotFoundError extends ReflowError {
 }
 
 /**
- * Two workflows registered with one engine under the same name.
+ * Two workflows registered with one engine under the same name and version (several versions of
+ * one name may be registered side by side).
  *
  * @example
  * ```ts
@@ -242,15 +244,23 @@ export class DuplicateWorkflowError extends ReflowError {
   readonly code = "DUPLICATE_WORKFLOW" as const;
   /** The name registered twice. */
   readonly workflowName: string;
+  /** The version registered twice, when known. */
+  readonly version: string | undefined;
 
   /**
    * Creates a DuplicateWorkflowError.
    *
    * @param workflowName The name registered twice.
+   * @param version The version registered twice, when known.
    */
-  constructor(workflowName: string) {
-    super(`Cannot register workflow "${workflowName}" twice`);
+  constructor(workflowName: string, version?: string) {
+    super(
+      version === undefined
+        ? `Cannot register workflow "${workflowName}" twice`
+        : `Cannot register version ${JSON.stringify(version)} of workflow "${workflowName}" twice`,
+    );
     this.workflowName = workflowName;
+    this.version = version;
   }
 }
 
@@ -1053,6 +1063,99 @@ export class StreamLaggedError extends ReflowError {
     );
     this.bufferSize = bufferSize;
     this.lagTimeoutMs = lagTimeoutMs;
+  }
+}
+
+/**
+ * Why a run cannot continue under the registered definitions of its workflow:
+ *
+ * - `inserted`: a unit was inserted at or before the run's position;
+ * - `removed`: a unit the run has passed or is in is gone (or renamed);
+ * - `reordered`: a unit the run has passed or is in moved;
+ * - `kindChanged`: a unit the run has passed or is in changed kind (step, sleep, wait, parallel)
+ *   or, for a parallel group, its branches;
+ * - `unknownVersion`: the run's version was never registered on this database, so its shape is
+ *   unknown, and the run has already started;
+ * - `workflowNotRegistered`: no registered definition has the run's workflow name (renamed or deleted).
+ */
+export type VersionMismatchReason =
+  | "inserted"
+  | "removed"
+  | "reordered"
+  | "kindChanged"
+  | "unknownVersion"
+  | "workflowNotRegistered";
+
+/**
+ * A run that no registered definition can continue without contradicting what it has already
+ * done. The engine parks the run (status `parked`, this error stored as its `error`) and reports
+ * it to `onError`; registering its version again, or a compatible one, lets it continue.
+ *
+ * @example
+ * ```ts
+ * import { VersionMismatchError } from "@reflow/core";
+ *
+ * const error = new VersionMismatchError("r1", "orders", "s1a2b3c4d", "charge", "reordered");
+ * console.log(error.code, error.unit, error.reason); // VERSION_MISMATCH charge reordered
+ * ```
+ */
+export class VersionMismatchError extends ReflowError {
+  /** Always `"VERSION_MISMATCH"`. */
+  readonly code = "VERSION_MISMATCH" as const;
+  /** The run that cannot continue. */
+  readonly runId: string;
+  /** The run's workflow. */
+  readonly workflowName: string;
+  /** The version the run stored (null: none recorded). */
+  readonly version: string | null;
+  /** The first unit (of the run's definition) that differs, or null when none is known. */
+  readonly unit: string | null;
+  /** Why it cannot continue. */
+  readonly reason: VersionMismatchReason;
+
+  /**
+   * Creates a VersionMismatchError.
+   *
+   * @param runId The run.
+   * @param workflowName The run's workflow.
+   * @param version The run's stored version.
+   * @param unit The first unit that differs, or null.
+   * @param reason Why the run cannot continue.
+   */
+  constructor(
+    runId: string,
+    workflowName: string,
+    version: string | null,
+    unit: string | null,
+    reason: VersionMismatchReason,
+  ) {
+    super(
+      `Run "${runId}" of workflow "${workflowName}" (version ${JSON.stringify(version)}) cannot continue ` +
+        `under the registered definitions: ${describeMismatch(unit, reason)}`,
+    );
+    this.runId = runId;
+    this.workflowName = workflowName;
+    this.version = version;
+    this.unit = unit;
+    this.reason = reason;
+  }
+}
+
+function describeMismatch(unit: string | null, reason: VersionMismatchReason): string {
+  const named = unit === null ? "" : ` (unit "${unit}")`;
+  switch (reason) {
+    case "inserted":
+      return `a unit was inserted at or before its position${named}`;
+    case "removed":
+      return `a unit it has reached was removed or renamed${named}`;
+    case "reordered":
+      return `a unit it has reached moved${named}`;
+    case "kindChanged":
+      return `a unit it has reached changed kind or branches${named}`;
+    case "unknownVersion":
+      return "its version was never registered on this storage, so its shape is unknown";
+    case "workflowNotRegistered":
+      return "no registered workflow has its name";
   }
 }
 

@@ -218,6 +218,26 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "a workflow version that is not registered",
+    act: ({ engine }) => engine.enqueue("order", { n: 1 }, { version: "no-such-version" }),
+    expect: config("version"),
+  },
+  {
+    name: "an unknown checkRuns() option",
+    act: ({ engine }) => engine.checkRuns(loose({ pagesize: 10 })),
+    expect: config("pagesize"),
+  },
+  {
+    name: "an unknown enqueue option next to version",
+    act: ({ engine }) => engine.enqueue("order", { n: 1 }, loose({ version: "x", verison: "y" })),
+    expect: config("verison"),
+  },
+  {
+    name: "a checkRuns() page size out of range",
+    act: ({ engine }) => engine.checkRuns({ pageSize: 0 }),
+    expect: config("pageSize"),
+  },
+  {
     name: "an input of more than MAX_VALUE_BYTES encoded",
     act: ({ engine }) => engine.enqueue("order", loose({ n: 1, pad: "x".repeat(MAX_VALUE_BYTES) })),
     expect: at("$"),

@@ -33,7 +33,7 @@ test(
     assert.equal(code, 0, output);
     assert.match(
       output,
-      /^chaos: runs 300, kills 10, lost 0, stuck 0, wrong outputs 0, duplicate side effects \d+ \(.*\), integrity ok, crash loops failed 3\/3 /m,
+      /^chaos: runs 300, kills 10, lost 0, stuck 0, deployed [1-9]\d*, parked \d+ \(VERSION_MISMATCH\), wrong outputs 0, duplicate side effects \d+ \(.*\), integrity ok, crash loops failed 3\/3 /m,
     );
   },
 );

@@ -121,6 +121,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     assert.deepEqual(page.runs.at(-1), {
       id: "run-done",
       workflow: "orders",
+      version: null,
       status: "completed",
       input: { orderId: 1 },
       output: { total: 42 },

@@ -599,9 +599,17 @@ test("a clock reading NaN is a ConfigError, reported by the worker loop instead 
     },
   });
   const workflow = createWorkflow({ name: "w", input }).step("s", () => 1);
-  const engine = createEngine({ storage: counting, workflows: [workflow], now: () => NaN, hooks: log.hooks });
-  await assert.rejects(engine.tick(), (error: unknown) => (error as ReflowError).code === "CONFIG");
+  let broken = true;
+  const now = () => broken ? NaN : Date.now();
+  const engine = createEngine({ storage: counting, workflows: [workflow], now, hooks: log.hooks });
+  const isConfigError = (error: unknown) => (error as ReflowError).code === "CONFIG";
+  await assert.rejects(engine.tick(), isConfigError);
+  // start() reads the clock too (to register the workflows' versions), and fails the same way.
+  await assert.rejects(engine.start(20), isConfigError);
+  // A clock that breaks once the loop runs is reported by the loop, which keeps polling, not spinning.
+  broken = false;
   await engine.start(20);
+  broken = true;
   await eventually(() => log.errors.length >= 2 || undefined);
   await engine.stop();
   assert.ok(log.errors.every((e) => e.code === "CONFIG"));

@@ -370,8 +370,13 @@ for (const subject of sqliteSubjects) {
         for (const sql of migration.statements) handle.prepare(sql).run();
       }
       handle.prepare(SQL.UPSERT_SCHEMA_VERSION).run(version);
-      handle.prepare(SQL.INSERT_RUN).run("r1", "wf", `{"v":${version}}`, "key", T0, T0, T0);
-      handle.prepare(SQL.INSERT_RUN).run("r2", "wf", "{}", null, T0 + 1, T0 + 1, T0 + 1);
+      // The columns every version has: runs stored before version 4 have no workflow version.
+      const insertRun = handle.prepare(
+        "INSERT INTO reflow_runs (id, workflow_name, status, input, idempotency_key, created_at, " +
+          "updated_at, due_at, claim_count) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, 0)",
+      );
+      insertRun.run("r1", "wf", `{"v":${version}}`, "key", T0, T0, T0);
+      insertRun.run("r2", "wf", "{}", null, T0 + 1, T0 + 1, T0 + 1);
       const { runId, stepName, status, output, attempts, dueAt, updatedAt } = step("r1", "a");
       handle.prepare(SQL.UPSERT_STEP).run(
         ...[runId, stepName, status, output, null, null, null, null, attempts, dueAt, updatedAt],
@@ -538,6 +543,7 @@ for (const subject of sqliteSubjects) {
       assert.deepEqual(await storage.getRun("r1"), {
         id: "r1",
         workflowName: "wf",
+        workflowVersion: null,
         status: "pending",
         input: '{"v":1}',
         output: null,
@@ -711,6 +717,19 @@ for (const subject of sqliteSubjects) {
       });
       assert.equal(created, true);
       assert.deepEqual((await storage.dueSchedules(["wf"], T0, 5)).map((schedule) => schedule.key), ["k"]);
+    });
+
+    test(`${label}: a version-3 database migrates to version 4: its runs have no version, new ones do`, async () => {
+      const path = await legacyDatabase(3);
+      const storage = await open(path);
+      await storage.initialize();
+      const migrated = await raw(path);
+      assert.deepEqual(rows(migrated, "SELECT value FROM reflow_meta"), [{ value: SCHEMA_VERSION }]);
+      assert.equal((await storage.getRun("r1"))?.workflowVersion, null);
+      await storage.createRun(newRun("r3", { workflowVersion: "v2" }));
+      assert.equal((await storage.getRun("r3"))?.workflowVersion, "v2");
+      await storage.saveWorkflowVersions([{ workflowName: "wf", version: "v2", shape: "[]", createdAt: T0 }]);
+      assert.deepEqual((await storage.listWorkflowVersions()).map((record) => record.version), ["v2"]);
     });
 
     test(`${label}: processes racing claimScheduleSlot() for the same slots create exactly one run per slot`, async () => {

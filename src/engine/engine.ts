@@ -16,6 +16,7 @@ import {
   ReflowError,
   RunCancelledError,
   StorageError,
+  type VersionMismatchError,
 } from "../errors.ts";
 import type { ClaimedRun, RunStatus } from "../storage/adapter.ts";
 import { decodeValue, valuesEqual } from "../storage/codec.ts";
@@ -41,6 +42,9 @@ import { listRunPage, type ListRunsOptions, type RunPage, toRunQuery } from "./r
 import { type ScheduleInfo, type ScheduleMethods, type ScheduleOptions, Scheduler } from "./scheduler.ts";
 import { RunWaiters, type WaitForRunOptions } from "./run_waiter.ts";
 import { BufferedEventStream, type EventStream, resolveStreamOptions, type StreamOptions } from "./stream.ts";
+import { checkRuns, type CheckRunsOptions, type RunCheckReport } from "./run_check.ts";
+import { VersionRegistry } from "./versions.ts";
+import { sweepParked } from "./parked_sweep.ts";
 
 /** Options of `engine.enqueue()`. */
 export interface EnqueueOptions {
@@ -49,9 +53,14 @@ export interface EnqueueOptions {
    * returns the existing run; with a different input it throws `IdempotencyConflictError`.
    */
   readonly idempotencyKey?: string;
+  /**
+   * The registered version of the workflow to start the run under (its `version`). Default: the
+   * newest, the one listed last in `workflows`.
+   */
+  readonly version?: string;
 }
 
-const ENQUEUE_OPTION_KEYS: OptionKeys<EnqueueOptions> = { idempotencyKey: true };
+const ENQUEUE_OPTION_KEYS: OptionKeys<EnqueueOptions> = { idempotencyKey: true, version: true };
 
 /** The answer of `engine.enqueue()`. */
 export interface EnqueueResult {
@@ -70,6 +79,8 @@ export interface RunHandle<Input = unknown, Output = unknown> extends EnqueueRes
   readonly id: string;
   /** Its workflow's name. */
   readonly workflow: string;
+  /** The version of the workflow's definition it runs under (null: none recorded, for an older run). */
+  readonly version: string | null;
   /** Its status when `enqueue` returned: `pending` for a new run. */
   readonly status: RunStatus;
   /** Its validated input. */
@@ -197,6 +208,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @param options The idempotency key, if any.
    * @returns A handle on the stored run: its fields, `runId`, `created`, and `result()`.
    * @throws {WorkflowNotFoundError} For an unknown name.
+   * @throws {ConfigError} For a `version` that is not registered (field `version`).
    * @throws {ValidationError} When the schema rejects the input.
    * @throws {SerializationError} When the validated input cannot be stored.
    * @throws {IdempotencyConflictError} When the key is held by a run with a different input.
@@ -274,7 +286,9 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   /**
    * Sends an event to a run. The payload is validated by the wait's schema and stored; a run
    * waiting for this name wakes at once, and a run that has not reached the wait yet finds the
-   * event there when it does (events of one name are consumed oldest first).
+   * event there when it does (events of one name are consumed oldest first). A parked run, or a
+   * run whose version or workflow is not registered here, keeps the event for when it continues
+   * (validated by the newest registered definition's wait of that name, if it has one).
    *
    * @example Approve a waiting run
    * ```ts
@@ -297,8 +311,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * @param name The name of a `waitForEvent` unit of the run's workflow.
    * @param payload The event's data.
    * @returns True if stored, false if the run does not exist or has already finished.
-   * @throws {ConfigError} When the run's workflow has no wait of that name (field `name`).
-   * @throws {WorkflowNotFoundError} When the run's workflow is not registered on this engine.
+   * @throws {ConfigError} When the run's definition has no wait of that name (field `name`).
    * @throws {ValidationError} When the wait's schema rejects the payload.
    * @throws {SerializationError} When the payload cannot be stored.
    */
@@ -398,8 +411,45 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
   listRuns(options?: ListRunsOptions): Promise<RunPage>;
 
   /**
+   * Reports, per workflow and version, how many runs are in flight, how many the registered
+   * definitions will continue, and which they cannot, with the reason: run it from a script
+   * holding the new definitions before a deploy, while the old processes still run. Reads the
+   * store in pages; step results only of started runs whose fate depends on where they are.
+   * Changes nothing.
+   *
+   * @example Check a changed definition before deploying it
+   * ```ts
+   * import { createEngine, createWorkflow } from "@reflow/core";
+   * import { MemoryStorage } from "@reflow/core/test";
+   * import { z } from "zod";
+   *
+   * const storage = new MemoryStorage();
+   * const v1 = createWorkflow({ name: "order", version: "1", input: z.string() })
+   *   .step("charge", ({ input }) => `charged ${input}`)
+   *   .step("ship", ({ prev }) => `${prev}, shipped`);
+   * await using old = createEngine({ storage, workflows: [v1] });
+   * await old.enqueue("order", "o-1");
+   *
+   * // Version 2 inserts a step before "charge": fine for runs that have not started yet.
+   * const v2 = createWorkflow({ name: "order", version: "2", input: z.string() })
+   *   .step("reserve", ({ input }) => input)
+   *   .step("charge", ({ input }) => `charged ${input}`)
+   *   .step("ship", ({ prev }) => `${prev}, shipped`);
+   * await using next = createEngine({ storage, workflows: [v2] });
+   * const report = await next.checkRuns();
+   * console.log(report.inFlight, report.continuing, report.blocked); // 1 1 0
+   * ```
+   *
+   * @param options The page size, and how many blocked runs to list per version.
+   * @returns The report.
+   * @throws {ConfigError} On an invalid option.
+   */
+  checkRuns(options?: CheckRunsOptions): Promise<RunCheckReport>;
+
+  /**
    * Puts a failed or cancelled run back in the queue. Its completed and skipped steps are kept
-   * and not run again; the step that failed starts over with fresh attempts.
+   * and not run again; the step that failed starts over with fresh attempts. A parked run goes
+   * back too, and is checked again against the registered definitions when next claimed.
    *
    * @example Retry a failed run once the cause is fixed
    * ```ts
@@ -422,7 +472,7 @@ export interface Engine<W extends AnyWorkflow = AnyWorkflow> extends AsyncDispos
    * ```
    *
    * @param runId The run.
-   * @returns True if it was re-queued; false if it does not exist or is not failed or cancelled.
+   * @returns True if it was re-queued; false if it does not exist or is not failed, cancelled or parked.
    */
   resume(runId: string): Promise<boolean>;
 
@@ -512,9 +562,15 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
   readonly #waiters: RunWaiters;
+  readonly #versions: VersionRegistry;
+  /** Parked runs reported to `onError` since this engine started, so each is reported once. */
+  readonly #reportedParked = new Set<string>();
+  /** Whether parked runs were looked at since the engine started (or was first ticked). */
+  #parkedSwept = false;
 
   constructor(options: ResolvedEngineOptions) {
     this.#options = options;
+    this.#versions = new VersionRegistry(options.versions, options.storage);
     // A consumer that catches up wakes the loop, which claims nothing while a stream is full.
     this.#events = new EventBus(options.hooks, () => this.#notify());
     this.#waiters = new RunWaiters({
@@ -542,6 +598,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     if (this.#state === "stopping") await this.#loop;
     if (this.#state === "started") return;
     await this.#initialize();
+    await this.#sweepParked();
     await this.#reclaimOwnLeases(true);
     this.#pollIntervalMs = pollIntervalMs;
     this.#state = "started";
@@ -591,7 +648,35 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       for (const stream of this.#streams) stream.end();
       this.#events.setIgnoreCongestion(false);
       this.#state = "idle";
+      this.#parkedSwept = false;
+      this.#reportedParked.clear();
     }
+  }
+
+  async checkRuns(options?: CheckRunsOptions): Promise<RunCheckReport> {
+    await this.#initialize();
+    return await checkRuns(this.#options.storage, this.#versions, options);
+  }
+
+  /** Once per start (or first tick): re-queues parked runs that can continue now, reports the others. */
+  async #sweepParked(): Promise<void> {
+    if (this.#parkedSwept) return;
+    this.#parkedSwept = true;
+    const { storage, versions, now } = this.#options;
+    await sweepParked({
+      storage,
+      versions: this.#versions,
+      names: versions,
+      now,
+      report: (error) => this.#reportParked(error),
+      notify: () => this.#notify(),
+    });
+  }
+
+  #reportParked(error: VersionMismatchError): void {
+    if (this.#reportedParked.has(error.runId)) return;
+    this.#reportedParked.add(error.runId);
+    this.#events.reportError(error);
   }
 
   async listRuns(options?: ListRunsOptions): Promise<RunPage> {
@@ -601,6 +686,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async resume(runId: string): Promise<boolean> {
+    // A parked run goes back as any other: the next claim checks its version again.
     await this.#initialize();
     const resumed = await this.#options.storage.requeueRun(runId, this.#options.now());
     if (resumed) this.#notify();
@@ -629,6 +715,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   async tick(): Promise<number> {
     await this.#initialize();
+    if (!this.#parkedSwept) await this.#sweepParked();
     await this.#reclaimOwnLeases(false);
     await this.#scheduler.fireIfDue(this.#pollIntervalMs);
     const claimed = await this.#claim(this.#options.concurrency - this.#held.size);
@@ -641,8 +728,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   }
 
   async enqueue(name: string, input: unknown, options?: EnqueueOptions): Promise<RunHandle> {
-    const workflow = registeredWorkflow(this.#options.workflows, name);
     const checked = checkOptionKeys(options, ENQUEUE_OPTION_KEYS, undefined, "enqueue options");
+    const workflow = registeredVersion(this.#options, name, checked?.version);
     const idempotencyKey = optionalKey(checked?.idempotencyKey, "idempotencyKey") ?? null;
     const { value: validated, encoded } = await storableValue(
       workflow.inputSchema,
@@ -653,6 +740,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const { run, created } = await this.#options.storage.createRun({
       id: newRunId(),
       workflowName: name,
+      workflowVersion: workflow.version,
       input: encoded,
       idempotencyKey,
       createdAt: this.#options.now(),
@@ -666,6 +754,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       created,
       id: run.id,
       workflow: run.workflowName,
+      version: run.workflowVersion,
       status: run.status,
       input: created ? validated : decodeValue(run.input),
       idempotencyKey: run.idempotencyKey,
@@ -702,15 +791,17 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     const { storage, workflows, now } = this.#options;
     const run = await storage.getRun(runId);
     if (run === null || isFinishedStatus(run.status)) return false;
-    const workflow = registeredWorkflow(workflows, run.workflowName);
-    const wait = workflow.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
-    if (wait === undefined) {
+    // A run this engine would not execute as it stands keeps the event for when it continues.
+    const own = run.status === "parked" ? undefined : this.#versions.exact(run);
+    const workflow = own ?? workflows.get(run.workflowName);
+    const wait = workflow?.units.find((unit): unit is WaitUnit => unit.kind === "wait" && unit.name === name);
+    if (wait === undefined && own !== undefined) {
       throw new ConfigError(
-        `Cannot send event "${name}" to run "${runId}": workflow "${workflow.name}" has no waitForEvent("${name}")`,
+        `Cannot send event "${name}" to run "${runId}": workflow "${own.name}" has no waitForEvent("${name}")`,
         { field: "name" },
       );
     }
-    const { encoded } = await storableValue(wait.schema, payload, `payload of event "${name}"`);
+    const { encoded } = await storableValue(wait?.schema ?? null, payload, `payload of event "${name}"`);
     const delivered = await storage.deliverEvent(runId, { name, payload: encoded, createdAt: now() });
     if (delivered) this.#notify();
     return delivered;
@@ -726,7 +817,19 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   #initialize(): Promise<void> {
     if (this.#initialized === undefined) {
-      this.#initialized = this.#options.storage.initialize().catch((error) => {
+      const { storage, now } = this.#options;
+      const ready = storage.initialize().then(async () => {
+        for (const reused of await this.#versions.register(now())) {
+          this.#events.reportError(
+            new ConfigError(
+              `Version ${JSON.stringify(reused.version)} of workflow "${reused.name}" is registered with a ` +
+                "shape other than the one stored for it: give a changed definition a new version",
+              { field: "version" },
+            ),
+          );
+        }
+      });
+      this.#initialized = ready.catch((error) => {
         this.#initialized = undefined; // let a later call retry
         throw error;
       });
@@ -850,7 +953,13 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     this.#held.set(claimed.id, held);
     this.#startHeartbeats();
     const execution = executeRun(
-      { options: this.#options, events: this.#events, isStopping: () => this.#state === "stopping" },
+      {
+        options: this.#options,
+        events: this.#events,
+        isStopping: () => this.#state === "stopping",
+        versions: this.#versions,
+        reportMismatch: (error) => this.#reportParked(error),
+      },
       claimed,
       held,
     ).then(
@@ -931,6 +1040,26 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
       }
     }));
   }
+}
+
+/**
+ * The registered definition `enqueue` starts a run under: the named version, or the newest.
+ *
+ * @throws {WorkflowNotFoundError} For an unknown name.
+ * @throws {ConfigError} For a version that is not a registered one (field `version`).
+ */
+function registeredVersion(options: ResolvedEngineOptions, name: string, version: unknown): AnyWorkflow {
+  const newest = registeredWorkflow(options.workflows, name);
+  if (version === undefined) return newest;
+  const named = typeof version === "string" ? options.versions.get(name)?.get(version) : undefined;
+  if (named === undefined) {
+    const known = [...options.versions.get(name)!.keys()].map((key) => JSON.stringify(key)).join(", ");
+    throw new ConfigError(
+      `Invalid version ${JSON.stringify(version)} of workflow "${name}": registered versions are ${known}`,
+      { field: "version" },
+    );
+  }
+  return named;
 }
 
 function asReflowError(error: unknown, operation: string): ReflowError {

@@ -10,7 +10,11 @@ import { resolveRetention, type RetentionOptions, type RetentionPlan } from "./r
 export interface EngineOptions<W extends AnyWorkflow = AnyWorkflow> {
   /** Where runs are stored: `SQLiteStorage` from a driver subpath, or `MemoryStorage`. */
   readonly storage: StorageAdapter;
-  /** The workflows this engine can enqueue and run; names must be unique. */
+  /**
+   * The workflows this engine can enqueue and run. Several versions of one name may be listed
+   * (each name and version once): the last one listed is the newest, which `enqueue` and
+   * schedules start unless told otherwise.
+   */
   readonly workflows: readonly W[];
   /** Runs in flight at once. Default 10. */
   readonly concurrency?: number;
@@ -69,7 +73,10 @@ const ENGINE_OPTION_KEYS: OptionKeys<EngineOptions> = {
 /** Engine options with defaults applied and every value checked. */
 export interface ResolvedEngineOptions {
   readonly storage: StorageAdapter;
+  /** The newest registered definition of each name. */
   readonly workflows: ReadonlyMap<string, AnyWorkflow>;
+  /** Every registered definition by name, then version, in registration order. */
+  readonly versions: ReadonlyMap<string, ReadonlyMap<string, AnyWorkflow>>;
   readonly workflowNames: readonly string[];
   readonly concurrency: number;
   readonly leaseDurationMs: number;
@@ -103,13 +110,20 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
     throw new ConfigError("Invalid workflows: expected an array of workflows", { field: "workflows" });
   }
   const workflows = new Map<string, AnyWorkflow>();
+  const versions = new Map<string, Map<string, AnyWorkflow>>();
   for (const workflow of options.workflows) {
-    if (typeof workflow?.name !== "string" || !Array.isArray(workflow.units)) {
+    if (
+      typeof workflow?.name !== "string" || typeof workflow.version !== "string" ||
+      !Array.isArray(workflow.units)
+    ) {
       throw new ConfigError("Invalid workflows: every entry must be made by createWorkflow()", {
         field: "workflows",
       });
     }
-    if (workflows.has(workflow.name)) throw new DuplicateWorkflowError(workflow.name);
+    let ofName = versions.get(workflow.name);
+    if (ofName === undefined) versions.set(workflow.name, ofName = new Map());
+    if (ofName.has(workflow.version)) throw new DuplicateWorkflowError(workflow.name, workflow.version);
+    ofName.set(workflow.version, workflow);
     workflows.set(workflow.name, workflow);
   }
   const concurrency = positiveInteger(options.concurrency ?? 10, "concurrency");
@@ -135,6 +149,7 @@ export function resolveEngineOptions(options: EngineOptions): ResolvedEngineOpti
   return {
     storage,
     workflows,
+    versions,
     workflowNames: [...workflows.keys()],
     concurrency,
     leaseDurationMs,

@@ -5,6 +5,7 @@ import {
   RecoveryLimitError,
   SerializationError,
   StepFailedError,
+  type VersionMismatchError,
   WaitTimeoutError,
   WorkerLostError,
 } from "../errors.ts";
@@ -25,6 +26,7 @@ import type { ResolvedEngineOptions } from "./options.ts";
 import { type GroupHost, runParallelGroup } from "./parallel_group.ts";
 import { runAttempt } from "./step_attempt.ts";
 import { frozenCopy, NOTHING, restoreError, stepResult, toStoredError } from "./step_result.ts";
+import type { VersionRegistry } from "./versions.ts";
 
 /** A run this engine holds: its lease and the switch that aborts its handlers. */
 export interface HeldRun {
@@ -46,12 +48,18 @@ export type RunExit =
 const FINISHED: RunExit = { kind: "finished" };
 const LOST: RunExit = { kind: "lost" };
 const RELEASED: RunExit = { kind: "released" };
+/** Parked for a version mismatch: due again only when a definition that can continue it is registered. */
+const PARKED: RunExit = { kind: "parked", dueAt: null };
 
 /** What an execution needs from its engine. */
 export interface ExecutorDeps {
   readonly options: ResolvedEngineOptions;
   readonly events: EventBus;
   readonly isStopping: () => boolean;
+  /** The registered versions, which decide the definition a run executes under. */
+  readonly versions: VersionRegistry;
+  /** Reports a run this execution parked for a version mismatch. */
+  readonly reportMismatch: (error: VersionMismatchError) => void;
 }
 
 /**
@@ -59,9 +67,38 @@ export interface ExecutorDeps {
  * Every outcome is committed through `advanceRun`, fenced by the lease, before the next unit starts.
  */
 export async function executeRun(deps: ExecutorDeps, claimed: ClaimedRun, held: HeldRun): Promise<RunExit> {
-  const workflow = deps.options.workflows.get(claimed.workflowName) as AnyWorkflow;
+  // The common case, a run of a registered version, costs two map lookups and no write.
+  const workflow = deps.versions.exact(claimed) ?? await chooseVersion(deps, claimed, held);
+  if (!("units" in workflow)) return workflow;
   const execution = new RunExecution(deps, workflow, claimed, held);
   return await execution.run();
+}
+
+/**
+ * For a run whose version is not registered: stores its move to a registered version that agrees
+ * with everything it has done, or parks it with the reason none does.
+ */
+async function chooseVersion(
+  deps: ExecutorDeps,
+  claimed: ClaimedRun,
+  held: HeldRun,
+): Promise<AnyWorkflow | RunExit> {
+  const { versions, options } = deps;
+  if (!versions.knowsShape(claimed)) await versions.refresh();
+  const decision = versions.decide(claimed, claimed.steps.map((step) => step.stepName));
+  if (decision.kind === "run") {
+    const stored = await options.storage.updateRunVersion(
+      claimed.id,
+      held.leaseId,
+      decision.workflow.version,
+    );
+    return stored ? decision.workflow : LOST;
+  }
+  const { error } = decision;
+  const change: RunAdvance = { now: options.now(), status: "parked", error: toStoredError(error, undefined) };
+  if (!await options.storage.advanceRun(claimed.id, held.leaseId, change)) return LOST;
+  deps.reportMismatch(error);
+  return PARKED;
 }
 
 class RunExecution {

@@ -7,13 +7,15 @@ export interface RunInfo {
   readonly id: string;
   /** Its workflow. */
   readonly workflow: string;
-  /** Where it is. */
+  /** The version of the workflow's definition it runs under; null when none was recorded. */
+  readonly version: string | null;
+  /** Where it is; `parked` when no registered definition can continue it (`error` says why). */
   readonly status: RunStatus;
   /** Its validated input. */
   readonly input: unknown;
   /** Its output once `completed`, else undefined. */
   readonly output: unknown;
-  /** Why it failed, once `failed`; else null. */
+  /** Why it failed, once `failed`; why it cannot continue (code `VERSION_MISMATCH`), once `parked`; else null. */
   readonly error: StoredError | null;
   /** The idempotency key it was enqueued with, or null. */
   readonly idempotencyKey: string | null;
@@ -62,6 +64,7 @@ export function toRunInfo(run: WorkflowRun): RunInfo {
   return {
     id: run.id,
     workflow: run.workflowName,
+    version: run.workflowVersion,
     status: run.status,
     input: decodeValue(run.input),
     output: run.output === null ? undefined : decodeValue(run.output),

@@ -322,6 +322,8 @@ export class Scheduler {
       {
         id: newRunId(),
         workflowName: schedule.workflowName,
+        // Slots start the newest registered version, as enqueue does by default.
+        workflowVersion: this.#host.options.workflows.get(schedule.workflowName)?.version ?? null,
         input: schedule.input,
         idempotencyKey: `schedule:${schedule.key}:${slot}`,
         createdAt: now,

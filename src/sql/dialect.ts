@@ -21,6 +21,7 @@ import type {
   ScheduleRecord,
   StepResult,
   StoredError,
+  WorkflowVersionRecord,
 } from "../storage/adapter.ts";
 import type { SqlConnection, SqlDialect, SqlParameter, SqlRow, SqlStatement, SqlValue } from "./driver.ts";
 
@@ -233,12 +234,18 @@ export interface Dialect {
   selectRunsPage(query: RunQuery): SqlStatement;
   /** The runs per status, each count reading at most `cap` index entries; rows `{ status, n }`. */
   countRuns(statuses: readonly RunStatus[], cap: number): SqlStatement;
-  /** Re-queues a failed or cancelled run. */
+  /** Re-queues a failed, cancelled or parked run. */
   requeueRun(runId: string, now: number): SqlStatement;
   /** Deletes a run's failed step results. */
   deleteFailedSteps(runId: string): SqlStatement;
-  /** Deletes a run's unconsumed events. */
-  deleteEventsOfRun(runId: string): SqlStatement;
+  /** Deletes a run's unconsumed events if it has finished (failed or cancelled; not parked). */
+  deleteEventsOfFinishedRun(runId: string): SqlStatement;
+  /** Records the version a held run continues under, fenced by the lease. */
+  updateRunVersion(runId: string, leaseId: string, workflowVersion: string): SqlStatement;
+  /** Stores a workflow version's shape unless that name and version is stored already. */
+  insertWorkflowVersion(record: WorkflowVersionRecord): SqlStatement;
+  /** Reads every workflow version, by name then version. */
+  selectWorkflowVersions(): SqlStatement;
   /** Up to a limit of purgeable runs (`seq`, `id`), oldest `(created_at, id)` first. */
   selectPurgeable(request: Required<PurgeRequest>): SqlStatement;
   /** Deletes the steps of several runs. */

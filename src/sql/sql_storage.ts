@@ -26,6 +26,7 @@ import type {
   StoredError,
   UpsertScheduleResult,
   WorkflowRun,
+  WorkflowVersionRecord,
 } from "../storage/adapter.ts";
 import {
   checkClaimRequest,
@@ -45,6 +46,7 @@ import {
   checkString,
   checkTime,
   checkTimeOrNull,
+  checkWorkflowVersions,
   describe,
   FINISHED,
   invalid,
@@ -560,7 +562,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       return rows.length === 1;
     }
     const now = this.#now();
-    const dueAt = status === "waiting" || FINISHED.has(status) ? null : now;
+    const dueAt = status === "waiting" || status === "parked" || FINISHED.has(status) ? null : now;
     const park = this.#dialect.parkRun({
       runId,
       leaseId,
@@ -617,7 +619,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     if (status === undefined) {
       update = this.#dialect.renewRun(runId, leaseId, leaseExpiresAt, now);
     } else {
-      const due = status === "waiting" ? dueAt ?? null : dueAt ?? now;
+      const due = status === "waiting" || status === "parked" ? dueAt ?? null : dueAt ?? now;
       update = this.#dialect.parkRun({
         runId,
         leaseId,
@@ -625,7 +627,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         now,
         dueAt: FINISHED.has(status) ? null : due,
         output: status === "completed" ? output : undefined,
-        error: status === "completed" ? null : status === "failed" ? error : undefined,
+        error: status === "completed" ? null : status === "failed" || status === "parked" ? error : undefined,
       });
     }
     const upsert = step === undefined ? undefined : this.#dialect.upsertStep(step);
@@ -759,13 +761,70 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     if (typeof runId !== "string") return false;
     const dialect = this.#dialect;
     return await this.#run(op, "transaction", async (c) => {
+      // MemoryStorage drops a run's events when it finishes; the SQL storage leaves them until now.
+      // Before the update, which changes the status the delete asks about (a parked run keeps them).
+      await c.execute(dialect.deleteEventsOfFinishedRun(runId));
       if ((await c.execute(dialect.requeueRun(runId, now))).changes !== 1) return false;
       await c.execute(dialect.deleteFailedSteps(runId));
-      // MemoryStorage drops a run's events when it finishes; the SQL storage leaves them until now.
-      await c.execute(dialect.deleteEventsOfRun(runId));
       await this.#wake(c);
       return true;
     });
+  }
+
+  /**
+   * Records the version a held run continues under, fenced by the lease, in one statement.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param workflowVersion The version.
+   * @returns Whether the lease was held and the version written.
+   * @throws {StorageError} On a driver failure or a version that is not a string.
+   */
+  async updateRunVersion(runId: string, leaseId: string, workflowVersion: string): Promise<boolean> {
+    const op = "updateRunVersion";
+    this.#open(op);
+    checkName(op, "workflowVersion", workflowVersion);
+    if (typeof runId !== "string" || typeof leaseId !== "string") return false;
+    const update = this.#dialect.updateRunVersion(runId, leaseId, workflowVersion);
+    return (await this.#run(op, "statements", (c) => c.execute(update))).changes === 1;
+  }
+
+  /**
+   * Stores workflow version shapes in one transaction, keeping the first shape stored for each
+   * name and version.
+   *
+   * @param versions The records.
+   * @returns When committed.
+   * @throws {StorageError} On a driver failure or a malformed record.
+   */
+  async saveWorkflowVersions(versions: readonly WorkflowVersionRecord[]): Promise<void> {
+    const op = "saveWorkflowVersions";
+    this.#open(op);
+    const checked = checkWorkflowVersions(op, versions);
+    if (checked.length === 0) return;
+    const dialect = this.#dialect;
+    await this.#run(op, "transaction", async (c) => {
+      for (const record of checked) await c.execute(dialect.insertWorkflowVersion(record));
+    });
+  }
+
+  /**
+   * Reads every stored workflow version.
+   *
+   * @returns The records, by workflow name, then version.
+   * @throws {StorageError} On a driver failure.
+   */
+  async listWorkflowVersions(): Promise<WorkflowVersionRecord[]> {
+    const op = "listWorkflowVersions";
+    this.#open(op);
+    const select = this.#dialect.selectWorkflowVersions();
+    const rows = await this.#run(op, "statements", (c) => c.query(select));
+    return rows.map((row) => ({
+      workflowName: row.workflow_name as string,
+      version: row.version as string,
+      shape: text(row.shape) as string,
+      createdAt: Number(row.created_at),
+    }));
   }
 
   /**
@@ -1310,6 +1369,7 @@ function toRun(row: SqlRow): WorkflowRun {
   return {
     id: row.id as string,
     workflowName: row.workflow_name as string,
+    workflowVersion: row.workflow_version as string | null,
     status: row.status as RunStatus,
     input: text(row.input) as string,
     output: text(row.output),

@@ -22,6 +22,9 @@ export type EncodedValue = string;
  * - `running`: claimed by a worker that holds its lease until `dueAt`;
  * - `sleeping`: parked in a durable sleep until `dueAt`;
  * - `waiting`: parked until an event arrives, or until `dueAt` (the wait's timeout) if set;
+ * - `parked`: set aside because no registered definition can continue it (its `error` says why,
+ *   code `VERSION_MISMATCH`); never claimed, not finished: events are kept, and `requeueRun`
+ *   puts it back in the queue;
  * - `completed`, `failed`, `cancelled`: finished; never claimed again.
  */
 export type RunStatus =
@@ -29,6 +32,7 @@ export type RunStatus =
   | "running"
   | "sleeping"
   | "waiting"
+  | "parked"
   | "completed"
   | "failed"
   | "cancelled";
@@ -66,13 +70,18 @@ export interface WorkflowRun {
   readonly id: string;
   /** The workflow it runs. */
   readonly workflowName: string;
+  /**
+   * The version of the workflow's definition it runs under (`Workflow.version`), or null for a
+   * run stored before versions were recorded.
+   */
+  readonly workflowVersion: string | null;
   /** Where the run is. */
   readonly status: RunStatus;
   /** The validated input. */
   readonly input: EncodedValue;
   /** The final output, once `completed`. */
   readonly output: EncodedValue | null;
-  /** Why it failed, once `failed`. */
+  /** Why it failed, once `failed`; why it cannot continue, once `parked`. */
   readonly error: StoredError | null;
   /** The key given at enqueue, unique per workflow, or null. */
   readonly idempotencyKey: string | null;
@@ -97,6 +106,8 @@ export interface NewRun {
   readonly id: string;
   /** The workflow it runs. */
   readonly workflowName: string;
+  /** The version of the definition it starts under; omitted or null: none recorded. */
+  readonly workflowVersion?: string | null;
   /** The validated input. */
   readonly input: EncodedValue;
   /** At most one run per workflow and key; null for none. */
@@ -179,7 +190,7 @@ export interface RunAdvance {
   readonly status?: Exclude<RunStatus, "running">;
   /** With `completed`: the run's output. */
   readonly output?: EncodedValue;
-  /** With `failed`: why. */
+  /** With `failed` or `parked`: why. */
   readonly error?: StoredError;
   /** With `pending`/`sleeping`/`waiting`: when the run may be claimed again (waiting: its timeout, or null). */
   readonly dueAt?: number | null;
@@ -253,6 +264,18 @@ export interface RunQuery {
  * is present; a count equal to the cap asked for means "at least that many".
  */
 export type RunCounts = Readonly<Record<RunStatus, number>>;
+
+/** The shape of one version of a workflow, as engines register it; see {@linkcode StorageAdapter.saveWorkflowVersions}. */
+export interface WorkflowVersionRecord {
+  /** The workflow's name. */
+  readonly workflowName: string;
+  /** The version (`Workflow.version`). */
+  readonly version: string;
+  /** The definition's shape (`Workflow.shape`), opaque text compared byte for byte. */
+  readonly shape: string;
+  /** When it was first stored (ms since the epoch). */
+  readonly createdAt: number;
+}
 
 /** A stored schedule: a workflow run created at every slot of a recurrence. */
 export interface ScheduleRecord {
@@ -449,14 +472,30 @@ export interface StorageAdapter {
   countRuns(cap: number): Promise<RunCounts>;
 
   /**
-   * Re-queues a failed or cancelled run, atomically: only if its status is `failed` or
-   * `cancelled`, it becomes `pending` and due at `now`, with no output, error or lease and
-   * `updatedAt = now`; its `failed` step results are deleted (so those steps run again with
-   * fresh attempts) and every other step result is kept; `claimCount` is kept. Events delivered
-   * before it finished are not kept. Returns false, changing nothing, for an unknown run or any
-   * other status.
+   * Re-queues a failed, cancelled or parked run, atomically: only if its status is `failed`,
+   * `cancelled` or `parked`, it becomes `pending` and due at `now`, with no output, error or
+   * lease and `updatedAt = now`; its `failed` step results are deleted (so those steps run again
+   * with fresh attempts) and every other step result is kept; `claimCount` is kept. Events
+   * delivered before a run finished are not kept; a parked run's events are (it never finished).
+   * Returns false, changing nothing, for an unknown run or any other status.
    */
   requeueRun(runId: string, now: number): Promise<boolean>;
+
+  /**
+   * Records a run's decision to continue under another version of its workflow, fenced by the
+   * lease: sets `workflowVersion` and nothing else (not even `updatedAt`).
+   */
+  updateRunVersion(runId: string, leaseId: string, workflowVersion: string): Promise<boolean>;
+
+  /**
+   * Stores the shapes of workflow versions, each unless one with the same workflow name and
+   * version is stored already (the first shape stored for a version is kept). Idempotent; safe
+   * when several engines register at once.
+   */
+  saveWorkflowVersions(versions: readonly WorkflowVersionRecord[]): Promise<void>;
+
+  /** Reads every stored workflow version, ordered by workflow name, then version (by code point). */
+  listWorkflowVersions(): Promise<WorkflowVersionRecord[]>;
 
   /**
    * Creates or replaces a schedule, atomically. A new key is inserted with `createdAt =

@@ -21,6 +21,7 @@ import type {
   StepResult,
   StepStatus,
   StoredError,
+  WorkflowVersionRecord,
 } from "./adapter.ts";
 import { FINISHED_RUN_STATUSES, RUN_STATUSES } from "./statuses.ts";
 
@@ -39,7 +40,7 @@ const STEP_STATUSES: ReadonlySet<string> = new Set<StepStatus>([
 export const FINISHED: ReadonlySet<string> = new Set(FINISHED_RUN_STATUSES);
 
 /** The statuses `requeueRun()` re-queues from. */
-export const REQUEUEABLE: ReadonlySet<string> = new Set<RunStatus>(["failed", "cancelled"]);
+export const REQUEUEABLE: ReadonlySet<string> = new Set<RunStatus>(["failed", "cancelled", "parked"]);
 
 /**
  * A `StorageError` of kind `"other"` for a malformed argument.
@@ -230,12 +231,38 @@ export function checkNewRun(operation: string, value: unknown): NewRun {
   return {
     id: checkName(operation, "id", value.id),
     workflowName: checkName(operation, "workflowName", value.workflowName),
+    workflowVersion: value.workflowVersion == null
+      ? null
+      : checkName(operation, "workflowVersion", value.workflowVersion),
     input: checkString(operation, "input", value.input),
     idempotencyKey: value.idempotencyKey == null
       ? null
       : checkName(operation, "idempotencyKey", value.idempotencyKey),
     createdAt: checkTime(operation, "createdAt", value.createdAt),
   };
+}
+
+/**
+ * Checks the argument of `saveWorkflowVersions()` and copies it.
+ *
+ * @param operation The storage method.
+ * @param value The value.
+ * @returns A copy of each record.
+ * @throws {StorageError} If it is not an array of workflow version records.
+ */
+export function checkWorkflowVersions(operation: string, value: unknown): WorkflowVersionRecord[] {
+  if (!Array.isArray(value)) {
+    throw invalid(operation, `invalid versions ${describe(value)}: expected an array`);
+  }
+  return value.map((entry: unknown) => {
+    if (!isObject(entry)) throw invalid(operation, `invalid version ${describe(entry)}: expected an object`);
+    return {
+      workflowName: checkName(operation, "workflowName", entry.workflowName),
+      version: checkName(operation, "version", entry.version),
+      shape: checkString(operation, "shape", entry.shape),
+      createdAt: checkTime(operation, "createdAt", entry.createdAt),
+    };
+  });
 }
 
 /**

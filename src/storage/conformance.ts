@@ -19,6 +19,7 @@ import { recoveryCases } from "./conformance_recovery.ts";
 import { requeueCases } from "./conformance_requeue.ts";
 import { retentionCases } from "./conformance_retention.ts";
 import { scheduleCases } from "./conformance_schedules.ts";
+import { versionCases } from "./conformance_versions.ts";
 import {
   asRun,
   between,
@@ -65,6 +66,7 @@ const lifecycleCases: readonly ContractCase[] = [
       const expected: WorkflowRun = {
         id: "r1",
         workflowName: WF,
+        workflowVersion: null,
         status: "pending",
         input: '{"a":1}',
         output: null,
@@ -1546,6 +1548,7 @@ export const conformanceCases: readonly ConformanceCase[] = [
   ...scheduleCases,
   ...retentionCases,
   ...nameCases,
+  ...versionCases,
 ].map(skippingWithoutPeer);
 
 /** Thrown by the stand-in context when a case asks for a peer that the harness did not offer. */

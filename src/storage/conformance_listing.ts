@@ -204,7 +204,16 @@ export const listingCases: readonly ContractCase[] = [
   {
     name: "`countRuns()` counts runs per status, every status present, each capped at the cap",
     async run(storage) {
-      const none = { pending: 0, running: 0, sleeping: 0, waiting: 0, completed: 0, failed: 0, cancelled: 0 };
+      const none = {
+        pending: 0,
+        running: 0,
+        sleeping: 0,
+        waiting: 0,
+        parked: 0,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+      };
       checkEqual(await storage.countRuns(10), none, "counts of an empty storage");
       await finishRuns(storage, [
         ["done1", "completed", T0 + 1],

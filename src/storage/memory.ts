@@ -23,6 +23,7 @@ import {
   checkString,
   checkTime,
   checkTimeOrNull,
+  checkWorkflowVersions,
   describe,
   FINISHED,
   invalid,
@@ -52,6 +53,7 @@ import type {
   StoredError,
   UpsertScheduleResult,
   WorkflowRun,
+  WorkflowVersionRecord,
 } from "./adapter.ts";
 
 /** Options for {@linkcode MemoryStorage}. */
@@ -70,6 +72,7 @@ const MEMORY_STORAGE_OPTION_KEYS: OptionKeys<MemoryStorageOptions> = { now: true
 interface RunRecord {
   readonly id: string;
   readonly workflowName: string;
+  workflowVersion: string | null;
   status: RunStatus;
   readonly input: string;
   output: string | null;
@@ -183,6 +186,7 @@ function copyRun(record: RunRecord): WorkflowRun {
   return {
     id: record.id,
     workflowName: record.workflowName,
+    workflowVersion: record.workflowVersion,
     status: record.status,
     input: record.input,
     output: record.output,
@@ -215,6 +219,11 @@ function compareCodePoints(a: string, b: string): number {
 function codePointRank(unit: number): number {
   if (unit < 0xd800) return unit;
   return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
+}
+
+/** The map key of a workflow version: the two strings cannot run into each other across the NUL. */
+function versionKey(workflowName: string, version: string): string {
+  return `${workflowName}\u0000${version}`;
 }
 
 /** Compares runs in `listRuns()` order: newest first, then by id descending. */
@@ -265,6 +274,8 @@ export class MemoryStorage implements StorageAdapter {
   #events = new Map<string, Map<string, string>>();
   /** Schedules by key. */
   #schedules = new Map<string, ScheduleRecord>();
+  /** Workflow version shapes by {@linkcode versionKey}. */
+  #versions = new Map<string, WorkflowVersionRecord>();
 
   /**
    * Creates an empty storage.
@@ -443,6 +454,7 @@ export class MemoryStorage implements StorageAdapter {
       let dueAt: number | null = now;
       if (status === "sleeping" && !wasRunning) dueAt = record.dueAt ?? now;
       else if (status === "waiting") dueAt = wasRunning ? null : record.dueAt;
+      else if (status === "parked") dueAt = null;
       this.#park(record, status, now, dueAt);
       return true;
     });
@@ -465,7 +477,7 @@ export class MemoryStorage implements StorageAdapter {
       if (record === undefined) return false;
       if (status !== "running") {
         const now = this.#clock();
-        this.#park(record, status, now, status === "waiting" ? null : now);
+        this.#park(record, status, now, status === "waiting" || status === "parked" ? null : now);
       }
       return true;
     });
@@ -515,10 +527,11 @@ export class MemoryStorage implements StorageAdapter {
       if (status === "completed") {
         record.output = output;
         record.error = null;
-      } else if (status === "failed") {
+      } else if (status === "failed" || status === "parked") {
         record.error = error;
       }
-      this.#park(record, status, now, status === "waiting" ? dueAt ?? null : dueAt ?? now);
+      const unclaimable = status === "waiting" || status === "parked";
+      this.#park(record, status, now, unclaimable ? dueAt ?? null : dueAt ?? now);
       return true;
     });
   }
@@ -667,6 +680,56 @@ export class MemoryStorage implements StorageAdapter {
       this.#park(record, "pending", now, now);
       return true;
     });
+  }
+
+  /**
+   * Records a run's decision to continue under another version, fenced by the lease.
+   *
+   * @param runId The run.
+   * @param leaseId The lease the caller holds.
+   * @param workflowVersion The version it continues under.
+   * @returns Whether the lease was held and the version written.
+   * @throws {StorageError} If the storage is closed or an argument is not a string.
+   */
+  updateRunVersion(runId: string, leaseId: string, workflowVersion: string): Promise<boolean> {
+    return this.#run("updateRunVersion", (op) => {
+      const version = checkName(op, "workflowVersion", workflowVersion);
+      const record = this.#held(runId, leaseId);
+      if (record === undefined) return false;
+      record.workflowVersion = version;
+      return true;
+    });
+  }
+
+  /**
+   * Stores workflow version shapes, keeping the first shape stored for each name and version.
+   *
+   * @param versions The records; copied.
+   * @returns When stored.
+   * @throws {StorageError} If the storage is closed or a record is malformed.
+   */
+  saveWorkflowVersions(versions: readonly WorkflowVersionRecord[]): Promise<void> {
+    return this.#run("saveWorkflowVersions", (op) => {
+      for (const record of checkWorkflowVersions(op, versions)) {
+        const key = versionKey(record.workflowName, record.version);
+        if (!this.#versions.has(key)) this.#versions.set(key, record);
+      }
+    });
+  }
+
+  /**
+   * Reads every stored workflow version.
+   *
+   * @returns Copies, ordered by workflow name, then version.
+   * @throws {StorageError} If the storage is closed.
+   */
+  listWorkflowVersions(): Promise<WorkflowVersionRecord[]> {
+    return this.#run("listWorkflowVersions", () =>
+      [...this.#versions.values()]
+        .sort((a, b) =>
+          compareCodePoints(a.workflowName, b.workflowName) || compareCodePoints(a.version, b.version)
+        )
+        .map((record) => ({ ...record })));
   }
 
   /**

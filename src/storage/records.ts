@@ -23,6 +23,7 @@ export function pendingRun(run: NewRun): WorkflowRun {
   return {
     id: run.id,
     workflowName: run.workflowName,
+    workflowVersion: run.workflowVersion ?? null,
     status: "pending",
     input: run.input,
     output: null,

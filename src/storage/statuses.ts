@@ -15,6 +15,7 @@ export const RUN_STATUSES: readonly RunStatus[] = [
   "running",
   "sleeping",
   "waiting",
+  "parked",
   ...FINISHED_RUN_STATUSES,
 ];
 

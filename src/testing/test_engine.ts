@@ -56,7 +56,7 @@ export type TestStepResults<W extends AnyWorkflow> = {
 export interface TestRunResult<W extends AnyWorkflow> {
   /** The run's id. */
   readonly runId: string;
-  /** Where the run ended up: finished, or `waiting` for an event. */
+  /** Where the run ended up: finished, `waiting` for an event, or `parked` (a version mismatch). */
   readonly status: RunStatus;
   /** The run's output once completed. */
   readonly output: WorkflowOutput<W> | undefined;
@@ -171,7 +171,10 @@ export function testEngine<const W extends AnyWorkflow>(options: TestEngineOptio
       const details = await engine.getRunStatus(runId);
       if (details === null) throw new InternalError(`Run "${runId}" disappeared from storage`);
       const { status, dueAt } = details.run;
-      if (status === "completed" || status === "failed" || status === "cancelled") return toResult(details);
+      // A parked run moves only when a definition that can continue it is registered.
+      if (status === "completed" || status === "failed" || status === "cancelled" || status === "parked") {
+        return toResult(details);
+      }
       // Due, yet nothing was claimed: no workflow here can run it (its workflow is not registered).
       if (claimed === 0 && (status === "pending" || status === "running") && (dueAt ?? clock) <= clock) {
         throw new TestRunIncompleteError(runId, status);

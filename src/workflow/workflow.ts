@@ -12,6 +12,7 @@ import { type Duration, durationMs } from "./duration.ts";
 import { isPromiseLike } from "../async.ts";
 import { resolveRetryPolicy } from "./retry.ts";
 import { validateWithSchema } from "./validate.ts";
+import { fingerprint, shapeText } from "./shape.ts";
 import type { ResolvedRetryPolicy, RetryPolicy } from "./retry.ts";
 
 /**
@@ -252,6 +253,17 @@ export interface Workflow<
 > {
   /** The workflow's name, unique within an engine. */
   readonly name: Name;
+  /**
+   * The version each run stores: the one given to `createWorkflow`, or else the fingerprint of
+   * the shape (`s` and 8 hex digits; see {@linkcode Workflow.shape}).
+   */
+  readonly version: string;
+  /**
+   * The definition's shape as canonical text: unit kinds, names and order, and branch names
+   * (not handlers or options). Stored with the version, so that engines can tell which runs of
+   * another version a definition can continue.
+   */
+  readonly shape: string;
   /** The input schema. */
   readonly inputSchema: StandardSchemaV1<EnqueueInput, Input>;
   /** The units in order. */
@@ -567,12 +579,20 @@ export type EventPayloadInput<W extends AnyWorkflow, N extends string> = W exten
 export interface CreateWorkflowOptions<Name extends string, S extends StandardSchemaV1> {
   /** Unique within an engine; stored with each run. */
   readonly name: Name;
+  /**
+   * The definition's version, stored with each run (a non-empty string, e.g. `"2"` or a release
+   * tag). Default: a fingerprint of the shape, which changes whenever a unit is added, removed,
+   * renamed, reordered or changes kind. Declare one to name versions yourself; change it whenever
+   * the shape changes.
+   */
+  readonly version?: string;
   /** Any Standard Schema v1 (zod, valibot, arktype, ...); validated on enqueue. */
   readonly input: S;
 }
 
 const CREATE_WORKFLOW_OPTION_KEYS: OptionKeys<CreateWorkflowOptions<string, StandardSchemaV1>> = {
   name: true,
+  version: true,
   input: true,
 };
 
@@ -602,10 +622,10 @@ const CREATE_WORKFLOW_OPTION_KEYS: OptionKeys<CreateWorkflowOptions<string, Stan
  *   });
  * ```
  *
- * @param options The name and the input schema.
+ * @param options The name, the version (optional) and the input schema.
  * @returns An empty workflow to add steps to.
- * @throws {ConfigError} When the name is empty or not well-formed Unicode without NUL
- *   (`MalformedNameError`), an option is unknown, or the schema is not a Standard Schema.
+ * @throws {ConfigError} When the name or a given version is empty or not well-formed Unicode without
+ *   NUL (`MalformedNameError`), an option is unknown, or the schema is not a Standard Schema.
  */
 export function createWorkflow<const Name extends string, S extends StandardSchemaV1>(
   options: CreateWorkflowOptions<Name, S>,
@@ -618,12 +638,15 @@ export function createWorkflow<const Name extends string, S extends StandardSche
   checkOptionKeys(options, CREATE_WORKFLOW_OPTION_KEYS, undefined, "workflow options");
   const { input } = options;
   const name = checkName(options.name, "name", " for a workflow");
+  const version = options.version === undefined
+    ? undefined
+    : checkName(options.version, "version", ` for workflow "${name}"`);
   if (typeof (input as StandardSchemaV1 | undefined)?.["~standard"]?.validate !== "function") {
     throw new ConfigError(`Invalid input schema for workflow "${name}": expected a Standard Schema v1`, {
       field: "input",
     });
   }
-  return new WorkflowDefinition(name, input, [], null) as unknown as Workflow<
+  return new WorkflowDefinition(name, version ?? null, input, [], null) as unknown as Workflow<
     Name,
     InferSchemaInput<S>,
     InferSchemaOutput<S>,
@@ -636,17 +659,24 @@ export function createWorkflow<const Name extends string, S extends StandardSche
 
 class WorkflowDefinition implements AnyWorkflow {
   readonly name: string;
+  readonly version: string;
+  readonly shape: string;
+  readonly #declaredVersion: string | null;
   readonly inputSchema: StandardSchemaV1;
   readonly units: readonly WorkflowUnit[];
   readonly failureHandler: FailureHandler<unknown> | null;
 
   constructor(
     name: string,
+    declaredVersion: string | null,
     inputSchema: StandardSchemaV1,
     units: readonly WorkflowUnit[],
     failureHandler: FailureHandler<unknown> | null,
   ) {
     this.name = name;
+    this.#declaredVersion = declaredVersion;
+    this.shape = shapeText(units);
+    this.version = declaredVersion ?? fingerprint(this.shape);
     this.inputSchema = inputSchema;
     this.units = Object.freeze(units);
     this.failureHandler = failureHandler;
@@ -712,7 +742,13 @@ class WorkflowDefinition implements AnyWorkflow {
   }
 
   #with(unit: WorkflowUnit): AnyWorkflow {
-    return new WorkflowDefinition(this.name, this.inputSchema, [...this.units, unit], this.failureHandler);
+    return new WorkflowDefinition(
+      this.name,
+      this.#declaredVersion,
+      this.inputSchema,
+      [...this.units, unit],
+      this.failureHandler,
+    );
   }
 
   #stepUnit(name: string, handlerOrConfig: unknown, where: string): StepUnit {
@@ -770,7 +806,7 @@ class WorkflowDefinition implements AnyWorkflow {
         field: "onFailure",
       });
     }
-    return new WorkflowDefinition(this.name, this.inputSchema, this.units, handler);
+    return new WorkflowDefinition(this.name, this.#declaredVersion, this.inputSchema, this.units, handler);
   }
 
   #checkNewName(name: string): void {

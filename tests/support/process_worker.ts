@@ -60,6 +60,12 @@ export interface WorkerConfig {
    * one schedule) and runs for `forMs`, instead of running until no run is unfinished.
    */
   readonly schedule?: { readonly key: string; readonly every: number; readonly forMs: number };
+  /**
+   * Registers the deployed definitions (see {@linkcode buildWorkflows}): `drain` with a step
+   * appended (compatible) and `approval` with a step inserted first (incompatible with runs that
+   * have started). Runs it cannot continue are parked, not reported as errors.
+   */
+  readonly deployed?: boolean;
 }
 
 /** One side effect of a handler, as one JSON line of the ledger file. */
@@ -141,8 +147,11 @@ function hang(): Promise<void> {
  *   `HOG_CPU_MS`, longer than its workers' lease.
  *
  * Steps that never fail by themselves retry lost attempts at once (`SURVIVES_KILLS`).
+ *
+ * Deployed (the second half of a chaos run), `drain` ends with a step `d` that passes `prev` on,
+ * and `approval` starts with a step `step0`; neither records a side effect, and outputs stay the same.
  */
-function buildWorkflows(cx: HandlerContext) {
+function buildWorkflows(cx: HandlerContext, deployed = false) {
   const input = schema<{ n: number }>();
   /** The first step of most workflows: `n + 1`. */
   const step1 = {
@@ -152,7 +161,7 @@ function buildWorkflows(cx: HandlerContext) {
       return input.n + 1;
     },
   };
-  const drain = createWorkflow({ name: "drain", input })
+  const drainBefore = createWorkflow({ name: "drain", input })
     .step("a", {
       retry: SURVIVES_KILLS,
       handler: ({ runId, stepName, input }) => {
@@ -174,6 +183,14 @@ function buildWorkflows(cx: HandlerContext) {
         return { n: input.n, result: prev };
       },
     });
+  // The deployed definitions keep the original types: no caller reads the units they add.
+  const drain = deployed
+    ? drainBefore.step("d", {
+      retry: SURVIVES_KILLS,
+      handler: ({ prev }) => prev,
+    }) as unknown as typeof drainBefore
+    : drainBefore;
+  const approvalStart = createWorkflow({ name: "approval", input });
   const crashy = createWorkflow({ name: "crashy", input })
     .step("step1", step1)
     .step("step2", {
@@ -205,7 +222,12 @@ function buildWorkflows(cx: HandlerContext) {
         return { result: prev * 10 };
       },
     });
-  const approval = createWorkflow({ name: "approval", input })
+  const approval = (deployed
+    ? approvalStart.step("step0", {
+      retry: SURVIVES_KILLS,
+      handler: ({ input }) => input.n,
+    }) as unknown as typeof approvalStart
+    : approvalStart)
     .step("step1", step1)
     .waitForEvent("approve", { schema: approvalPayload })
     .step("step2", {
@@ -304,11 +326,11 @@ export type ProcessWorkflowName = keyof ProcessWorkflows;
  * The workflows as the parent registers them (to enqueue, send events and read runs): the same
  * names, units and schemas as in the workers; their handlers never run there.
  */
-export function processWorkflows(): ProcessWorkflows {
+export function processWorkflows(deployed = false): ProcessWorkflows {
   const unused = () => {
     throw new Error("process workflows' handlers run only in worker processes");
   };
-  return buildWorkflows({ record: unused, crash: false, reached: unused, die: unused });
+  return buildWorkflows({ record: unused, crash: false, reached: unused, die: unused }, deployed);
 }
 
 /** Where a crash-mode worker stops: the marker it prints once every fact of it is noted. */
@@ -457,12 +479,18 @@ async function main(config: WorkerConfig): Promise<void> {
       process.kill(process.pid, "SIGKILL");
       throw new Error("unreachable: the process was killed");
     },
-  });
+  }, config.deployed);
+  let parked = 0;
   const hooks: EngineHooks = {
     onError: (error) => {
       // Notices, not failures: a loaded machine may delay a heartbeat, and a worker may start
       // while another holds runs.
       if (error.code === "EVENT_LOOP_BLOCKED" || error.code === "LEASES_HELD") return;
+      // A run no registered definition can continue is parked, as the deploy expects some to be.
+      if (error.code === "VERSION_MISMATCH") {
+        parked++;
+        return;
+      }
       errors.push(error);
       console.error(`[worker ${process.pid}] background error:`, error);
     },
@@ -500,7 +528,7 @@ async function main(config: WorkerConfig): Promise<void> {
     await storage.close();
     await shared.close();
   }
-  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, errors: errors.length })}\n`);
+  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, parked, errors: errors.length })}\n`);
   if (errors.length > 0) process.exitCode = 1;
 }
 

@@ -23,7 +23,8 @@ const utf8 = new TextEncoder();
 /** Encoded values are stored as their UTF-8 bytes. */
 const bytes: Encode = (value) => value === null ? null : utf8.encode(value);
 
-const RUN_COLUMNS = "id, workflow_name, status, input, output, error_code, error_name, error_message, " +
+const RUN_COLUMNS =
+  "id, workflow_name, workflow_version, status, input, output, error_code, error_name, error_message, " +
   "error_step, idempotency_key, created_at, updated_at, due_at, lease_id, claim_count";
 const STEP_COLUMNS = "run_id, step_name, status, output, error_code, error_name, error_message, " +
   "error_step, attempts, due_at, updated_at";
@@ -113,16 +114,17 @@ export const postgresDialect: Dialect = {
   wake: statement(`SELECT pg_notify('${CHANNEL}', '')::text AS sent`),
   listen: statement(`LISTEN ${CHANNEL}`),
 
-  insertRun: ({ id, workflowName, input, idempotencyKey, createdAt }) =>
+  insertRun: ({ id, workflowName, workflowVersion, input, idempotencyKey, createdAt }) =>
     statement(
-      "INSERT INTO reflow_runs (id, workflow_name, status, input, idempotency_key, created_at, " +
-        "updated_at, due_at, claim_count) VALUES ($1, $2, 'pending', $3::bytea, $4, $5::bigint, $5::bigint, " +
-        "$5::bigint, 0) ON CONFLICT (workflow_name, idempotency_key) DO NOTHING",
+      "INSERT INTO reflow_runs (id, workflow_name, workflow_version, status, input, idempotency_key, " +
+        "created_at, updated_at, due_at, claim_count) VALUES ($1, $2, $6, 'pending', $3::bytea, $4, " +
+        "$5::bigint, $5::bigint, $5::bigint, 0) ON CONFLICT (workflow_name, idempotency_key) DO NOTHING",
       id,
       workflowName,
       bytes(input),
       idempotencyKey,
       createdAt,
+      workflowVersion ?? null,
     ),
   selectRunByKey: (workflowName, key) =>
     statement(
@@ -206,7 +208,7 @@ export const postgresDialect: Dialect = {
   updateRunStatus: (runId, status, now) =>
     statement(
       "UPDATE reflow_runs SET status = $1, lease_id = NULL, updated_at = $2::bigint, due_at = CASE " +
-        "WHEN $1 IN ('completed', 'failed', 'cancelled') THEN NULL " +
+        "WHEN $1 IN ('completed', 'failed', 'cancelled', 'parked') THEN NULL " +
         "WHEN $1 = 'sleeping' AND status <> 'running' THEN coalesce(due_at, $2::bigint) " +
         "WHEN $1 = 'waiting' THEN CASE WHEN status = 'running' THEN NULL ELSE due_at END " +
         `ELSE $2::bigint END WHERE id = $3 AND ${UNFINISHED}`,
@@ -304,13 +306,40 @@ export const postgresDialect: Dialect = {
     statement(
       "UPDATE reflow_runs SET status = 'pending', due_at = $1::bigint, updated_at = $1::bigint, " +
         "output = NULL, error_code = NULL, error_name = NULL, error_message = NULL, error_step = NULL, " +
-        "lease_id = NULL WHERE id = $2 AND status IN ('failed', 'cancelled')",
+        "lease_id = NULL WHERE id = $2 AND status IN ('failed', 'cancelled', 'parked')",
       now,
       runId,
     ),
   deleteFailedSteps: (runId) =>
     statement("DELETE FROM reflow_steps WHERE run_id = $1 AND status = 'failed'", runId),
-  deleteEventsOfRun: (runId) => statement("DELETE FROM reflow_events WHERE run_id = $1", runId),
+  // A parked run keeps its events for when it continues.
+  deleteEventsOfFinishedRun: (runId) =>
+    statement(
+      "DELETE FROM reflow_events WHERE run_id = $1 AND EXISTS " +
+        "(SELECT 1 FROM reflow_runs WHERE id = $1 AND status IN ('failed', 'cancelled'))",
+      runId,
+    ),
+  updateRunVersion: (runId, leaseId, version) =>
+    statement(
+      "UPDATE reflow_runs SET workflow_version = $1 WHERE id = $2 AND status = 'running' AND lease_id = $3",
+      version,
+      runId,
+      leaseId,
+    ),
+  insertWorkflowVersion: ({ workflowName, version, shape, createdAt }) =>
+    statement(
+      "INSERT INTO reflow_workflow_versions (workflow_name, version, shape, created_at) " +
+        "VALUES ($1, $2, $3::bytea, $4::bigint) ON CONFLICT DO NOTHING",
+      workflowName,
+      version,
+      bytes(shape),
+      createdAt,
+    ),
+  selectWorkflowVersions: () =>
+    statement(
+      "SELECT workflow_name, version, shape, created_at FROM reflow_workflow_versions " +
+        "ORDER BY workflow_name, version",
+    ),
   selectPurgeable: ({ finishedBefore, statuses, limit }) =>
     statement(
       "SELECT seq, id FROM reflow_runs WHERE status IN " + jsonSet(1) +

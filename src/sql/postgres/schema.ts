@@ -100,4 +100,19 @@ export const MIGRATIONS: readonly Migration[] = [
       "ALTER TABLE reflow_runs ADD COLUMN recoveries integer NOT NULL DEFAULT 0",
     ],
   },
+  {
+    version: 5,
+    statements: [
+      // The version a run started under (or continues under); NULL for runs stored before it existed.
+      `ALTER TABLE reflow_runs ADD COLUMN workflow_version text COLLATE "C"`,
+      // The shape of every version an engine registered (see the SQLite schema).
+      `CREATE TABLE reflow_workflow_versions (
+        workflow_name text COLLATE "C" NOT NULL,
+        version text COLLATE "C" NOT NULL,
+        shape bytea NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (workflow_name, version)
+      )`,
+    ],
+  },
 ];

@@ -60,8 +60,18 @@ export const sqliteDialect: Dialect = {
   wake: null,
   listen: null,
 
-  insertRun: ({ id, workflowName, input, idempotencyKey, createdAt }) =>
-    statement(SQL.INSERT_RUN, id, workflowName, input, idempotencyKey, createdAt, createdAt, createdAt),
+  insertRun: ({ id, workflowName, workflowVersion, input, idempotencyKey, createdAt }) =>
+    statement(
+      SQL.INSERT_RUN,
+      id,
+      workflowName,
+      workflowVersion ?? null,
+      input,
+      idempotencyKey,
+      createdAt,
+      createdAt,
+      createdAt,
+    ),
   selectRunByKey: (workflowName, key) => statement(SQL.SELECT_RUN_BY_KEY, workflowName, key),
   selectRun: (runId) => statement(SQL.SELECT_RUN, runId),
   selectSteps: (runId) => statement(SQL.SELECT_STEPS, runId),
@@ -163,7 +173,11 @@ export const sqliteDialect: Dialect = {
     statement(SQL.countRunsByStatus(statuses.length), ...statuses.flatMap((status) => [status, status, cap])),
   requeueRun: (runId, now) => statement(SQL.REQUEUE_RUN, now, now, runId),
   deleteFailedSteps: (runId) => statement(SQL.DELETE_FAILED_STEPS, runId),
-  deleteEventsOfRun: (runId) => statement(SQL.DELETE_EVENTS_OF_RUN, runId),
+  deleteEventsOfFinishedRun: (runId) => statement(SQL.DELETE_EVENTS_OF_FINISHED_RUN, runId, runId),
+  updateRunVersion: (runId, leaseId, version) => statement(SQL.UPDATE_RUN_VERSION, version, runId, leaseId),
+  insertWorkflowVersion: ({ workflowName, version, shape, createdAt }) =>
+    statement(SQL.INSERT_WORKFLOW_VERSION, workflowName, version, shape, createdAt),
+  selectWorkflowVersions: () => statement(SQL.SELECT_WORKFLOW_VERSIONS),
   selectPurgeable: ({ finishedBefore, statuses, limit }) =>
     statement(
       SQL.selectPurgeable(statuses.length),

@@ -115,6 +115,22 @@ export const MIGRATIONS: readonly Migration[] = [
       "ALTER TABLE reflow_runs ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0",
     ],
   },
+  {
+    version: 5,
+    statements: [
+      // The version a run started under (or continues under); NULL for runs stored before it existed.
+      "ALTER TABLE reflow_runs ADD COLUMN workflow_version TEXT",
+      // The shape of every version an engine registered, so that any engine can compare a run's
+      // definition with its own without the old code. Small: one row per deployed version.
+      `CREATE TABLE reflow_workflow_versions (
+        workflow_name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        shape TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (workflow_name, version)
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and reads. */

@@ -9,7 +9,7 @@
 // Encoded values are read as blobs (and decoded by the core) because node:sqlite before Node 24,
 // and in Deno, cuts a text value at its first NUL character; a blob comes back whole.
 const RUN_COLUMNS =
-  "id, workflow_name, status, CAST(input AS BLOB) AS input, CAST(output AS BLOB) AS output, " +
+  "id, workflow_name, workflow_version, status, CAST(input AS BLOB) AS input, CAST(output AS BLOB) AS output, " +
   "error_code, error_name, error_message, error_step, idempotency_key, created_at, updated_at, due_at, " +
   "lease_id, claim_count";
 
@@ -63,11 +63,11 @@ export const UPSERT_SCHEMA_VERSION = "INSERT INTO reflow_meta (key, value) VALUE
 /**
  * Stores a new pending run unless its workflow already has a run with its idempotency key
  * (NULL keys never collide). A duplicate id still fails, with a unique violation.
- * Parameters: id, workflow, input, key, created at, updated at, due at.
+ * Parameters: id, workflow, version, input, key, created at, updated at, due at.
  */
-export const INSERT_RUN = "INSERT INTO reflow_runs " +
-  "(id, workflow_name, status, input, idempotency_key, created_at, updated_at, due_at, claim_count) " +
-  "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, 0) " +
+export const INSERT_RUN = "INSERT INTO reflow_runs (id, workflow_name, workflow_version, status, input, " +
+  "idempotency_key, created_at, updated_at, due_at, claim_count) " +
+  "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, 0) " +
   "ON CONFLICT (workflow_name, idempotency_key) DO NOTHING";
 
 /** Reads the run that holds an idempotency key. Parameters: workflow, key. */
@@ -150,14 +150,14 @@ export const PARK_RUN = "UPDATE reflow_runs SET status = ?, due_at = ?, lease_id
 
 /**
  * Sets the status of an unfinished run without a lease check, releasing any lease. Due time:
- * finished, none; `pending`, now; `sleeping`, its wake time unless it was running (then now);
+ * finished or parked, none; `pending`, now; `sleeping`, its wake time unless it was running (then now);
  * `waiting`, its timeout unless it was running (then none). The right-hand sides read the row's
  * values from before the update. Parameters: status, now, then the status three times and now
  * twice for the CASE (status, status, now, status, now), then the run id.
  */
 export const UPDATE_RUN_STATUS = "UPDATE reflow_runs SET status = ?, lease_id = NULL, updated_at = ?, " +
   "due_at = CASE " +
-  "WHEN ? IN ('completed', 'failed', 'cancelled') THEN NULL " +
+  "WHEN ? IN ('completed', 'failed', 'cancelled', 'parked') THEN NULL " +
   "WHEN ? = 'sleeping' AND status <> 'running' THEN coalesce(due_at, ?) " +
   "WHEN ? = 'waiting' THEN iif(status = 'running', NULL, due_at) " +
   "ELSE ? END " +
@@ -272,18 +272,34 @@ export function countRunsByStatus(arms: number): string {
 }
 
 /**
- * Re-queues a failed or cancelled run: pending, due now, no output, error or lease.
+ * Re-queues a failed, cancelled or parked run: pending, due now, no output, error or lease.
  * Parameters: now (due at), now (updated at), run id.
  */
 export const REQUEUE_RUN = "UPDATE reflow_runs SET status = 'pending', due_at = ?, updated_at = ?, " +
   "output = NULL, error_code = NULL, error_name = NULL, error_message = NULL, error_step = NULL, " +
-  "lease_id = NULL WHERE id = ? AND status IN ('failed', 'cancelled')";
+  "lease_id = NULL WHERE id = ? AND status IN ('failed', 'cancelled', 'parked')";
 
 /** Deletes a run's failed step results, so that those steps run again. Parameters: run id. */
 export const DELETE_FAILED_STEPS = "DELETE FROM reflow_steps WHERE run_id = ? AND status = 'failed'";
 
-/** Deletes a run's unconsumed events. Parameters: run id. */
-export const DELETE_EVENTS_OF_RUN = "DELETE FROM reflow_events WHERE run_id = ?";
+/**
+ * Deletes a run's unconsumed events if it has finished (failed or cancelled): a parked run keeps
+ * them for when it continues. Parameters: run id, run id.
+ */
+export const DELETE_EVENTS_OF_FINISHED_RUN = "DELETE FROM reflow_events WHERE run_id = ? AND EXISTS " +
+  "(SELECT 1 FROM reflow_runs WHERE id = ? AND status IN ('failed', 'cancelled'))";
+
+/** Records the version a held run continues under. Parameters: version, run id, lease id. */
+export const UPDATE_RUN_VERSION = "UPDATE reflow_runs SET workflow_version = ? " +
+  "WHERE id = ? AND status = 'running' AND lease_id = ?";
+
+/** Stores a workflow version's shape unless the version is stored. Parameters: name, version, shape, created at. */
+export const INSERT_WORKFLOW_VERSION = "INSERT INTO reflow_workflow_versions " +
+  "(workflow_name, version, shape, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING";
+
+/** Reads every workflow version, by name then version. */
+export const SELECT_WORKFLOW_VERSIONS = "SELECT workflow_name, version, CAST(shape AS BLOB) AS shape, " +
+  "created_at FROM reflow_workflow_versions ORDER BY workflow_name, version";
 
 /**
  * The text of the query for up to a limit of finished runs that finished before a time, oldest
