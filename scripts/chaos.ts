@@ -451,9 +451,9 @@ async function verify(
     const match = extras.findIndex((count) => count !== undefined);
     const extra = match === -1 ? undefined : extras[match];
     // Every unit but a crash loop's absorbs a few lost attempts; a kill that cut the last one
-    // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare.
-    const lostOut = extra !== undefined && extra > 0 && run.status === "failed" &&
-      run.error?.code === "WORKER_LOST";
+    // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare. That last
+    // one may also be an attempt the plan has (a step meant to fail at its last attempt, killed in it).
+    const lostOut = extra !== undefined && run.status === "failed" && run.error?.code === "WORKER_LOST";
     if (lostOut) {
       v.lostAttempts += extra;
       continue;
