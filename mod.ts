@@ -150,6 +150,7 @@ export type {
   StepStatus,
   StorageAdapter,
   StoredError,
+  StoredEvent,
   UpsertScheduleResult,
   WorkflowRun,
   WorkflowVersionRecord,

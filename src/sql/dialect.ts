@@ -228,6 +228,8 @@ export interface Dialect {
    * the transaction ends.
    */
   findWait(connection: SqlConnection, runId: string, leaseId: string, name: string): Promise<WaitFinding>;
+  /** Reads an unfinished run's unconsumed events (name, payload, created_at) in delivery order. */
+  selectEvents(runId: string): SqlStatement;
   /** Consumes an event. */
   deleteEvent(seq: number): SqlStatement;
   /** One `listRuns()` page. */

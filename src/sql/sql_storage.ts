@@ -24,6 +24,7 @@ import type {
   StepResult,
   StorageAdapter,
   StoredError,
+  StoredEvent,
   UpsertScheduleResult,
   WorkflowRun,
   WorkflowVersionRecord,
@@ -200,6 +201,7 @@ const DEFAULT_WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
 const READ_ONLY = new Set([
   "getRun",
   "getStepResults",
+  "listEvents",
   "listRuns",
   "listSchedules",
   "dueSchedules",
@@ -493,6 +495,25 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     if (typeof runId !== "string") return [];
     const rows = await this.#run(op, "statements", (c) => c.query(this.#dialect.selectSteps(runId)));
     return rows.map(toStep);
+  }
+
+  /**
+   * Reads a run's unconsumed events in one statement, in delivery order.
+   *
+   * @param runId The run.
+   * @returns Its events; empty for an unknown or finished run.
+   * @throws {StorageError} On a driver failure.
+   */
+  async listEvents(runId: string): Promise<StoredEvent[]> {
+    const op = "listEvents";
+    this.#open(op);
+    if (typeof runId !== "string") return [];
+    const rows = await this.#run(op, "statements", (c) => c.query(this.#dialect.selectEvents(runId)));
+    return rows.map((row) => ({
+      name: row.name as string,
+      payload: text(row.payload) as string,
+      createdAt: Number(row.created_at),
+    }));
   }
 
   /**

@@ -208,6 +208,16 @@ export interface NewEvent {
   readonly createdAt: number;
 }
 
+/** An event stored for a run and not yet consumed by a wait; see {@linkcode StorageAdapter.listEvents}. */
+export interface StoredEvent {
+  /** The event's name: the name of the wait unit that will consume it. */
+  readonly name: string;
+  /** The encoded payload, as delivered. */
+  readonly payload: EncodedValue;
+  /** When it was sent. */
+  readonly createdAt: number;
+}
+
 /** What a worker asks when its run reaches a wait; see {@linkcode StorageAdapter.awaitEvent}. */
 export interface EventWait {
   /** The current time. */
@@ -454,6 +464,13 @@ export interface StorageAdapter {
    * `dueAt = timeoutAt` and no lease. An event wins over a timeout that has passed.
    */
   awaitEvent(runId: string, leaseId: string, wait: EventWait): Promise<EventWaitResult>;
+
+  /**
+   * Reads a run's stored events that no wait has consumed yet, in delivery order (empty for an
+   * unknown or finished run, since a finished run's events are dropped). An event a wait consumed
+   * is that wait's step result instead. Reads only.
+   */
+  listEvents(runId: string): Promise<StoredEvent[]>;
 
   /**
    * Reads one page of runs, newest first by `(createdAt DESC, id DESC)`, filtered by status and

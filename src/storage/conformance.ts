@@ -1018,6 +1018,38 @@ const lifecycleCases: readonly ContractCase[] = [
     },
   },
   {
+    name: "`listEvents()` reads the unconsumed events in delivery order; consumed and refused ones are not there",
+    async run(storage) {
+      checkEqual(await storage.listEvents("r1"), [], "listEvents() of an unknown run");
+      const held = await createAndClaim(storage, "r1");
+      checkEqual(await storage.listEvents("r1"), [], "listEvents() before any event");
+      check(await storage.deliverEvent("r1", event("ship", '{"to":"Zürich 🚚"}', T0 + 50)), "deliver ship");
+      check(await storage.deliverEvent("r1", event("approve", '"yes"', T0 + 20)), "deliver approve");
+      check(!(await storage.deliverEvent("r1", event("ship", '"second"', T0 + 60))), "a second ship");
+      // Delivery order, not createdAt order: the clock of a sender is not the store's.
+      checkEqual(
+        await storage.listEvents("r1"),
+        [
+          { name: "ship", payload: '{"to":"Zürich 🚚"}', createdAt: T0 + 50 },
+          { name: "approve", payload: '"yes"', createdAt: T0 + 20 },
+        ],
+        "listEvents() after two deliveries",
+      );
+      checkEqual(
+        (await storage.awaitEvent("r1", held.leaseId, wait("ship", T0 + 100, null))).outcome,
+        "received",
+        "awaitEvent(ship)",
+      );
+      checkEqual(
+        await storage.listEvents("r1"),
+        [{ name: "approve", payload: '"yes"', createdAt: T0 + 20 }],
+        "listEvents() after the wait consumed ship",
+      );
+      check(await storage.updateRunStatus("r1", "cancelled"), "cancel");
+      checkEqual(await storage.listEvents("r1"), [], "listEvents() of a finished run");
+    },
+  },
+  {
     name: "`deliverEvent()` returns false, storing nothing, once the wait of that name is over",
     async run(storage) {
       const held = await createAndClaim(storage, "r1");

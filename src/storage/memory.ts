@@ -51,6 +51,7 @@ import type {
   StepResult,
   StorageAdapter,
   StoredError,
+  StoredEvent,
   UpsertScheduleResult,
   WorkflowRun,
   WorkflowVersionRecord,
@@ -270,8 +271,11 @@ export class MemoryStorage implements StorageAdapter {
   #keys = new Map<string, Map<string, string>>();
   /** The claim index: one queue per workflow name. */
   #queues = new Map<string, DueQueue>();
-  /** Unconsumed event payloads by run, then by name: a wait takes one event, so one per name. */
-  #events = new Map<string, Map<string, string>>();
+  /**
+   * Unconsumed events by run, then by name: a wait takes one event, so one per name; a Map keeps
+   * delivery order, since an event of a name is only stored while none is.
+   */
+  #events = new Map<string, Map<string, StoredEvent>>();
   /** Schedules by key. */
   #schedules = new Map<string, ScheduleRecord>();
   /** Workflow version shapes by {@linkcode versionKey}. */
@@ -562,7 +566,7 @@ export class MemoryStorage implements StorageAdapter {
       if (byName?.has(name)) return false;
 
       if (byName === undefined) this.#events.set(runId, byName = new Map());
-      byName.set(name, payload);
+      byName.set(name, { name, payload, createdAt });
       if (record.status === "waiting" && waitStatus === "waiting") {
         const dueAt = record.dueAt === null ? createdAt : Math.min(record.dueAt, createdAt);
         record.dueAt = dueAt;
@@ -592,7 +596,7 @@ export class MemoryStorage implements StorageAdapter {
       if (record === undefined) return { outcome: "lost" };
 
       const byName = this.#events.get(runId);
-      const payload = byName?.get(stepName);
+      const payload = byName?.get(stepName)?.payload;
       if (payload !== undefined) {
         byName!.delete(stepName);
         if (byName!.size === 0) this.#events.delete(runId);
@@ -609,6 +613,17 @@ export class MemoryStorage implements StorageAdapter {
       this.#park(record, "waiting", now, timeoutAt);
       return { outcome: "parked" };
     });
+  }
+
+  /**
+   * Reads a run's unconsumed events, in delivery order.
+   *
+   * @param runId The run.
+   * @returns Copies of its events; empty for an unknown or finished run.
+   * @throws {StorageError} If the storage is closed.
+   */
+  listEvents(runId: string): Promise<StoredEvent[]> {
+    return this.#run("listEvents", () => [...this.#events.get(runId)?.values() ?? []].map((e) => ({ ...e })));
   }
 
   /**

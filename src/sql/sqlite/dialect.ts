@@ -157,6 +157,7 @@ export const sqliteDialect: Dialect = {
     return { held: true, event: { seq: Number(row.seq), payload: row.payload! } };
   },
   deleteEvent: (seq) => statement(SQL.DELETE_EVENT, seq),
+  selectEvents: (runId) => statement(SQL.SELECT_EVENTS, runId, runId),
   selectRunsPage({ statuses = [], workflowName, limit, before, beforeId }) {
     const cursor = before === undefined ? "none" : beforeId === undefined ? "before" : "beforeId";
     const sql = SQL.selectRunsPage(statuses.length, workflowName !== undefined, cursor);

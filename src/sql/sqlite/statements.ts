@@ -221,6 +221,13 @@ export const SELECT_WAIT = "SELECT e.seq AS seq, CAST(e.payload AS BLOB) AS payl
   "(SELECT seq FROM reflow_events WHERE run_id = r.id AND name = ? ORDER BY seq LIMIT 1) " +
   "WHERE r.id = ? AND r.status = 'running' AND r.lease_id = ?";
 
+/**
+ * A run's unconsumed events, in delivery order; none once it has finished (a finished run's
+ * events stay until it is purged or re-queued, but no wait will take them). Parameters: run id twice.
+ */
+export const SELECT_EVENTS = "SELECT name, CAST(payload AS BLOB) AS payload, created_at FROM reflow_events " +
+  `WHERE run_id = ? AND EXISTS (SELECT 1 FROM reflow_runs WHERE id = ? AND ${UNFINISHED}) ORDER BY seq`;
+
 /** Consumes an event. Parameters: seq. */
 export const DELETE_EVENT = "DELETE FROM reflow_events WHERE seq = ?";
 
