@@ -7,7 +7,7 @@ import { createDashboard, requireToken } from "../dashboard.ts";
 import type { StorageAdapter } from "../mod.ts";
 import { MemoryStorage } from "../src/storage/memory.ts";
 import { storages } from "./support/storages.ts";
-import { seedStore, XSS } from "./support/operate_fixture.ts";
+import { MISMATCH, seedParkedRun, seedStore, XSS } from "./support/operate_fixture.ts";
 import { runtimeName } from "./support/runtime.ts";
 
 const ORIGIN = "http://app.test";
@@ -52,7 +52,14 @@ for (const subject of storages) {
       "every page has a nonce CSP that its only style and script carry, and escapes run values",
       withStore(async (storage) => {
         const dashboard = createDashboard({ storage });
-        for (const path of ["/", "/runs/run-xss", "/schedules", "/?workflow=" + encodeURIComponent(XSS)]) {
+        const paths = [
+          "/",
+          "/runs/run-xss",
+          "/runs/run-waiting",
+          "/schedules",
+          "/?workflow=" + encodeURIComponent(XSS),
+        ];
+        for (const path of paths) {
           const response = await dashboard(get(path));
           const csp = response.headers.get("content-security-policy") ?? "";
           const nonce = /script-src 'nonce-([0-9a-f]{32})'/.exec(csp)?.[1];
@@ -99,6 +106,53 @@ for (const subject of storages) {
         assert.equal((await dashboard(post("/runs/nope/resume", { csrf: "s3cret" }))).status, 404);
         assert.equal((await dashboard(post("/runs/run-failed/resume", { csrf: "s3cret" }))).status, 303);
         assert.equal((await storage.getRun("run-failed"))?.status, "pending");
+      }),
+    );
+
+    test(
+      "the run page lists the events sent and not yet received, and says so when there are none",
+      withStore(async (storage) => {
+        const dashboard = createDashboard({ storage });
+        const waiting = await (await dashboard(get("/runs/run-waiting"))).text();
+        const section = waiting.slice(waiting.indexOf("<h2>Pending events</h2>"));
+        assert.match(section, /<td class="mono">escalate<\/td>/);
+        assert.match(section, /<time data-t="1767225721000"/);
+        assert.ok(section.includes("<code>{&quot;note&quot;:&quot;&lt;script&gt;globalThis"), section);
+        const done = await (await dashboard(get("/runs/run-done"))).text();
+        assert.match(done, /<h2>Pending events<\/h2>[\s\S]*None: an event a wait received is that wait unit/);
+      }),
+    );
+
+    test(
+      "a parked run has its colour and filter, shows its VERSION_MISMATCH and version, and can be resumed",
+      withStore(async (storage) => {
+        await seedParkedRun(storage);
+        const dashboard = createDashboard({ storage, csrfSecret: "s3cret" });
+        const list = await (await dashboard(get("/"))).text();
+        assert.match(list, /<style[^>]*>[\s\S]*\.s-parked\{background:var\(--parked\)\}/);
+        assert.match(list, /<option>parked<\/option>/);
+        assert.match(list, /status=parked" class="">\s*parked<span>1<\/span>/);
+        assert.match(list, /<span class="badge s-parked">parked<\/span>/);
+        const filtered = await (await dashboard(get("/?status=parked"))).text();
+        assert.deepEqual([...filtered.matchAll(/<a href="\/runs\/([^"]+)"/g)].map((m) => m[1]), [
+          "run-parked",
+        ]);
+
+        const page = await (await dashboard(get("/runs/run-parked"))).text();
+        assert.match(page, /<b>VERSION_MISMATCH<\/b>\s*VersionMismatchError:/);
+        assert.ok(page.includes(MISMATCH.message.replaceAll('"', "&quot;")), "the mismatch message");
+        assert.match(page, /<dt>Version<\/dt>\s*<dd><span class="mono">2<\/span><\/dd>/);
+        assert.match(page, /action="\/runs\/run-parked\/resume"/);
+        assert.match(page, /action="\/runs\/run-parked\/cancel"/);
+        const unversioned = await (await dashboard(get("/runs/run-failed"))).text();
+        assert.ok(!unversioned.includes("<dt>Version</dt>"), "no version row for a run without one");
+
+        const resumed = await dashboard(
+          post("/runs/run-parked/resume", { csrf: "s3cret" }, { origin: ORIGIN }),
+        );
+        assert.equal(resumed.status, 303);
+        const run = await storage.getRun("run-parked");
+        assert.deepEqual([run?.status, run?.error], ["pending", null]);
       }),
     );
 

@@ -13,9 +13,10 @@ Commands:
   runs [--status s] [--workflow w] [--limit n] [--before cursor]
                          Runs, newest first, one page (default 100, at most 1000); prints the
                          cursor of the next page. --status takes one status or a comma list.
-  run <id>               A run and its timeline: each unit's status, attempts, time, error, output.
+  run <id>               A run and its timeline: each unit's status, attempts, time, error, output;
+                         then the events sent to it that no wait has received yet.
   cancel <id>            Cancels an unfinished run.
-  resume <id>            Re-queues a failed or cancelled run; its completed steps are kept.
+  resume <id>            Re-queues a failed, cancelled or parked run; its completed steps are kept.
   purge --older-than 30d [--status completed,failed,cancelled]
                          Deletes finished runs (with their steps and events) older than that.
   schedules              The stored schedules and their next slots.

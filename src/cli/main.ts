@@ -115,11 +115,12 @@ const COMMANDS: Handlers = {
     if (json) return print(host, { runs, next: cursor });
     const now = host.now();
     host.stdout(formatTable(
-      ["ID", "WORKFLOW", "STATUS", "CREATED", "UPDATED", "ERROR"],
+      ["ID", "WORKFLOW", "STATUS", "VERSION", "CREATED", "UPDATED", "ERROR"],
       runs.map((run) => [
         run.id,
         run.workflow,
         run.status,
+        truncate(run.version ?? "-", 12),
         formatRelative(run.createdAt, now),
         formatRelative(run.updatedAt, now),
         run.error === null ? "" : truncate(formatError(run.error), 60),
@@ -132,13 +133,14 @@ const COMMANDS: Handlers = {
     const details = await readRun(storage, runId);
     if (details === null) return notFound(host, runId);
     if (json) return print(host, details);
-    const { run, steps } = details;
+    const { run, steps, pendingEvents } = details;
     const now = host.now();
     const when = (at: number) => `${formatTime(at)} (${formatRelative(at, now)})`;
     const fields: [string, string][] = [
       ["run", run.id],
       ["workflow", run.workflow],
       ["status", run.status],
+      ...(run.version === null ? [] : [["version", run.version] as [string, string]]),
       ["created", when(run.createdAt)],
       ["updated", when(run.updatedAt)],
       ...(run.dueAt === null ? [] : [["due", when(run.dueAt)] as [string, string]]),
@@ -169,6 +171,15 @@ const COMMANDS: Handlers = {
       }),
     ));
     if (steps.length === 0) host.stdout("No unit has run yet.\n");
+    if (pendingEvents.length > 0) {
+      host.stdout("\nPending events (sent, not yet received by a wait):\n");
+      host.stdout(formatTable(
+        ["EVENT", "SENT", "PAYLOAD"],
+        pendingEvents.map((
+          event,
+        ) => [event.name, when(event.createdAt), formatValue(event.payload, { max: 80 })]),
+      ));
+    }
     return 0;
   },
   async cancel({ runId }, { storage, host, json }) {
@@ -262,7 +273,9 @@ function acted(
 ): Exit {
   if (result.outcome === "notFound") return notFound(host, runId);
   if (result.outcome === "refused") {
-    const why = action === "resume" ? "only a failed or cancelled run can be resumed" : "it has finished";
+    const why = action === "resume"
+      ? "only a failed, cancelled or parked run can be resumed"
+      : "it has finished";
     host.stderr(`reflow: Cannot ${action} run "${runId}": it is ${result.status} (${why})\n`);
     return 1;
   }

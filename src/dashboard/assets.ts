@@ -9,7 +9,7 @@
 export const STYLE: string = `
 :root{color-scheme:light dark;--bg:#f7f7f8;--fg:#1c1d21;--muted:#6b6f7b;--card:#fff;--line:#e3e4e8;
 --accent:#3b5bdb;--pending:#868e96;--running:#1c7ed6;--sleeping:#7950f2;--waiting:#f08c00;--completed:#2f9e44;
---failed:#e03131;--cancelled:#495057;--retrying:#f08c00;--skipped:#adb5bd}
+--failed:#e03131;--cancelled:#495057;--retrying:#f08c00;--skipped:#adb5bd;--parked:#c2255c}
 @media (prefers-color-scheme:dark){:root{--bg:#141517;--fg:#e9ecef;--muted:#909296;--card:#1f2023;--line:#2c2e33}}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);color:var(--fg)}
 header{display:flex;align-items:center;gap:24px;padding:10px 24px;background:var(--card);border-bottom:1px solid var(--line)}
@@ -24,7 +24,7 @@ th{font-size:12px;color:var(--muted);font-weight:500;background:var(--bg)}tr:las
 td.err{color:var(--failed);max-width:360px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:var(--pending)}
 .s-running{background:var(--running)}.s-sleeping{background:var(--sleeping)}.s-waiting,.s-retrying{background:var(--waiting)}
-.s-completed{background:var(--completed)}.s-failed{background:var(--failed)}.s-cancelled{background:var(--cancelled)}.s-skipped{background:var(--skipped)}
+.s-completed{background:var(--completed)}.s-failed{background:var(--failed)}.s-cancelled{background:var(--cancelled)}.s-skipped{background:var(--skipped)}.s-parked{background:var(--parked)}
 .tabs{display:flex;flex-wrap:wrap;gap:6px;margin-bottom:12px}.tabs a{padding:4px 10px;border:1px solid var(--line);border-radius:14px;
 text-decoration:none;color:var(--fg);background:var(--card);font-size:13px}.tabs a.on{border-color:var(--accent);color:var(--accent)}
 .tabs a span{color:var(--muted);margin-left:4px}

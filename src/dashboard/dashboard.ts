@@ -54,8 +54,8 @@ const PAGE_SIZE = 50;
 
 /**
  * Creates the dashboard: pages for runs (filters by status and workflow, counts per status, paging,
- * live refresh), a run (its units' timeline, error, input and output) and schedules, and the
- * cancel and resume actions as POSTs guarded against cross-site requests (a per-handler token in
+ * live refresh), a run (its units' timeline, error, version, input, output and the events sent to
+ * it that no wait has received yet) and schedules, and the cancel and resume actions as POSTs guarded against cross-site requests (a per-handler token in
  * each form, and the `Origin` must be the request's own host). Responses carry a strict
  * Content-Security-Policy; every value from a run is escaped. The handler answers 404 for paths
  * outside `basePath`, so it can sit behind other routes.

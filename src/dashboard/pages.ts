@@ -6,7 +6,7 @@
  */
 
 import type { RunCounts } from "../storage/adapter.ts";
-import type { RunDetails, RunInfo } from "../engine/run_info.ts";
+import type { RunInfo } from "../engine/run_info.ts";
 import type { ScheduleInfo } from "../engine/scheduler.ts";
 import { FINISHED_RUN_STATUSES, RUN_STATUSES } from "../storage/statuses.ts";
 import {
@@ -17,7 +17,7 @@ import {
   formatTime,
   formatValue,
 } from "../operate/format.ts";
-import { COUNT_CAP, formatCursor, type RunListing } from "../operate/store_actions.ts";
+import { COUNT_CAP, formatCursor, type OperatedRun, type RunListing } from "../operate/store_actions.ts";
 import { Html, html } from "./html.ts";
 import { SCRIPT, STYLE } from "./assets.ts";
 
@@ -118,17 +118,27 @@ export function runsPage(c: PageContext, filters: RunFilters, counts: RunCounts,
 <div class="pager">${first}${next}</div>`;
 }
 
-/** A run: its fields, error, actions, input and output, and the timeline of its units. */
-export function runPage(c: PageContext, details: RunDetails, notice: string | null): Html {
-  const { run, steps } = details;
+/** The statuses a run can be resumed from, as `requeueRun` takes them. */
+const RESUMABLE: ReadonlySet<string> = new Set(["failed", "cancelled", "parked"]);
+
+/** A run: its fields, error, actions, input and output, the timeline of its units and its pending events. */
+export function runPage(c: PageContext, details: OperatedRun, notice: string | null): Html {
+  const { run, steps, pendingEvents } = details;
   const finished = (FINISHED_RUN_STATUSES as readonly string[]).includes(run.status);
   const actions = c.csrf === null
     ? ""
     : html`<div class="actions">${!finished ? action(c, run, "cancel", "Cancel run", "danger") : ""}${
-      run.status === "failed" || run.status === "cancelled"
-        ? action(c, run, "resume", "Resume", "primary")
-        : ""
+      RESUMABLE.has(run.status) ? action(c, run, "resume", "Resume", "primary") : ""
     }</div>`;
+  const events = pendingEvents.map((event) =>
+    html`
+      <tr>
+        <td class="mono">${event.name}</td>
+        <td>${time(event.createdAt, c.now)}</td>
+        <td><code>${formatValue(event.payload, { max: 160 })}</code></td>
+      </tr>
+    `
+  );
   let previous = run.createdAt;
   const span = Math.max(1, ...steps.map((s) => s.updatedAt - run.createdAt));
   const timeline = steps.map((step) => {
@@ -174,8 +184,10 @@ ${
     }</div>`
   }
 <div class="card"><dl>${field("Workflow", run.workflow)}${
-    field("Created", html`${formatTime(run.createdAt)} · ${time(run.createdAt, c.now)}`)
-  }${field("Updated", html`${formatTime(run.updatedAt)} · ${time(run.updatedAt, c.now)}`)}${
+    run.version === null ? "" : field("Version", html`<span class="mono">${run.version}</span>`)
+  }${field("Created", html`${formatTime(run.createdAt)} · ${time(run.createdAt, c.now)}`)}${
+    field("Updated", html`${formatTime(run.updatedAt)} · ${time(run.updatedAt, c.now)}`)
+  }${
     run.dueAt === null ? "" : field(run.status === "running" ? "Lease until" : "Due", time(run.dueAt, c.now))
   }${field("Claims", run.claimCount)}${
     run.idempotencyKey === null
@@ -197,8 +209,13 @@ ${
       "No unit has run yet.",
     )
   }
-<h2>Events</h2><p class="muted">An event a wait received is that wait unit's output above; events sent but not yet
-received are kept by the store until a wait takes them.</p></div>`;
+<h2>Pending events</h2>${
+    cardTable(
+      ["Event", "Sent", "Payload"],
+      events,
+      "None: an event a wait received is that wait unit's output above.",
+    )
+  }</div>`;
 }
 
 /** The schedules page. */

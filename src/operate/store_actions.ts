@@ -11,6 +11,8 @@ import { decodeRecurrence } from "../schedule/recurrence.ts";
 import { type ScheduleInfo, toScheduleInfo } from "../engine/scheduler.ts";
 import { listRunPage, type ListRunsOptions, type RunCursor, toRunQuery } from "../engine/run_listing.ts";
 import { type RunDetails, type RunInfo, toRunInfo, toStepInfo } from "../engine/run_info.ts";
+import { decodeValue } from "../storage/codec.ts";
+import { isFinishedStatus } from "../storage/statuses.ts";
 
 /** Counts per status stop here, so that a million runs cost what ten thousand do. */
 export const COUNT_CAP = 10_000;
@@ -40,12 +42,34 @@ export function readRunCounts(storage: StorageAdapter): Promise<RunCounts> {
   return storage.countRuns(COUNT_CAP);
 }
 
-/** Reads a run with its units' results, decoded; null when there is no such run. */
-export async function readRun(storage: StorageAdapter, runId: string): Promise<RunDetails | null> {
+/** An event stored for a run that no wait has received yet, decoded. */
+export interface PendingEvent {
+  /** The event's name: the wait unit that will receive it. */
+  readonly name: string;
+  /** Its payload. */
+  readonly payload: unknown;
+  /** When it was sent, ms since the epoch. */
+  readonly createdAt: number;
+}
+
+/** A run as an operator sees it: its units' results and the events waiting for a wait. */
+export interface OperatedRun extends RunDetails {
+  /** Events sent but not yet received, in delivery order (a received one is its wait unit's output). */
+  readonly pendingEvents: readonly PendingEvent[];
+}
+
+/** Reads a run with its units' results and pending events, decoded; null when there is no such run. */
+export async function readRun(storage: StorageAdapter, runId: string): Promise<OperatedRun | null> {
   const run = await storage.getRun(runId);
   if (run === null) return null;
   const steps = run.claimCount === 0 ? [] : await storage.getStepResults(runId);
-  return { run: toRunInfo(run), steps: steps.map(toStepInfo) };
+  // A finished run's events are never received, and the contract reports none.
+  const events = isFinishedStatus(run.status) ? [] : await storage.listEvents(runId);
+  return {
+    run: toRunInfo(run),
+    steps: steps.map(toStepInfo),
+    pendingEvents: events.map((event) => ({ ...event, payload: decodeValue(event.payload) })),
+  };
 }
 
 /**
@@ -57,7 +81,7 @@ export async function cancelStoredRun(storage: StorageAdapter, runId: string): P
   return await refusal(storage, runId);
 }
 
-/** Re-queues a failed or cancelled run; an engine that has its workflow runs it. */
+/** Re-queues a failed, cancelled or parked run; an engine that has its workflow runs it. */
 export async function resumeStoredRun(
   storage: StorageAdapter,
   runId: string,

@@ -1018,7 +1018,8 @@ const lifecycleCases: readonly ContractCase[] = [
     },
   },
   {
-    name: "`listEvents()` reads the unconsumed events in delivery order; consumed and refused ones are not there",
+    name:
+      "`listEvents()` reads the unconsumed events in delivery order; consumed and refused ones are not there",
     async run(storage) {
       checkEqual(await storage.listEvents("r1"), [], "listEvents() of an unknown run");
       const held = await createAndClaim(storage, "r1");

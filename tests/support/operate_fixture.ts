@@ -24,22 +24,14 @@ export const SEEDED: readonly { readonly id: string; readonly workflow: string; 
 /**
  * Seeds `storage` (initialised here): a completed and a failed `orders` run (its `charge` step
  * failed after 3 attempts), an `approval` run waiting for an event, a pending run, a completed run
- * whose workflow name and output hold {@linkcode XSS}, and one schedule.
+ * whose workflow name and output hold {@linkcode XSS}, and one schedule. The waiting run holds an
+ * event for a later wait (`escalate`, its payload holding {@linkcode XSS}), not yet received.
  */
 export async function seedStore(storage: StorageAdapter): Promise<void> {
   await storage.initialize();
   const create = (id: string, workflowName: string, at: number, input: unknown) =>
     storage.createRun({ id, workflowName, input: encodeValue(input), idempotencyKey: null, createdAt: at });
-  const lease = async (id: string, workflowName: string, at: number) => {
-    const [run] = await storage.claimRuns({
-      workflowNames: [workflowName],
-      limit: 1,
-      now: at,
-      leaseDurationMs: 30_000,
-    });
-    if (run?.id !== id) throw new Error(`fixture: expected to claim ${id}, got ${run?.id}`);
-    return run.leaseId;
-  };
+  const lease = (id: string, workflowName: string, at: number) => claimOne(storage, id, workflowName, at);
   const step = (runId: string, stepName: string, at: number, fields: Record<string, unknown>) => ({
     runId,
     stepName,
@@ -74,6 +66,12 @@ export async function seedStore(storage: StorageAdapter): Promise<void> {
   await create("run-waiting", "approval", T0 + 120_000, { request: "refund" });
   leaseId = await lease("run-waiting", "approval", T0 + 120_010);
   await storage.awaitEvent("run-waiting", leaseId, wait("approved", T0 + 120_020, null));
+  // Sent for a later wait: stored, not received, and it does not wake the run.
+  await storage.deliverEvent("run-waiting", {
+    name: "escalate",
+    payload: encodeValue({ note: XSS }),
+    createdAt: T0 + 121_000,
+  });
 
   await create("run-pending", "orders", T0 + 180_000, { orderId: 3 });
 
@@ -94,4 +92,43 @@ export async function seedStore(storage: StorageAdapter): Promise<void> {
     nextRunAt: T0 + 86_400_000,
     now: T0,
   });
+}
+
+/** Claims run `id`, which must be the first due run of `workflowName` at `at`; returns its lease. */
+async function claimOne(
+  storage: StorageAdapter,
+  id: string,
+  workflowName: string,
+  at: number,
+): Promise<string> {
+  const [run] = await storage.claimRuns({
+    workflowNames: [workflowName],
+    limit: 1,
+    now: at,
+    leaseDurationMs: 30_000,
+  });
+  if (run?.id !== id) throw new Error(`fixture: expected to claim ${id}, got ${run?.id}`);
+  return run.leaseId;
+}
+
+/** The error a run parks with when its definition changed incompatibly (as the engine stores it). */
+export const MISMATCH = {
+  code: "VERSION_MISMATCH",
+  name: "VersionMismatchError",
+  message:
+    'Run "run-parked" of workflow "shipping" cannot continue under version "2": unit "ship" was removed',
+};
+
+/** Adds `run-parked` (newest), a `shipping` run of version `2` parked with {@linkcode MISMATCH}. */
+export async function seedParkedRun(storage: StorageAdapter): Promise<void> {
+  await storage.createRun({
+    id: "run-parked",
+    workflowName: "shipping",
+    workflowVersion: "2",
+    input: encodeValue({ orderId: 4 }),
+    idempotencyKey: null,
+    createdAt: T0 + 300_000,
+  });
+  const leaseId = await claimOne(storage, "run-parked", "shipping", T0 + 300_010);
+  await storage.advanceRun("run-parked", leaseId, { now: T0 + 300_020, status: "parked", error: MISMATCH });
 }
