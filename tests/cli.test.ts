@@ -12,7 +12,7 @@ import type { StorageAdapter } from "../mod.ts";
 import { runCli } from "../src/cli/main.ts";
 import { MemoryStorage } from "../src/storage/memory.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
-import { SEEDED, seedStore, T0 } from "./support/operate_fixture.ts";
+import { MISMATCH, SEEDED, seedParkedRun, seedStore, T0, XSS } from "./support/operate_fixture.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const cliPath = join(root, "cli.ts");
@@ -53,12 +53,13 @@ async function reflow(...args: string[]): Promise<Result> {
   return { code, stdout, stderr };
 }
 
-/** Another seeded database, for a command that changes it. */
+/** Another seeded database (with `run-parked` too when asked), for a command that changes it. */
 let copies = 0;
-async function freshCopy(): Promise<string> {
+async function freshCopy(options: { readonly parked?: boolean } = {}): Promise<string> {
   const path = join(dir, `copy${++copies}.db`);
   const storage = await openSqlite(path);
   await seedStore(storage);
+  if (options.parked) await seedParkedRun(storage);
   await storage.close();
   return path;
 }
@@ -107,11 +108,11 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     const table = await reflow("runs", "--db", seeded);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
-    assert.match(lines[0]!, /^ID +WORKFLOW +STATUS +CREATED +UPDATED +ERROR$/);
+    assert.match(lines[0]!, /^ID +WORKFLOW +STATUS +VERSION +CREATED +UPDATED +ERROR$/);
     assert.deepEqual(lines.slice(1).map((line) => line.split(/\s+/)[0]), SEEDED.map((run) => run.id));
     assert.match(
       table.stdout,
-      /run-failed +orders +failed +.* ago +.* ago +DECLINED Error: card declined \(step charge\)/,
+      /run-failed +orders +failed +- +.* ago +.* ago +DECLINED Error: card declined \(step charge\)/,
     );
 
     const json = await reflow("runs", "--db", seeded, "--json");
@@ -164,7 +165,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     assert.match((await reflow("runs", "--db", seeded, "--workflow", "none")).stdout, /^No runs\.$/m);
   });
 
-  test("run shows the run and its timeline; --json prints { run, steps }; an unknown id exits 1", async () => {
+  test("run shows the run, its timeline and pending events; --json prints { run, steps, pendingEvents }; an unknown id exits 1", async () => {
     const shown = await reflow("run", "run-failed", "--db", seeded);
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /^status +failed$/m);
@@ -190,6 +191,23 @@ describe(`reflow CLI on ${runtimeName}`, () => {
       updatedAt: T0 + 1250,
     }]);
 
+    assert.deepEqual(json.pendingEvents, [], "a finished run has no pending events");
+    assert.ok(!done.stdout.includes("Pending events"), "no section without events");
+
+    // An event sent for a later wait: listed after the timeline, its payload on one line.
+    const waiting = await reflow("run", "run-waiting", "--db", seeded);
+    assert.match(
+      waiting.stdout,
+      /\nPending events \(sent, not yet received by a wait\):\nEVENT +SENT +PAYLOAD\n/,
+    );
+    assert.match(waiting.stdout, /^escalate +2026-01-01T00:02:01\.000Z \(.* ago\) +\{"note":"<script>/m);
+    const waitingJson = JSON.parse((await reflow("run", "run-waiting", "--db", seeded, "--json")).stdout);
+    assert.deepEqual(waitingJson.pendingEvents, [{
+      name: "escalate",
+      payload: { note: XSS },
+      createdAt: T0 + 121_000,
+    }]);
+
     const missing = await reflow("run", "nope", "--db", seeded);
     assert.equal(missing.code, 1);
     assert.equal(missing.stdout, "");
@@ -213,7 +231,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     assert.equal(await statusOf(db, "run-done"), "completed");
   });
 
-  test("resume re-queues a failed run and refuses one that did not fail or was not cancelled", async () => {
+  test("resume re-queues a failed run and refuses one that is not failed, cancelled or parked", async () => {
     const db = await freshCopy();
     const resumed = await reflow("resume", "run-failed", "--db", db);
     assert.equal(resumed.code, 0, resumed.stderr);
@@ -226,9 +244,30 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     assert.equal(refused.code, 1);
     assert.match(
       refused.stderr,
-      /Cannot resume run "run-done": it is completed \(only a failed or cancelled run/,
+      /Cannot resume run "run-done": it is completed \(only a failed, cancelled or parked run/,
     );
     assert.equal(await statusOf(db, "run-done"), "completed");
+  });
+
+  test("a parked run is listed with its version, shows its VERSION_MISMATCH, and resume re-queues it", async () => {
+    const db = await freshCopy({ parked: true });
+    const table = await reflow("runs", "--status", "parked", "--db", db);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^run-parked +shipping +parked +2 +.* ago +.* ago +VERSION_MISMATCH /m);
+    const listed = JSON.parse((await reflow("runs", "--status", "parked", "--db", db, "--json")).stdout);
+    assert.deepEqual(listed.runs.map((run: { version: string }) => run.version), ["2"]);
+
+    const shown = await reflow("run", "run-parked", "--db", db);
+    assert.match(shown.stdout, /^status +parked$/m);
+    assert.match(shown.stdout, /^version +2$/m);
+    assert.ok(shown.stdout.includes(`error    VERSION_MISMATCH VersionMismatchError: ${MISMATCH.message}\n`));
+    const json = JSON.parse((await reflow("run", "run-parked", "--db", db, "--json")).stdout);
+    assert.deepEqual([json.run.version, json.run.error], ["2", MISMATCH]);
+
+    const resumed = await reflow("resume", "run-parked", "--db", db, "--json");
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.deepEqual(JSON.parse(resumed.stdout), { id: "run-parked", resumed: true });
+    assert.equal(await statusOf(db, "run-parked"), "pending");
   });
 
   test("purge deletes finished runs past the age, by status, and keeps the others", async () => {
