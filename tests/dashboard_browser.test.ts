@@ -177,9 +177,11 @@ describe(`dashboard in Chromium, served by ${serverName} on ${runtimeName}`, { s
     }
   });
 
-  test("Cancel cancels a waiting run", async () => {
+  test("a waiting run shows its pending event; Cancel cancels it", async () => {
     await page.goto(`${base}/runs/run-waiting`);
     assert.equal(await page.locator("h1 .badge").textContent(), "waiting");
+    const pendingEvent = page.locator('h2:text-is("Pending events") + .card td.mono');
+    assert.deepEqual(await pendingEvent.allTextContents(), ["escalate"], "the event sent for a later wait");
     await navigate(() => page.click('button:text-is("Cancel run")'));
     assert.match(page.url(), /notice=/);
     assert.equal(await page.locator("h1 .badge").textContent(), "cancelled");
