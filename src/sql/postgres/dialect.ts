@@ -275,6 +275,13 @@ export const postgresDialect: Dialect = {
     };
   },
   deleteEvent: (seq) => statement("DELETE FROM reflow_events WHERE seq = $1::bigint", seq),
+  // A finished run's events stay until it is purged or re-queued, but no wait will take them.
+  selectEvents: (runId) =>
+    statement(
+      "SELECT name, payload, created_at FROM reflow_events WHERE run_id = $1 AND EXISTS " +
+        `(SELECT 1 FROM reflow_runs WHERE id = $1 AND ${UNFINISHED}) ORDER BY seq`,
+      runId,
+    ),
   selectRunsPage({ statuses = [], workflowName, limit, before, beforeId }) {
     const params: SqlParameter[] = [];
     const next = (value: SqlParameter) => `$${params.push(value)}`;
