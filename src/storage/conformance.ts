@@ -30,6 +30,7 @@ import {
   claimOnly,
   create,
   createAndClaim,
+  createAndClaimMany,
   ENCODED_VALUES,
   event,
   expectClosed,
@@ -1278,11 +1279,7 @@ const lifecycleCases: readonly ContractCase[] = [
       "`deliverEvent()` racing a timing-out `awaitEvent()` on two connections: acknowledged means consumed",
     async run(storage, context) {
       const peer = await context.openPeer();
-      const count = 12;
-      const runIds = Array.from({ length: count }, (_, i) => `r${String(i).padStart(2, "0")}`);
-      for (const id of runIds) await create(storage, id);
-      const claimed = await claim(storage, T0, count);
-      checkEqual(ids(claimed), runIds, "claimed runs");
+      const claimed = await createAndClaimMany(storage, 12);
       const at = T0 + 10;
       const outcomes = await Promise.all(claimed.map(async (run, i) => {
         const deliver = () => peer.deliverEvent(run.id, event("approve", `{"n":${i}}`, at));
@@ -1381,11 +1378,7 @@ const lifecycleCases: readonly ContractCase[] = [
     name: "`deliverEvent()` and `awaitEvent()` at once on two connections never lose the event",
     async run(storage, context) {
       const peer = await context.openPeer();
-      const count = 12;
-      const runIds = Array.from({ length: count }, (_, i) => `r${String(i).padStart(2, "0")}`);
-      for (const id of runIds) await create(storage, id);
-      const claimed = await claim(storage, T0, count);
-      checkEqual(ids(claimed), runIds, "claimed runs");
+      const claimed = await createAndClaimMany(storage, 12);
       const sentAt = T0 + 10;
       // Alternate which call starts first, so that both orders race on connections that interleave.
       const outcomes = await Promise.all(claimed.map(async (run, i) => {
@@ -1419,10 +1412,10 @@ const lifecycleCases: readonly ContractCase[] = [
         );
       }
       const woken = claimed.filter((_, i) => outcomes[i]!.outcome === "parked").map((run) => run.id);
-      const reclaimed = await claim(peer, sentAt, count);
+      const reclaimed = await claim(peer, sentAt, claimed.length);
       checkEqual(ids(reclaimed), woken, "runs claimable after the race");
       for (const run of reclaimed) {
-        const i = runIds.indexOf(run.id);
+        const i = claimed.findIndex((c) => c.id === run.id);
         checkEqual(
           await peer.awaitEvent(run.id, run.leaseId, wait("approve", sentAt + 1, null)),
           { outcome: "received", payload: `{"n":${i}}` },

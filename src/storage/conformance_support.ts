@@ -97,6 +97,15 @@ export function claim(
   return storage.claimRuns({ workflowNames, limit, now, leaseDurationMs });
 }
 
+/** Creates `count` runs `r00`, `r01`, … due at T0 and claims them all, in that order (for race cases). */
+export async function createAndClaimMany(storage: StorageAdapter, count: number): Promise<ClaimedRun[]> {
+  const runIds = Array.from({ length: count }, (_, i) => `r${String(i).padStart(2, "0")}`);
+  for (const id of runIds) await create(storage, id);
+  const claimed = await claim(storage, T0, count);
+  checkEqual(ids(claimed), runIds, "claimed runs");
+  return claimed;
+}
+
 /** Claims at `now` and checks that exactly run `id` was claimed. */
 export async function claimOnly(storage: StorageAdapter, now: number, id: string): Promise<ClaimedRun> {
   const claimed = await claim(storage, now);
