@@ -32,6 +32,13 @@ process.exitCode = await runCli(process.argv.slice(2), {
   isTerminal: process.stderr.isTTY === true,
   // SQLite would create a missing file; the CLI must not, so a typo changes nothing.
   openSqlite: (path) => existsSync(path) ? new SQLiteStorage(path) : null,
+  openPostgres: async (url) => {
+    // pg is an optional peer: only --postgres needs it.
+    const { PostgresStorage } = await import("./drivers/postgres.ts").catch((error: Error) => {
+      throw new Error(`--postgres needs the pg package (npm install pg): ${error.message}`);
+    });
+    return new PostgresStorage(url, { poolSize: 2 });
+  },
   serve: async (handler, options) => (await serve(handler, options)).url,
   now: Date.now,
 });

@@ -6,12 +6,14 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { StorageAdapter } from "../mod.ts";
 import { runCli } from "../src/cli/main.ts";
 import { MemoryStorage } from "../src/storage/memory.ts";
 import { runtimeName, spawnArgs } from "./support/runtime.ts";
+import { storages } from "./support/storages.ts";
 import { MISMATCH, SEEDED, seedParkedRun, seedStore, T0, XSS } from "./support/operate_fixture.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -47,6 +49,8 @@ async function reflow(...args: string[]): Promise<Result> {
     stderr: (text) => void (stderr += text),
     isTerminal: false,
     openSqlite: (path) => existsSync(path) ? openSqliteSync(path) : null,
+    openPostgres: async (url) =>
+      new (await import("../drivers/postgres.ts")).PostgresStorage(url, { poolSize: 2 }),
     serve: () => Promise.reject(new Error("not served in-process")),
     now: Date.now,
   });
@@ -316,6 +320,7 @@ describe(`reflow CLI on ${runtimeName}`, () => {
       stderr: (text) => void (stderr += text),
       isTerminal: true,
       openSqlite: () => storage,
+      openPostgres: () => Promise.reject(new Error("not used")),
       serve: () => Promise.reject(new Error("not served")),
       now: Date.now,
     });
@@ -368,7 +373,6 @@ describe(`reflow CLI on ${runtimeName}`, () => {
       [["purge", "--older-than", "1d", "--status", "pending", "--db", db], /Invalid status/],
       [["dashboard", "--port", "70000", "--db", db], /Invalid --port "70000"/],
       [["runs", "--db", join(dir, "missing.db")], /No database at/],
-      [["runs", "--postgres", "postgres://localhost/app"], /--postgres is not available yet/],
       [["runs", "--db", db, "--postgres", "postgres://x"], /either --db or --postgres/],
     ];
     for (const [args, message] of cases) assertUsageError(await reflow(...args), message);
@@ -437,5 +441,75 @@ describe(`reflow CLI on ${runtimeName}`, () => {
     } finally {
       child.kill();
     }
+  });
+
+  // The same commands on PostgreSQL: the fixture seeded into a schema of the test server prints
+  // what it prints from the SQLite file, and cli.ts opens it from a connection string.
+  const postgres = storages.find((entry) => entry.kind === "postgres")!;
+  describe(`reflow CLI --postgres on ${runtimeName}`, { skip: postgres.skip }, () => {
+    after(() => postgres.cleanup());
+
+    test("every read prints from PostgreSQL what it prints from SQLite; cancel and resume change it", async () => {
+      const database = await postgres.database();
+      try {
+        await seedStore(await database.open());
+        const url = database.url!;
+        const reads = [
+          ["runs"],
+          ["runs", "--status", "failed,waiting", "--limit", "1"],
+          ["run", "run-done"],
+          [
+            "run",
+            "run-waiting",
+          ],
+          ["schedules"],
+        ];
+        for (const args of reads) {
+          const fromPostgres = await reflow(...args, "--postgres", url, "--json");
+          assert.equal(fromPostgres.code, 0, fromPostgres.stderr);
+          assert.deepEqual(fromPostgres, await reflow(...args, "--db", seeded, "--json"), args.join(" "));
+        }
+        const table = await reflow("runs", "--postgres", url);
+        assert.match(table.stdout, /run-failed +orders +failed/);
+
+        assert.deepEqual(
+          [await reflow("cancel", "run-waiting", "--postgres", url)].map((r) => [r.code, r.stdout]),
+          [[0, "Cancelled run run-waiting.\n"]],
+        );
+        assert.equal((await reflow("resume", "run-failed", "--postgres", url)).code, 0);
+        const rows = await database.read!(
+          "SELECT id, status FROM reflow_runs WHERE id IN ('run-waiting', 'run-failed') ORDER BY id",
+        );
+        assert.deepEqual(rows, [{ id: "run-failed", status: "pending" }, {
+          id: "run-waiting",
+          status: "cancelled",
+        }]);
+
+        // cli.ts, run by the runtime, opens the same store from the connection string.
+        const child = spawned("run", "run-done", "--postgres", url, "--json");
+        assert.deepEqual(child, await reflow("run", "run-done", "--postgres", url, "--json"));
+      } finally {
+        await database.close();
+      }
+    });
+
+    test("a schema Reflow never initialised fails with exit 1, and nothing is created", async () => {
+      const database = await postgres.database();
+      try {
+        const absent = `reflow_cli_absent_${process.pid}`;
+        const url = new URL(database.url!);
+        url.searchParams.set("options", `-c search_path=${absent}`);
+        const result = await reflow("runs", "--postgres", url.toString());
+        assert.equal(result.code, 1);
+        assert.equal(result.stdout, "");
+        assert.match(result.stderr, /^reflow: .*reflow_runs.*\n$/);
+        assert.deepEqual(
+          await database.read!(`SELECT count(*)::int AS found FROM pg_namespace WHERE nspname = '${absent}'`),
+          [{ found: 0 }],
+        );
+      } finally {
+        await database.close();
+      }
+    });
   });
 });

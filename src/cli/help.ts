@@ -25,7 +25,8 @@ Commands:
 
 Store:
   --db <file>            A SQLite file that Reflow engines use (it must exist).
-  --postgres <url>       PostgreSQL (not available yet in this version).
+  --postgres <url>       A PostgreSQL database that Reflow engines use (needs the pg package);
+                         another schema than public: add ?options=-c search_path=<schema>
 
 Output: tables for people, --json for scripts. Exit status: 0 done, 1 run not found or action
 refused (or the store failed), 2 usage error; nothing is changed when the exit status is not 0.

@@ -49,6 +49,11 @@ export interface CliHost {
   readonly isTerminal: boolean;
   /** Opens the SQLite store at `path`, or returns null when there is no such file. */
   openSqlite(path: string): StorageAdapter | null;
+  /**
+   * Opens the PostgreSQL store at `url` (its schema is the URL's `search_path`), without
+   * migrating anything: a command on a database that Reflow never initialised fails (exit 1).
+   */
+  openPostgres(url: string): Promise<StorageAdapter>;
   /** Serves `handler` until the process ends; resolves with the URL once listening. */
   serve(
     handler: FetchHandler,
@@ -77,7 +82,7 @@ export async function runCli(argv: readonly string[], host: CliHost): Promise<Ex
       host.stdout(HELP);
       return 0;
     }
-    storage = openStore(store, host);
+    storage = await openStore(store, host);
     const context: Context = { storage, host, json };
     const exit = await COMMANDS[command.name](command as never, context);
     if (command.name === "dashboard" && exit === 0) storage = undefined; // it keeps serving
@@ -248,12 +253,8 @@ const COMMANDS: Handlers = {
 
 const LOOPBACK: ReadonlySet<string> = new Set(["127.0.0.1", "::1", "localhost"]);
 
-function openStore(store: StoreLocation, host: CliHost): StorageAdapter {
-  if (store.kind === "postgres") {
-    throw new ConfigError("--postgres is not available yet in this version: use --db <file>", {
-      field: "postgres",
-    });
-  }
+async function openStore(store: StoreLocation, host: CliHost): Promise<StorageAdapter> {
+  if (store.kind === "postgres") return await host.openPostgres(store.url);
   const storage = host.openSqlite(store.path);
   if (storage === null) {
     throw new ConfigError(`No database at "${store.path}": give the SQLite file your engines use`, {
