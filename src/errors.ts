@@ -996,8 +996,10 @@ export interface HeldLease {
 }
 
 /**
- * Reported once to `onError` by an engine started without `instanceId` when runs are held by
- * leases it cannot tell apart from its own previous incarnation's: it waits for them to expire.
+ * Reported once to `onError` by an engine started without `instanceId` when runs were held at
+ * `start()` by leases that nobody renewed in the two heartbeat intervals after (a live worker
+ * renews its leases at every heartbeat): most likely a crashed worker's, maybe this process's
+ * before a restart. The runs continue when those leases expire.
  *
  * @example
  * ```ts
@@ -1021,7 +1023,7 @@ export class LeasesHeldError extends ReflowError {
     const listed = runs.slice(0, 5).map((run) => `"${run.runId}" until ${new Date(run.until).toISOString()}`);
     const more = runs.length > 5 ? ` and ${runs.length - 5} more` : "";
     super(
-      `${runs.length} run(s) are held by other workers' leases and continue when they expire: ` +
+      `${runs.length} run(s) are held by leases that no worker renews, and continue when they expire: ` +
         `${
           listed.join(", ")
         }${more}. If they were this process's before a restart, set instanceId to take them back at once`,

@@ -261,11 +261,33 @@ describeEachStorage((cell) => {
       doomed.crash();
       const heldUntil = (await storage.getRun(runId))?.dueAt;
 
+      // A live peer holds a run too, and renews its lease (every 25 ms) while the stranger looks twice.
+      const peerEntered = gate();
+      const peerWorkflow = createWorkflow({ name: "peer", input }).step("s", () => {
+        peerEntered.open();
+        return new Promise<string>(() => {});
+      });
+      const peer = cell.stopAfter(
+        createEngine({ storage, workflows: [peerWorkflow], heartbeatIntervalMs: 25, stopTimeoutMs: 10 }),
+      );
+      await peer.enqueue("peer", { n: 2 });
+      void peer.tick();
+      await peerEntered.promise;
+
       const log = errorLog();
-      const stranger = cell.stopAfter(createEngine({ storage, workflows: [workflow], hooks: log.hooks }));
+      const stranger = cell.stopAfter(
+        createEngine({
+          storage,
+          workflows: [workflow, peerWorkflow],
+          hooks: log.hooks,
+          heartbeatIntervalMs: 100,
+        }),
+      );
       await stranger.start(60_000);
+      const leasesHeld = () => log.errors.filter((e) => e instanceof LeasesHeldError) as LeasesHeldError[];
+      await eventually(() => leasesHeld().length > 0 || undefined);
       await stranger.stop();
-      const reported = log.errors.filter((e) => e instanceof LeasesHeldError) as LeasesHeldError[];
+      const reported = leasesHeld();
       assert.equal(reported.length, 1);
       assert.deepEqual(reported[0]!.runs, [{ runId, until: heldUntil }]);
       assert.equal(

@@ -9,6 +9,7 @@ import {
   ConfigError,
   EngineStoppedError,
   EventLoopBlockedError,
+  type HeldLease,
   IdempotencyConflictError,
   InternalError,
   LeaseExpiredError,
@@ -558,6 +559,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   #nextDueAt = Infinity;
   /** Whether this engine has taken back (or reported) the leases held at its start. */
   #leasesChecked = false;
+  #cancelLeaseRecheck: (() => void) | undefined;
   #cancelHeartbeats: (() => void) | undefined;
   #retention: RetentionSweeper | undefined;
   readonly #scheduler: Scheduler;
@@ -620,6 +622,8 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
   async stop(): Promise<void> {
     this.#unwatch?.();
     this.#unwatch = undefined;
+    this.#cancelLeaseRecheck?.();
+    this.#cancelLeaseRecheck = undefined;
     if (this.#state === "started") {
       this.#state = "stopping";
       this.#notify();
@@ -855,27 +859,52 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
 
   /**
    * Once per engine: with an `instanceId`, makes the runs a previous incarnation of this slot held
-   * due now, so the first claim takes them back; without one, `start()` reports once which runs
-   * wait for another worker's lease (they may be this process's, from before a restart).
+   * due now, so the first claim takes them back; without one, `start()` looks for runs that wait
+   * for another worker's lease and reports the ones whose lease was not renewed two heartbeats
+   * later (they may be this process's, from before a restart). A live peer renews its leases at
+   * every heartbeat and step, so a healthy fleet of hosts reports nothing.
    */
   async #reclaimOwnLeases(starting: boolean): Promise<void> {
     if (this.#leasesChecked) return;
-    const { storage, instanceId, now, workflows } = this.#options;
+    const { storage, instanceId, heartbeatIntervalMs, leaseDurationMs } = this.#options;
     if (instanceId === undefined && !starting) return;
     this.#leasesChecked = true;
     try {
       if (instanceId !== undefined) {
-        await storage.expireInstanceLeases(instanceId, now());
+        await storage.expireInstanceLeases(instanceId, this.#options.now());
         return;
       }
-      const time = now();
-      const running = await storage.listRuns({ statuses: ["running"], limit: HELD_REPORT_LIMIT });
-      const held = running
-        .filter((run) => run.dueAt !== null && run.dueAt > time && workflows.has(run.workflowName))
-        .map((run) => ({ runId: run.id, until: run.dueAt! }));
-      if (held.length > 0) this.#events.reportError(new LeasesHeldError(held));
+      const held = await this.#heldLeases();
+      if (held.length === 0) return;
+      this.#cancelLeaseRecheck = setLongTimeout(
+        () => void this.#reportUnrenewed(held),
+        Math.min(2 * heartbeatIntervalMs, leaseDurationMs * 0.75),
+        { unref: true },
+      );
     } catch (error) {
       this.#events.reportError(asReflowError(error, "expireInstanceLeases"));
+    }
+  }
+
+  /** The runs of this engine's workflows held by an unexpired lease, with its expiry. */
+  async #heldLeases(): Promise<HeldLease[]> {
+    const { storage, now, workflows } = this.#options;
+    const time = now();
+    const running = await storage.listRuns({ statuses: ["running"], limit: HELD_REPORT_LIMIT });
+    return running
+      .filter((run) => run.dueAt !== null && run.dueAt > time && workflows.has(run.workflowName))
+      .map((run) => ({ runId: run.id, until: run.dueAt! }));
+  }
+
+  /** Reports the runs of `before` still held by the same, unrenewed lease expiry. */
+  async #reportUnrenewed(before: readonly HeldLease[]): Promise<void> {
+    this.#cancelLeaseRecheck = undefined;
+    try {
+      const now = new Map((await this.#heldLeases()).map((lease) => [lease.runId, lease.until]));
+      const stale = before.filter((lease) => now.get(lease.runId) === lease.until);
+      if (stale.length > 0) this.#events.reportError(new LeasesHeldError(stale));
+    } catch (error) {
+      this.#events.reportError(asReflowError(error, "listRuns"));
     }
   }
 
