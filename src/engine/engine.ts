@@ -535,6 +535,8 @@ type LoopState = "idle" | "started" | "stopping";
 
 /** At most this many held runs are listed at start (the report names a few and counts the rest). */
 const HELD_REPORT_LIMIT = 100;
+/** How many runs let go on storage failures an engine remembers (a few hundred KB at most). */
+const FAILED_ON_STORAGE_LIMIT = 10_000;
 
 class WorkflowEngine implements Engine<AnyWorkflow> {
   readonly #options: ResolvedEngineOptions;
@@ -967,6 +969,17 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     });
   }
 
+  /**
+   * Remembers a run this engine let go on a storage failure. Another host may reclaim it, and then
+   * this engine never sees it again: the oldest entries go past {@linkcode FAILED_ON_STORAGE_LIMIT}.
+   */
+  #noteStorageFailure(runId: string): void {
+    this.#failedOnStorage.add(runId);
+    if (this.#failedOnStorage.size > FAILED_ON_STORAGE_LIMIT) {
+      this.#failedOnStorage.delete(this.#failedOnStorage.values().next().value!);
+    }
+  }
+
   #launch(claimed: ClaimedRun): Promise<void> {
     if (this.#failedOnStorage.delete(claimed.id) && claimed.recoveries > 0) {
       claimed = { ...claimed, recoveries: 0 };
@@ -994,7 +1007,7 @@ class WorkflowEngine implements Engine<AnyWorkflow> {
     ).then(
       (exit) => this.#noteExit(exit),
       (error) => {
-        if (error instanceof StorageError) this.#failedOnStorage.add(claimed.id);
+        if (error instanceof StorageError) this.#noteStorageFailure(claimed.id);
         this.#events.reportError(asReflowError(error, "executeRun"));
       },
     ).finally(() => {
