@@ -1,13 +1,16 @@
 // Throughput, backlog scaling, start() against the tick loop, enqueue-to-step latency and memory, for
-// every runtime × store Reflow supports, printed as markdown tables on stdout (progress on stderr).
+// every runtime × store Reflow supports, and PostgreSQL with several worker processes on one server
+// against a raw claim loop, printed as markdown tables on stdout (progress on stderr).
 //
 //   node scripts/bench.ts [--quick] [--runtime deno,node22,node24,bun] [--store memory,...]
-//                         [--only throughput,backlog,start,latency,memory] [--json results.json]
+//                         [--only throughput,backlog,start,latency,memory,pg-processes] [--json results.json]
 //   REFLOW_USE_PATH_RUNTIMES=1   use deno/node/bun from PATH instead of node_modules (as the test matrix)
 //
 // Each cell (runtime × store) runs in a fresh process of scripts/bench_worker.ts, one at a time:
 // cells running side by side would measure each other on a 2-core machine. The memory section gets
-// its own process too, so that its samples do not carry the other sections' heap.
+// its own process too, so that its samples do not carry the other sections' heap. The pg-processes
+// section (scripts/bench_pg.ts) starts its own worker processes per runtime, on the same server as
+// the postgres cells.
 // --quick uses tiny counts: it checks that the script and every cell work, its figures mean little.
 import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -16,13 +19,24 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { CellResult, ListResult, Spread } from "./bench_worker.ts";
+import type { CellResult, ListResult } from "./bench_worker.ts";
+import { int, ms, spreadText, table } from "./bench_figures.ts";
 import { type PostgresServer, startPostgres } from "../tests/support/postgres_server.ts";
+import {
+  abortPostgresSection,
+  describePostgres,
+  measurePostgresProcesses,
+  PG_FULL,
+  PG_QUICK,
+  type PgResult,
+  postgresReport,
+} from "./bench_pg.ts";
 
 interface Runtime {
   readonly id: string;
   readonly command: string;
-  readonly args: readonly string[];
+  /** Arguments before the script's path. */
+  readonly flags: readonly string[];
 }
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -30,24 +44,25 @@ process.chdir(root);
 const usePath = process.env.REFLOW_USE_PATH_RUNTIMES === "1";
 const bin = (local: string, name: string) => (usePath ? name : join(root, local));
 const worker = "scripts/bench_worker.ts";
-const sections = ["throughput", "backlog", "start", "latency", "memory"];
+const PG_PROCESSES = "pg-processes";
+const sections = ["throughput", "backlog", "start", "latency", "memory", PG_PROCESSES];
 
 // Samples of the memory section are taken after a forced collection where the runtime allows one.
 const node = (id: string, command: string): Runtime => ({
   id,
   command,
-  args: ["--disable-warning=ExperimentalWarning", "--expose-gc", worker],
+  flags: ["--disable-warning=ExperimentalWarning", "--expose-gc"],
 });
 const all: Runtime[] = [
   {
     id: "deno",
     command: bin("node_modules/.bin/deno", "deno"),
-    args: ["run", "-A", "--v8-flags=--expose-gc", worker],
+    flags: ["run", "-A", "--v8-flags=--expose-gc"],
   },
   ...(usePath
     ? [node("node", "node")]
     : [node("node22", "node_modules/node22/bin/node"), node("node24", "node_modules/node24/bin/node")]),
-  { id: "bun", command: bin("node_modules/.bin/bun", "bun"), args: ["run", worker] },
+  { id: "bun", command: bin("node_modules/.bin/bun", "bun"), flags: ["run"] },
 ];
 
 // Figures of the reference implementation on this machine class (runs/s, best of 3), by runtime,
@@ -100,14 +115,16 @@ let current: ReturnType<typeof spawn> | undefined;
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => {
     current?.kill("SIGKILL");
-    void postgres?.stop().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+    void abortPostgresSection(process.env.REFLOW_POSTGRES_URL)
+      .finally(() => postgres?.stop())
+      .finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
   });
 }
 
 /** Runs the worker with `args`; resolves with its last stdout line parsed as JSON. */
 function runWorker<T>(rt: Runtime, args: string[]): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(rt.command, [...rt.args, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(rt.command, [...rt.flags, worker, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     current = child;
     let out = "";
     let err = "";
@@ -155,6 +172,11 @@ if (!process.env.REFLOW_POSTGRES_URL && (wantedStores.length === 0 || wantedStor
 }
 
 const cells: Cell[] = [];
+const pgResults: PgResult[] = [];
+const pgProtocol = quick ? PG_QUICK : PG_FULL;
+const wantsPgProcesses = chosenSections.includes(PG_PROCESSES) &&
+  (wantedStores.length === 0 || wantedStores.includes("postgres"));
+let pgServer: string | undefined;
 const runtimeInfo: { id: string; version: string; skipped: string[] }[] = [];
 const started = performance.now();
 
@@ -184,7 +206,7 @@ for (const rt of runtimes) {
     const cell: Cell = { runtime: rt.id, store: name };
     cells.push(cell);
     const base = ["--store", name, ...(quick ? ["--quick"] : [])];
-    const main = chosenSections.filter((s) => s !== "memory");
+    const main = chosenSections.filter((s) => s !== "memory" && s !== PG_PROCESSES);
     try {
       if (main.length > 0) {
         console.error(`=== ${rt.id} / ${name}: ${main.join(", ")}`);
@@ -199,19 +221,31 @@ for (const rt of runtimes) {
       console.error(`!!! ${rt.id} / ${name} failed: ${cell.error}`);
     }
   }
+  const url = process.env.REFLOW_POSTGRES_URL;
+  if (wantsPgProcesses && url !== undefined) {
+    const name = "postgres, worker processes";
+    console.error(`=== ${rt.id} / ${name}`);
+    try {
+      pgServer ??= await describePostgres(url);
+      pgResults.push(
+        await measurePostgresProcesses(url, rt, pgProtocol, (line) => console.error(`  ${line}`)),
+      );
+    } catch (e) {
+      const error = (e as Error).message;
+      cells.push({ runtime: rt.id, store: name, error });
+      console.error(`!!! ${rt.id} / ${name} failed: ${error}`);
+      await abortPostgresSection(url);
+    }
+  } else if (wantsPgProcesses && wantedSections.includes(PG_PROCESSES)) {
+    cells.push({ runtime: rt.id, store: "postgres, worker processes", error: "no PostgreSQL server" });
+  }
 }
 
 await postgres?.stop();
 
 // ---- report ----
 
-const int = (n: number) => Math.round(n).toLocaleString("en-US");
-const ms = (n: number) => n < 10 ? n.toFixed(2) : n.toFixed(1);
 const mb = (n: number) => n.toFixed(1);
-const row = (cols: (string | number)[]) => `| ${cols.join(" | ")} |`;
-const table = (head: string[], rows: (string | number)[][]) =>
-  [row(head), row(head.map(() => "---")), ...rows.map(row)].join("\n");
-const spreadText = (s: Spread) => `${int(s.worst)}–${int(s.best)} (med ${int(s.median)})`;
 
 function cpuModel(): string {
   try {
@@ -420,11 +454,18 @@ if (withMemory.length > 0) {
   ));
 }
 
+out.push(...postgresReport(pgResults, pgServer ?? "", pgProtocol));
+
 const failed = cells.filter((c) => c.error !== undefined);
 if (failed.length > 0) {
   out.push("", "### Failures", "", ...failed.map((c) => `- ${c.runtime} / ${c.store}: ${c.error}`));
 }
 out.push("", `Total time ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 console.log(out.join("\n"));
-if (values.json) writeFileSync(values.json, JSON.stringify({ runtimes: runtimeInfo, cells }, null, 2));
+if (values.json) {
+  writeFileSync(
+    values.json,
+    JSON.stringify({ runtimes: runtimeInfo, cells, postgresProcesses: pgResults }, null, 2),
+  );
+}
 process.exitCode = failed.length > 0 ? 1 : 0;

@@ -12,10 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createEngine, createWorkflow, type Engine, type EngineHooks, type StorageAdapter } from "../mod.ts";
+import { createEngine, type Engine, type EngineHooks, type StorageAdapter } from "../mod.ts";
 import { MemoryStorage } from "../testing.ts";
-import { schema } from "../tests/support/fixtures.ts";
 import { runtimeName } from "../tests/support/runtime.ts";
+import { quantile, type Spread, spread } from "./bench_figures.ts";
+import { schemaUrl } from "./bench_pg_protocol.ts";
+import { type fiveSteps, type oneStep, type WorkflowName, workflowOf, workflows } from "./bench_workflows.ts";
 // The tests' list of drivers, so that the benchmark covers exactly the cells the suite tests, and
 // never imports a driver that cannot load in this runtime.
 import { sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
@@ -60,13 +62,6 @@ export const QUICK: Protocol = {
   memoryRuns: 2000,
   memoryBatch: 500,
 };
-
-/** Best, median and worst of repeated passes. */
-export interface Spread {
-  readonly best: number;
-  readonly median: number;
-  readonly worst: number;
-}
 
 export interface ScenarioResult {
   readonly steps: number;
@@ -149,20 +144,6 @@ function runtimeVersion(): string {
 
 const MEMORY_STORE = "memory";
 
-// Each step returns a small value derived from the previous one, so outputs are encoded and stored
-// as they would be in real use, but the handlers themselves cost nothing measurable.
-const oneStep = createWorkflow({ name: "one", input: schema<{ n: number }>() })
-  .step("s1", ({ input }) => ({ n: input.n + 1 }));
-const fiveSteps = createWorkflow({ name: "five", input: schema<{ n: number }>() })
-  .step("s1", ({ input }) => ({ n: input.n + 1 }))
-  .step("s2", ({ prev }) => ({ n: prev.n + 1 }))
-  .step("s3", ({ prev }) => ({ n: prev.n + 1 }))
-  .step("s4", ({ prev }) => ({ n: prev.n + 1 }))
-  .step("s5", ({ prev }) => ({ n: prev.n + 1 }));
-const workflows = [oneStep, fiveSteps];
-type WorkflowName = "one" | "five";
-const workflowOf = (steps: number): WorkflowName => (steps === 1 ? "one" : "five");
-
 let tempDir: string | undefined;
 let fileCount = 0;
 const log = (line: string) => process.stderr.write(`  ${line}\n`);
@@ -181,9 +162,7 @@ async function openPostgres(): Promise<{ storage: StorageAdapter; dispose(): Pro
   admin.on("error", () => {});
   const schema = `reflow_bench_${process.pid}_${++fileCount}`;
   await admin.query(`CREATE SCHEMA ${schema}`);
-  const schemaUrl = new URL(url);
-  schemaUrl.searchParams.set("options", `-c search_path=${schema}`);
-  const storage = new PostgresStorage(schemaUrl.toString());
+  const storage = new PostgresStorage(schemaUrl(url, schema));
   await storage.initialize();
   return {
     storage,
@@ -305,11 +284,6 @@ async function tickPass(store: string, steps: number, count: number, concurrency
   } finally {
     await dispose();
   }
-}
-
-function spread(values: number[]): Spread {
-  const sorted = [...values].sort((a, b) => b - a);
-  return { best: sorted[0], median: sorted[Math.floor(sorted.length / 2)], worst: sorted.at(-1)! };
 }
 
 async function throughput(store: string, p: Protocol): Promise<ScenarioResult[]> {
@@ -456,8 +430,12 @@ async function latency(store: string, p: Protocol): Promise<LatencyResult> {
     await engine.stop();
     failures.check();
     samples.sort((a, b) => a - b);
-    const at = (q: number) => samples[Math.min(samples.length - 1, Math.ceil(q * samples.length) - 1)];
-    return { samples: samples.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: samples.at(-1)! };
+    return {
+      samples: samples.length,
+      p50Ms: quantile(samples, 0.5),
+      p99Ms: quantile(samples, 0.99),
+      maxMs: samples.at(-1)!,
+    };
   } finally {
     await dispose();
   }
