@@ -239,6 +239,10 @@ function timedPass(
     const drained = await Promise.all(workers.map((w) => w.request({ cmd: "stop" }, "drained")));
     const completed = drained.reduce((sum, d) => sum + d.completed, 0);
     if (completed !== runs) throw new Error(`${what}: ${completed} completions counted, expected ${runs}`);
+    const lax = drained.find((d) => d.synchronousCommit !== "on");
+    if (lax) {
+      throw new Error(`${what}: synchronous_commit is ${lax.synchronousCommit}, not on as for every kind`);
+    }
     const { problems } = await workers[0]!.request({ cmd: "check" }, "checked");
     if (problems.length > 0) throw new Error(`${what}: ${problems.join("; ")}`);
     const first = Math.min(...drained.map((d) => d.firstClaimAt));
@@ -412,6 +416,7 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
     (p.warmupRuns > 0
       ? `One untimed warm-up pass of ${int(p.warmupRuns)} × 5 steps per kind in the same processes; `
       : "") +
+    `synchronous_commit is checked to be on in the sessions of every kind after each pass. ` +
     `${p.passes} pass(es) per cell, kinds and step counts alternating; median, spread worst–best. ` +
     `The ratios divide medians.`,
   ];

@@ -45,6 +45,8 @@ export type Reply =
     readonly firstClaimAt: number;
     readonly lastCompletionAt: number;
     readonly completed: number;
+    /** The drain's sessions' setting, checked to be "on" for every kind. */
+    readonly synchronousCommit: string;
   }
   | { readonly type: "checked"; readonly problems: readonly string[] }
   | { readonly type: "enqueued"; readonly n: number; readonly at: number }

@@ -41,7 +41,14 @@ interface Drain {
 /** A drain that is set up but not started: `go` starts it. */
 interface Prepared {
   start(onCompleted: (completed: number) => void): Promise<Drain>;
+  /** The drain's sessions' `synchronous_commit`, which must be the same for the engine and the raw loop. */
+  synchronousCommit(): Promise<string>;
   close(): Promise<void>;
+}
+
+async function synchronousCommit(client: pg.Client | pg.PoolClient): Promise<string> {
+  const { rows } = await client.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+  return rows[0]!.synchronous_commit;
 }
 
 let lastFill: { kind: PassKind; schema: string; runs: number; steps: number; sample: Sample[] } | undefined;
@@ -124,7 +131,7 @@ const POOL_SIZE = 10;
  */
 async function openWarmStorage(
   schema: string,
-): Promise<{ storage: PostgresStorage; close(): Promise<void> }> {
+): Promise<{ storage: PostgresStorage; pool: pg.Pool; close(): Promise<void> }> {
   const pool = new pg.Pool({ connectionString: schemaUrl(url!, schema), max: POOL_SIZE, keepAlive: true });
   pool.on("error", () => {});
   const clients = await Promise.all(Array.from({ length: POOL_SIZE }, () => pool.connect()));
@@ -133,6 +140,7 @@ async function openWarmStorage(
   await storage.initialize();
   return {
     storage,
+    pool,
     close: async () => {
       await storage.close();
       await pool.end();
@@ -141,7 +149,7 @@ async function openWarmStorage(
 }
 
 async function prepareEngine(schema: string): Promise<Prepared> {
-  const { storage, close } = await openWarmStorage(schema);
+  const { storage, pool, close } = await openWarmStorage(schema);
   let completed = 0;
   let lastCompletionAt = 0;
   let report: (completed: number) => void = () => {};
@@ -171,6 +179,15 @@ async function prepareEngine(schema: string): Promise<Prepared> {
         },
       };
     },
+    async synchronousCommit() {
+      // A connection the storage has set up and used, as every connection of the pool is by now.
+      const client = await pool.connect();
+      try {
+        return await synchronousCommit(client);
+      } finally {
+        client.release();
+      }
+    },
     async close() {
       await engine.stop();
       await close();
@@ -191,6 +208,7 @@ async function prepareRaw(kind: PassKind, schema: string): Promise<Prepared> {
         finish: async () => await drained,
       });
     },
+    synchronousCommit: () => synchronousCommit(client),
     close: () => client.end(),
   };
 }
@@ -283,8 +301,15 @@ async function handle(command: Command): Promise<void> {
       if (drain === undefined || prepared === undefined) throw new Error("stop before go");
       const { lastCompletionAt, completed } = await drain.finish();
       clearInterval(progressTimer);
+      const durability = await prepared.synchronousCommit();
       await prepared.close();
-      send({ type: "drained", firstClaimAt: drain.firstClaimAt, lastCompletionAt, completed });
+      send({
+        type: "drained",
+        firstClaimAt: drain.firstClaimAt,
+        lastCompletionAt,
+        completed,
+        synchronousCommit: durability,
+      });
       drain = undefined;
       prepared = undefined;
       return;
