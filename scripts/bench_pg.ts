@@ -5,6 +5,7 @@
 // it creates and drops the schemas, starts and stops the workers, and reads their clocks.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import os from "node:os";
 import process from "node:process";
 import pg from "pg";
 import { int, ms, quantile, rangeText, type Spread, spread, table } from "./bench_figures.ts";
@@ -75,6 +76,8 @@ export interface PgResult {
   readonly rows: readonly PgRow[];
   readonly latency: PgLatency;
   readonly seconds: number;
+  /** The machine's 1-minute load average before and after, a hint of how busy it was meanwhile. */
+  readonly load: readonly [number, number];
 }
 
 const WORKER_SCRIPT = "scripts/bench_pg_worker.ts";
@@ -336,6 +339,7 @@ export async function measurePostgresProcesses(
   log: (line: string) => void,
 ): Promise<PgResult> {
   const t0 = performance.now();
+  const loadBefore = os.loadavg()[0]!;
   const admin = new pg.Pool({ connectionString: url, max: 1 });
   admin.on("error", () => {});
   try {
@@ -347,7 +351,8 @@ export async function measurePostgresProcesses(
         lat.maxMs.toFixed(2)
       } ms`,
     );
-    return { runtime: rt.id, rows, latency: lat, seconds: (performance.now() - t0) / 1000 };
+    const seconds = (performance.now() - t0) / 1000;
+    return { runtime: rt.id, rows, latency: lat, seconds, load: [loadBefore, os.loadavg()[0]!] };
   } finally {
     await admin.end();
   }
@@ -418,7 +423,11 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
       : "") +
     `synchronous_commit is checked to be on in the sessions of every kind after each pass. ` +
     `${p.passes} pass(es) per cell, kinds and step counts alternating; median, spread worst–best. ` +
-    `The ratios divide medians.`,
+    `The ratios divide medians. The server, the workers and the coordinator share this machine's ` +
+    `${
+      os.availableParallelism?.() ?? os.cpus().length
+    } cores, so more processes also means more contention ` +
+    `for them, and anything else running meanwhile shows in the spread (see the load averages).`,
   ];
   for (const r of results) {
     const find = (kind: PassKind, steps: number, processes: number) =>
@@ -436,7 +445,12 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
         ]);
       }
     }
-    out.push("", `#### ${r.runtime} (${r.seconds.toFixed(0)} s)`, "");
+    const [before, after] = r.load.map((l) => l.toFixed(1));
+    out.push(
+      "",
+      `#### ${r.runtime} (${r.seconds.toFixed(0)} s; load average ${before} before, ${after} after)`,
+      "",
+    );
     out.push(table(
       [
         "steps",
