@@ -13,9 +13,10 @@ import { type Command, CONCURRENCY, PASS_KINDS, type PassKind, type Reply } from
 
 /** Counts and repetitions of the section. */
 export interface PgProtocol {
-  readonly runs: number;
+  /** Runs (or jobs) queued per pass, by steps per run: about the same number of step commits. */
+  readonly runs: { readonly 1: number; readonly 5: number };
   readonly passes: number;
-  /** Runs × 5 steps of one untimed pass per kind, in the same processes, before the timed ones. */
+  /** 1-step runs of one untimed pass per kind, in the same processes, before the timed ones. */
   readonly warmupRuns: number;
   readonly processCounts: readonly number[];
   readonly latencySamples: number;
@@ -27,7 +28,7 @@ export interface PgProtocol {
 }
 
 export const PG_FULL: PgProtocol = {
-  runs: 2000,
+  runs: { 1: 2000, 5: 1000 },
   passes: 3,
   warmupRuns: 500,
   processCounts: [1, 2, 4],
@@ -39,7 +40,7 @@ export const PG_FULL: PgProtocol = {
 
 // Quick: a smoke test of every kind and of two processes; no 4-process rows.
 export const PG_QUICK: PgProtocol = {
-  runs: 200,
+  runs: { 1: 200, 5: 100 },
   passes: 1,
   warmupRuns: 0,
   processCounts: [1, 2],
@@ -81,6 +82,7 @@ export interface PgResult {
 }
 
 const WORKER_SCRIPT = "scripts/bench_pg_worker.ts";
+const STEPS = [1, 5] as const;
 /** Below this, a latency p50 meets the target of issue 16. */
 export const LATENCY_TARGET_MS = 20;
 
@@ -220,9 +222,9 @@ function timedPass(
   admin: pg.Pool,
   workers: readonly PgWorker[],
   kind: PassKind,
-  steps: number,
+  steps: 1 | 5,
   p: PgProtocol,
-  runs = p.runs,
+  runs = p.runs[steps],
 ): Promise<number> {
   return withSchema(admin, async (schema) => {
     await workers[0]!.request({ cmd: "fill", kind, schema, runs, steps }, "done");
@@ -268,14 +270,14 @@ async function throughputRows(admin: pg.Pool, rt: PgRuntime, p: PgProtocol, log:
   for (const processes of p.processCounts) {
     await withWorkers(rt, processes, async (workers) => {
       if (p.warmupRuns > 0) {
-        log(`${processes} process(es): warm-up, ${p.warmupRuns} runs × 5 steps per kind`);
-        for (const kind of PASS_KINDS) await timedPass(admin, workers, kind, 5, p, p.warmupRuns);
+        log(`${processes} process(es): warm-up, ${p.warmupRuns} 1-step runs per kind`);
+        for (const kind of PASS_KINDS) await timedPass(admin, workers, kind, 1, p, p.warmupRuns);
       }
       const figures = new Map<string, number[]>();
       // Kinds and step counts alternate within each pass, so a slow spell of the shared machine
       // does not land on one of them alone.
       for (let pass = 1; pass <= p.passes; pass++) {
-        for (const steps of [1, 5]) {
+        for (const steps of STEPS) {
           const line: string[] = [];
           for (const kind of PASS_KINDS) {
             const runsPerSec = await timedPass(admin, workers, kind, steps, p);
@@ -285,7 +287,7 @@ async function throughputRows(admin: pg.Pool, rt: PgRuntime, p: PgProtocol, log:
           log(`${processes} process(es), pass ${pass}, ${steps} step(s): ${line.join(", ")}`);
         }
       }
-      for (const steps of [1, 5]) {
+      for (const steps of STEPS) {
         for (const kind of PASS_KINDS) {
           rows.push({ kind, steps, processes, runsPerSec: spread(figures.get(`${kind}|${steps}`)!) });
         }
@@ -409,17 +411,18 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
     `${server}. Driver: PostgresStorage on a pg.Pool of 10 (connected before the pass) for the engine, one ` +
     "pg.Client per process for the raw loop.",
     "",
-    `Protocol: ${
-      int(p.runs)
-    } runs (or jobs) of 1 or 5 trivial steps queued before each pass in a fresh schema ` +
-    `(dropped after), then drained by N worker processes of the runtime at once, each a fresh process per N; ` +
+    `Protocol: ${int(p.runs[1])} runs (or jobs) of 1 trivial step, or ${
+      int(p.runs[5])
+    } of 5, queued before ` +
+    `each pass in a fresh schema (dropped after), then drained by N worker processes of the runtime at once ` +
+    `(one set of processes per N, for all its passes); ` +
     `runs/s over the span from the earliest first claim to the latest completion (one wall clock, ` +
     `performance.timeOrigin + now(), for all processes). Engine: start() at the default poll interval, ` +
     `concurrency ${CONCURRENCY} per process. Raw: FOR UPDATE SKIP LOCKED claims of ${CONCURRENCY} due jobs in one ` +
     `statement, then the jobs' steps one after another on one connection, each step's result written with ` +
     `(a) one commit per job and step, (b) one commit per step for the whole batch. ` +
     (p.warmupRuns > 0
-      ? `One untimed warm-up pass of ${int(p.warmupRuns)} × 5 steps per kind in the same processes; `
+      ? `one untimed warm-up pass of ${int(p.warmupRuns)} 1-step runs per kind in the same processes; `
       : "") +
     `synchronous_commit is checked to be on in the sessions of every kind after each pass. ` +
     `${p.passes} pass(es) per cell, kinds and step counts alternating; median, spread worst–best. ` +
@@ -433,7 +436,7 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
     const find = (kind: PassKind, steps: number, processes: number) =>
       r.rows.find((x) => x.kind === kind && x.steps === steps && x.processes === processes)!.runsPerSec;
     const rows: (string | number)[][] = [];
-    for (const steps of [1, 5]) {
+    for (const steps of STEPS) {
       for (const processes of p.processCounts) {
         const [engine, perJob, perBatch] = PASS_KINDS.map((kind) => find(kind, steps, processes));
         rows.push([
