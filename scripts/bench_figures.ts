@@ -19,7 +19,9 @@ export function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
+/** `n` rounded, with thousands separators. */
 export const int = (n: number): string => Math.round(n).toLocaleString("en-US");
+/** Milliseconds with 2 decimals below 10, else 1. */
 export const ms = (n: number): string => n < 10 ? n.toFixed(2) : n.toFixed(1);
 const row = (cols: (string | number)[]) => `| ${cols.join(" | ")} |`;
 

@@ -27,6 +27,7 @@ export interface PgProtocol {
   readonly timeoutMs: number;
 }
 
+/** The protocol of `npm run bench`. */
 export const PG_FULL: PgProtocol = {
   runs: { 1: 2000, 5: 1000 },
   passes: 3,
@@ -38,7 +39,7 @@ export const PG_FULL: PgProtocol = {
   timeoutMs: 300_000,
 };
 
-// Quick: a smoke test of every kind and of two processes; no 4-process rows.
+/** `--quick`: a smoke test of every kind and of two processes, no 4-process rows; not figures. */
 export const PG_QUICK: PgProtocol = {
   runs: { 1: 200, 5: 100 },
   passes: 1,
@@ -65,6 +66,7 @@ export interface PgRow {
   readonly runsPerSec: Spread;
 }
 
+/** Enqueue → first step latency across processes, in ms over the samples. */
 export interface PgLatency {
   readonly samples: number;
   readonly p50Ms: number;
@@ -72,6 +74,7 @@ export interface PgLatency {
   readonly maxMs: number;
 }
 
+/** The section's figures for one runtime. */
 export interface PgResult {
   readonly runtime: string;
   readonly rows: readonly PgRow[];
