@@ -425,7 +425,7 @@ export function postgresReport(results: readonly PgResult[], server: string, p: 
     `statement, then the jobs' steps one after another on one connection, each step's result written with ` +
     `(a) one commit per job and step, (b) one commit per step for the whole batch. ` +
     (p.warmupRuns > 0
-      ? `one untimed warm-up pass of ${int(p.warmupRuns)} 1-step runs per kind in the same processes; `
+      ? `One untimed warm-up pass of ${int(p.warmupRuns)} 1-step runs per kind in the same processes; `
       : "") +
     `synchronous_commit is checked to be on in the sessions of every kind after each pass. ` +
     `${p.passes} pass(es) per cell, kinds and step counts alternating; median, spread worst–best. ` +
