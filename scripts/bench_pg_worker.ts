@@ -10,7 +10,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { PostgresStorage } from "../drivers/postgres.ts";
-import { createEngine, createWorkflow, type Engine, type EngineHooks, LeasesHeldError } from "../mod.ts";
+import { createEngine, createWorkflow, type Engine, type EngineHooks } from "../mod.ts";
 import { schema as inputSchema } from "../tests/support/fixtures.ts";
 import { checkRawQueue, drainRawQueue, fillRawQueue, type RawMode } from "./bench_pg_raw.ts";
 import {
@@ -89,8 +89,7 @@ function fail(error: unknown): never {
 
 const failFast: EngineHooks = {
   onRunFailed: (e) => fail(`run ${e.runId} failed: ${e.error.message}`),
-  // A worker that starts after the others finds their runs leased, and start() says so: expected here.
-  onError: (e) => e instanceof LeasesHeldError ? undefined : fail(`engine error: ${e.message}`),
+  onError: (e) => fail(`engine error: ${e.message}`),
 };
 
 async function fill(kind: PassKind, schema: string, runs: number, steps: number): Promise<Sample[]> {
