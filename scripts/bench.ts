@@ -10,7 +10,7 @@
 // cells running side by side would measure each other on a 2-core machine. The memory section gets
 // its own process too, so that its samples do not carry the other sections' heap. The pg-processes
 // section (scripts/bench_pg.ts) starts its own worker processes per runtime, on the same server as
-// the postgres cells.
+// the postgres cells; it takes 3–4 minutes per runtime on 2 cores (--quick: about 10 s).
 // --quick uses tiny counts: it checks that the script and every cell work, its figures mean little.
 import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
