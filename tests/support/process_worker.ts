@@ -57,7 +57,8 @@ export interface WorkerConfig {
   readonly until?: "drained" | "stdin-end";
   /**
    * Registers this schedule of the `ticker` workflow once started (every worker the same, so it is
-   * one schedule) and runs for `forMs`, instead of running until no run is unfinished.
+   * one schedule) and runs for `forMs`, instead of running until no run is unfinished. Each slot the
+   * worker wins is recorded in the ledger as `what` "slot" of the run it created.
    */
   readonly schedule?: { readonly key: string; readonly every: number; readonly forMs: number };
   /**
@@ -383,6 +384,23 @@ function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): St
   });
 }
 
+/** Records in the ledger every schedule slot this worker's engine won (the run it created, `what` "slot"). */
+function recordSlots(real: StorageAdapter, record: (runId: string, what: string) => void): StorageAdapter {
+  const claimScheduleSlot: StorageAdapter["claimScheduleSlot"] = async (...args) => {
+    const result = await real.claimScheduleSlot(...args);
+    if (result?.created === true) record(result.run.id, "slot");
+    return result;
+  };
+  // Methods are bound to the storage itself: its private fields are not reachable through a proxy.
+  return new Proxy(real, {
+    get: (target, property) => {
+      if (property === "claimScheduleSlot") return claimScheduleSlot;
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** Counts unfinished runs (table and statuses of the schemas in src/sql/). */
 const UNFINISHED_SQL =
   "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled')";
@@ -468,11 +486,12 @@ async function main(config: WorkerConfig): Promise<void> {
   const reached = (fact: string) => {
     if (facts.delete(fact) && facts.size === 0) process.stdout.write(`${crashPoint!.marker}\n`);
   };
+  const record = (run: string, what: string) => {
+    const entry: LedgerEntry = { run, what, pid: process.pid, at: Date.now() };
+    appendFileSync(config.ledger, `${JSON.stringify(entry)}\n`);
+  };
   const workflows = buildWorkflows({
-    record: (run, what) => {
-      const entry: LedgerEntry = { run, what, pid: process.pid, at: Date.now() };
-      appendFileSync(config.ledger, `${JSON.stringify(entry)}\n`);
-    },
+    record,
     crash: config.crash,
     reached,
     die: () => {
@@ -497,7 +516,11 @@ async function main(config: WorkerConfig): Promise<void> {
     onStepComplete: (event) => reached(`${event.stepName} committed`),
   };
   const engine = createEngine({
-    storage: config.crash ? freezeOnPark(storage, reached) : storage,
+    storage: config.crash
+      ? freezeOnPark(storage, reached)
+      : config.schedule
+      ? recordSlots(storage, record)
+      : storage,
     workflows: Object.values(workflows),
     concurrency: config.concurrency,
     ...(config.leaseMs === undefined ? {} : { runLeaseDurationMs: config.leaseMs }),

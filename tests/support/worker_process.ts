@@ -147,3 +147,47 @@ export function assertEachStepOnce(
   for (const { pid } of entries) byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
   return byPid;
 }
+
+/** A schedule of the `ticker` workflow as the scheduling tests check it. */
+export interface TickerSchedule {
+  /** Its key. */
+  readonly key: string;
+  /** Its first slot. */
+  readonly first: number;
+  /** The time between slots. */
+  readonly every: number;
+  /** The longest gap between fired slots that passes; `every` admits none missed. */
+  readonly maxGapMs: number;
+}
+
+/**
+ * Asserts that the runs of `schedule` name distinct slots on its grid, with no gap above its
+ * `maxGapMs`, and that the ledger's `tick` side effects ran once each and only for those runs.
+ *
+ * @returns The slots that fired, in order.
+ */
+export function assertOneRunPerSlot(
+  runs: readonly { readonly id: string; readonly idempotencyKey: string | null }[],
+  entries: readonly LedgerEntry[],
+  schedule: TickerSchedule,
+): number[] {
+  const { key, first, every, maxGapMs } = schedule;
+  const pattern = new RegExp(`^schedule:${key}:(\\d+)$`);
+  const slots = runs.map((run) => Number(pattern.exec(run.idempotencyKey ?? "")?.[1]));
+  slots.sort((a, b) => a - b);
+  assert.equal(new Set(slots).size, slots.length, `duplicate slots in ${slots.join(", ")}`);
+  for (const slot of slots) {
+    assert.equal((slot - first) % every, 0, `slot ${slot} is off the grid of ${first}`);
+  }
+  const gaps = slots.slice(1).map((slot, i) => slot - slots[i]!);
+  assert.ok(
+    gaps.every((gap) => gap <= maxGapMs),
+    `a gap above ${maxGapMs} ms between slots: ${gaps.join(", ")}`,
+  );
+  // Each scheduled run ran its step once (the last ones may be left unfinished at stop).
+  const ticks = entries.filter((entry) => entry.what === "tick").map((entry) => entry.run);
+  assert.equal(new Set(ticks).size, ticks.length, "a scheduled run's step ran twice");
+  const ids = new Set(runs.map((run) => run.id));
+  assert.ok(ticks.every((run) => ids.has(run)), "a step ran for a run that is not a scheduled one");
+  return slots;
+}
