@@ -6,7 +6,13 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pg from "pg";
 import { createEngine, createWorkflow, StorageError } from "../mod.ts";
-import { classifyPostgresError, PostgresStorage } from "../drivers/postgres.ts";
+import {
+  classifyPostgresError,
+  type PgPool,
+  type PgPoolClient,
+  type PgQueryConfig,
+  PostgresStorage,
+} from "../drivers/postgres.ts";
 import { MIGRATIONS } from "../src/sql/postgres/schema.ts";
 import { eventually, gate, schema } from "./support/fixtures.ts";
 import { runtimeName } from "./support/runtime.ts";
@@ -189,6 +195,98 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
           locker.release();
           await admin.end();
           await storage.close();
+        }
+      }),
+  );
+
+  test(
+    `${cell}: a transaction whose client goes silent (a host cut off) is ended by the server after ` +
+      'busyTimeoutMs, freeing its row locks for other hosts, and its late statement fails as "io"',
+    () =>
+      withDatabase(async (_, url) => {
+        const BUSY_TIMEOUT_MS = 1_000;
+        // The storage's pool, whose clients hold back requeueRun's second statement until released:
+        // its transaction then sits idle on the server with the run's row locked, as when the host
+        // running it is cut off from the network.
+        const silence = gate();
+        const real = adminPool(url);
+        const pool: PgPool = {
+          connect: async () => {
+            const client = await real.connect();
+            const query = client.query.bind(client) as PgPoolClient["query"];
+            return Object.assign(client, {
+              query: async (config: PgQueryConfig) => {
+                if (config.text.startsWith("DELETE FROM reflow_steps")) await silence.promise;
+                return query(config);
+              },
+            }) as unknown as PgPoolClient;
+          },
+          end: () => real.end(),
+        };
+        const storage = new PostgresStorage(pool, { busyTimeoutMs: BUSY_TIMEOUT_MS });
+        const admin = adminPool(url);
+        try {
+          await storage.initialize();
+          const now = storage.currentTime!();
+          await storage.createRun({
+            id: "r1",
+            workflowName: "wf",
+            input: "1",
+            idempotencyKey: null,
+            createdAt: now,
+          });
+          const [claimed] = await storage.claimRuns({
+            workflowNames: ["wf"],
+            limit: 1,
+            now,
+            leaseDurationMs: 60_000,
+          });
+          const error = { code: null, name: "Error", message: "no" };
+          const step = {
+            runId: "r1",
+            stepName: "a",
+            status: "failed",
+            output: null,
+            error,
+            attempts: 1,
+            dueAt: null,
+            updatedAt: now,
+          } as const;
+          assert.equal(
+            await storage.advanceRun("r1", claimed!.leaseId, { now, step, status: "failed", error }),
+            true,
+          );
+          // Settled into a value at once, so that its rejection is handled before it is asserted on.
+          const requeue = storage.requeueRun("r1", now).then(() => undefined, (error: unknown) => error);
+          // Another host's write to the same row waits for the silent transaction's lock; it gets the
+          // row once the server has ended that session (within its own lock_timeout, or it fails).
+          await eventually(async () => {
+            const { rows } = await admin.query(
+              "SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE 'UPDATE reflow_runs%'",
+            );
+            return rows.length > 0 || undefined;
+          });
+          const other = await admin.connect();
+          try {
+            await other.query(`SET lock_timeout = ${20 * BUSY_TIMEOUT_MS}`);
+            const { rowCount } = await other.query(
+              "UPDATE reflow_runs SET updated_at = updated_at WHERE id = 'r1'",
+            );
+            assert.equal(rowCount, 1);
+          } finally {
+            other.release();
+          }
+          silence.open();
+          const failure = await requeue;
+          assert.ok(failure instanceof StorageError, String(failure));
+          assert.equal(failure.kind, "io");
+          // Rolled back: still failed, and the pool still answers.
+          assert.equal((await storage.getRun("r1"))?.status, "failed");
+        } finally {
+          silence.open();
+          await storage.close();
+          await real.end();
+          await admin.end();
         }
       }),
   );

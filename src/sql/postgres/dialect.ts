@@ -83,7 +83,14 @@ export const postgresDialect: Dialect = {
     "SELECT pg_advisory_xact_lock(hashtext('reflow_migrations:' || current_schema()))::text AS locked",
   ),
   // A lock not had within busyTimeoutMs fails with lock_not_available, which is retried as busy.
-  connectionSetup: ({ busyTimeoutMs }) => [statement(`SET lock_timeout = ${busyTimeoutMs}`)],
+  // Our transactions never wait on their client between statements, so one idle for as long (at
+  // least 1 s) has lost its client, e.g. a host cut off from the network: the server then ends the
+  // session and frees its row locks, rather than keep them until TCP gives up, many minutes later,
+  // while other hosts cannot reclaim the runs they cover.
+  connectionSetup: ({ busyTimeoutMs }) => [
+    statement(`SET lock_timeout = ${busyTimeoutMs}`),
+    statement(`SET idle_in_transaction_session_timeout = ${Math.max(busyTimeoutMs, 1000)}`),
+  ],
   // The server manages its own write-ahead log.
   checkpoint: () => Promise.resolve(true),
   databaseSetup: [],
