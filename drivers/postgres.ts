@@ -142,6 +142,10 @@ export function postgresDriver(connection: string | PgPool, options: PostgresDri
     });
     // An idle client's lost connection is reported here; the pool drops the client by itself.
     pool.on("error", () => {});
+    // A new client has no "error" listener of the pool's or ours between its checkout and our
+    // continuation: a termination arriving in the same packet as its ready message would crash the
+    // process. Kept on it for good; a checkout still learns of the loss from its first query.
+    pool.on("connect", (client) => client.on("error", () => {}));
     return new PostgresDriver(pool as unknown as PgPool, true);
   }
   if (typeof connection !== "object" || connection === null || typeof connection.connect !== "function") {

@@ -4,6 +4,8 @@
 // half-applied, LISTEN/NOTIFY wake-ups of idle workers, and the SQLSTATE classification.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type AddressInfo, createServer } from "node:net";
 import pg from "pg";
 import { createEngine, createWorkflow, StorageError } from "../mod.ts";
 import {
@@ -11,6 +13,7 @@ import {
   type PgPool,
   type PgPoolClient,
   type PgQueryConfig,
+  postgresDriver,
   PostgresStorage,
 } from "../drivers/postgres.ts";
 import { MIGRATIONS } from "../src/sql/postgres/schema.ts";
@@ -289,6 +292,52 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
           await admin.end();
         }
       }),
+  );
+
+  test(
+    `${cell}: a session terminated in the same packet as its ready message fails the first query ` +
+      'as "io" rather than crashing the process (no "error" listener yet)',
+    async () => {
+      // Just enough of a server: it accepts any startup, says ready and is shut down in one write.
+      const message = (type: string, body: Uint8Array) => {
+        const head = new Uint8Array(5);
+        head[0] = type.charCodeAt(0);
+        new DataView(head.buffer).setInt32(1, body.length + 4);
+        return Buffer.concat([head, body]);
+      };
+      const text = (s: string) => new TextEncoder().encode(`${s}\0`);
+      const terminated = Buffer.concat([
+        message("R", new Uint8Array(4)), // AuthenticationOk
+        message("Z", new TextEncoder().encode("I")), // ReadyForQuery
+        message(
+          "E",
+          Buffer.concat([
+            text("SFATAL"),
+            text("C57P01"),
+            text("Mterminating connection due to administrator command"),
+            new Uint8Array(1),
+          ]),
+        ),
+      ]);
+      const server = createServer((socket) => socket.once("data", () => socket.end(terminated)));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as AddressInfo;
+      const driver = postgresDriver(`postgres://u:p@127.0.0.1:${port}/db`, { poolSize: 1 });
+      try {
+        const failure = await driver.acquire().then(async (lease) => {
+          try {
+            await lease.query({ sql: "SELECT 1", params: [] });
+          } finally {
+            lease.release();
+          }
+        }).then(() => undefined, (error: unknown) => error);
+        assert.ok(failure instanceof Error, String(failure));
+        assert.equal(driver.classifyError(failure), "io");
+      } finally {
+        await driver.close();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    },
   );
 
   test(
