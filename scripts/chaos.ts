@@ -1,27 +1,33 @@
 // Chaos test: worker processes (tests/support/process_worker.ts, engines with start()) share one
-// SQLite file and run a mixed workload that producer processes (scripts/chaos_producer.ts) enqueue
-// with idempotency keys, send events to and cancel; meanwhile this controller SIGKILLs random
-// workers at random moments and restarts them. At the end it waits for every run to finish and
+// database (a SQLite file, or with --store postgres a PostgreSQL server this script starts) and run a
+// mixed workload that producer processes (scripts/chaos_producer.ts) enqueue with idempotency keys,
+// send events to and cancel; meanwhile this controller SIGKILLs random workers at random moments and
+// restarts them. On PostgreSQL it also terminates random worker sessions (pg_terminate_backend),
+// restarts the server once, and cuts one worker, running in a network namespace of its own, off
+// from the server for twice its lease (see scripts/chaos_netns.ts): its late writes must be refused
+// and its runs reclaimed by the others. At the end it waits for every run to finish and
 // checks: no run lost or stuck, every outcome and output as the plan computes it, every step's
-// result committed once and its side effect recorded, duplicate side effects only from killed
-// processes (the at-least-once window between a side effect and its commit), and
-// `PRAGMA integrity_check`. A run whose attempt a kill cut short shows it as one more attempt of
-// that unit (lost attempts count); their total is bounded by what the kills had in flight. One run
-// in a hundred is a crash loop (its step kills its own worker at every attempt, and the controller
-// restarts it): it must end `failed` with WORKER_LOST after exactly its attempts. Halfway through
-// the kills it deploys: every worker is restarted with changed definitions (a step appended to
-// `drain`, compatible; a step inserted first in `approval`, incompatible with approval runs that
-// have started), and each run must then have completed correctly under either definition, or (an
-// approval run started before the deploy) be parked with VERSION_MISMATCH. Prints one summary
-// line; exits 1 on any violation.
+// result committed once and its side effect recorded, duplicate side effects only around a fault
+// of the process that did it first (the at-least-once window between a side effect and its commit),
+// and the database's own integrity check. A run whose attempt a fault cut short shows it as one more
+// attempt of that unit (lost attempts count); their total is bounded by what the faults had in
+// flight. One run in a hundred is a crash loop (its step kills its own worker at every attempt, and
+// the controller restarts it): it must end `failed` with WORKER_LOST after exactly its attempts.
+// Halfway through the kills it deploys: every worker is restarted with changed definitions (a step
+// appended to `drain`, compatible; a step inserted first in `approval`, incompatible with approval
+// runs that have started), and each run must then have completed correctly under either
+// definition, or (an approval run started before the deploy) be parked with VERSION_MISMATCH.
+// Prints one summary line; exits 1 on any violation. Ctrl-C (or SIGTERM) kills the children and
+// removes the server, the namespace and the files.
 //
-//   node scripts/chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver better-sqlite3]
-//                         [--workers 4] [--runs 5000] [--kills 220] [--seed 1] [--lease-ms 3000] [--keep]
+//   node scripts/chaos.ts [--short] [--store sqlite|postgres] [--runtime node22|node24|bun|deno]
+//                         [--driver better-sqlite3] [--workers 4] [--runs 5000] [--kills 220]
+//                         [--seed 1] [--lease-ms 3000] [--keep]
 //
 // The controller itself runs on Node; --runtime picks what the workers and producers run on
 // (default: this Node), --driver their SQLite driver (a subject of tests/support/sqlite_subjects.ts).
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -30,7 +36,7 @@ import { isDeepStrictEqual, parseArgs } from "node:util";
 import { createEngine, type RunDetails } from "../mod.ts";
 import { type LedgerEntry, processWorkflows, type WorkerConfig } from "../tests/support/process_worker.ts";
 import { MATRIX_RUNTIMES, type MatrixRuntime, spawnArgs, spawnArgsFor } from "../tests/support/runtime.ts";
-import { type RawHandle, sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
+import { createIsolatedHost, type IsolatedHost, removeIsolatedLeftovers } from "./chaos_netns.ts";
 import {
   isCrashLoop,
   keyOf,
@@ -39,17 +45,25 @@ import {
   type ProducerReport,
   seededRandom,
 } from "./chaos_producer.ts";
+import {
+  type ChaosStore,
+  openPostgresStore,
+  openSqliteStore,
+  type PostgresChaosStore,
+} from "./chaos_store.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WORKER = fileURLToPath(new URL("../tests/support/process_worker.ts", import.meta.url));
 const PRODUCER = fileURLToPath(new URL("./chaos_producer.ts", import.meta.url));
 const PRODUCERS = 2;
-/** Runs in flight per worker; with a parallel group of 3 branches, a kill can cut at most this × 3 steps. */
+/** Runs in flight per worker; with a parallel group of 3 branches, a fault can cut at most this × 3 steps. */
 const WORKER_CONCURRENCY = 4;
 const MAX_BRANCHES = 3;
+/** On PostgreSQL, the chance that a round of the fault loop also terminates a worker's session. */
+const TERMINATE_CHANCE = 0.5;
 
-const USAGE = "usage: chaos.ts [--short] [--runtime node22|node24|bun|deno] [--driver NAME] [--workers N] " +
-  "[--runs N] [--kills N] [--seed N] [--lease-ms MS] [--keep]";
+const USAGE = "usage: chaos.ts [--short] [--store sqlite|postgres] [--runtime node22|node24|bun|deno] " +
+  "[--driver NAME] [--workers N] [--runs N] [--kills N] [--seed N] [--lease-ms MS] [--keep]";
 
 /** A bad command line: the usage on stderr and exit code 2 (1 means a violation was found). */
 function usageError(problem: string): never {
@@ -62,6 +76,7 @@ function parseOptions() {
     return parseArgs({
       options: {
         short: { type: "boolean", default: false },
+        store: { type: "string", default: "sqlite" },
         runtime: { type: "string" },
         driver: { type: "string" },
         workers: { type: "string" },
@@ -98,24 +113,40 @@ const runtime = opts.runtime as MatrixRuntime | undefined;
 if (runtime !== undefined && !MATRIX_RUNTIMES.includes(runtime)) {
   usageError(`unknown --runtime ${runtime}; known: ${MATRIX_RUNTIMES.join(", ")}`);
 }
+if (opts.store !== "sqlite" && opts.store !== "postgres") {
+  usageError(`unknown --store ${opts.store}; known: sqlite, postgres`);
+}
+const postgres = opts.store === "postgres";
+if (postgres && opts.driver !== undefined) usageError("--driver picks a SQLite driver; PostgreSQL's is pg");
 const short = opts.short;
 const workers = count("workers", short ? 3 : 4);
 const runs = count("runs", short ? 300 : 5000);
 const kills = count("kills", short ? 10 : 220, 0);
 const seed = count("seed", Date.now() % 100_000, 0);
-const driver = opts.driver ??
-  (runtime === "deno" ? "deno-sqlite" : runtime === "bun" ? "bun:sqlite" : "better-sqlite3");
+const driver = postgres
+  ? "postgres"
+  : opts.driver ?? (runtime === "deno" ? "deno-sqlite" : runtime === "bun" ? "bun:sqlite" : "better-sqlite3");
 // A worker lives a few hundred ms between kills; the lease bounds how long a killed worker's runs wait.
 const killEveryMs: [number, number] = short ? [100, 300] : [100, 400];
 const leaseMs = count("lease-ms", 3000);
+/**
+ * How long the partitioned worker stays cut off: well past its lease, and past the 5 s after which
+ * the server ends a session idle inside a transaction (busyTimeoutMs), whose row locks would keep
+ * the others from its runs.
+ */
+const partitionMs = 3 * leaseMs;
 const random = seededRandom(seed);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const dir = mkdtempSync(join(tmpdir(), "reflow-chaos-"));
-const db = join(dir, "chaos.db");
 const ledger = join(dir, "ledger.jsonl");
+/** The application_name prefix of this run's sessions: its workers', the cut-off one's, its own. */
+const APPLICATION = `reflow-chaos-${process.pid}`;
 const commandFor = (script: string, args: string[]) =>
   runtime === undefined ? spawnArgs(script, args) : spawnArgsFor(runtime, ROOT, script, args);
+
+/** Every child started, so that an interrupted run can kill them all. */
+const children = new Set<Child>();
 
 /** A child process with its output kept, for reports. */
 class Child {
@@ -125,14 +156,18 @@ class Child {
   /** When the process was seen to exit. */
   exitedAt: number | undefined;
 
-  constructor(script: string, config: unknown, stdin: "pipe" | "ignore") {
-    const { command, args } = commandFor(script, [JSON.stringify(config)]);
+  /** Starts `script` with `config`; `host` runs it inside that network namespace. */
+  constructor(script: string, config: unknown, stdin: "pipe" | "ignore", host?: IsolatedHost) {
+    const line = commandFor(script, [JSON.stringify(config)]);
+    const { command, args } = host === undefined ? line : host.wrap(line.command, line.args);
     this.process = spawn(command, args, { cwd: ROOT, stdio: [stdin, "pipe", "pipe"] });
+    children.add(this);
     this.process.stdout!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.process.stderr!.setEncoding("utf8").on("data", (s: string) => (this.output += s));
     this.exited = new Promise((resolve) =>
       this.process.on("close", (code, signal) => {
         this.exitedAt = Date.now();
+        children.delete(this);
         resolve({ code, signal });
       })
     );
@@ -143,44 +178,127 @@ class Child {
   }
 }
 
-let workerConfig: WorkerConfig = {
-  workflow: "drain",
-  crash: false,
-  driver,
-  db,
-  ledger,
-  concurrency: WORKER_CONCURRENCY,
-  leaseMs,
-  pollMs: 100,
-  barrier: false,
-  until: "stdin-end",
-};
-const spawnWorker = () => new Child(WORKER, workerConfig, "pipe");
+/**
+ * A fault that may repeat a step's side effect: it struck the process `pid` (every process when
+ * undefined) between `from` and `to`. A side effect done before `to` plus a lease (its commit may
+ * fail that much later) may be repeated by anyone after `from`.
+ */
+interface Fault {
+  readonly pid?: number;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** What was injected, for the summary and the bounds. */
+interface Injected {
+  kills: number;
+  selfKills: number;
+  terminations: number;
+  restarts: number;
+  partitions: number;
+  /** Lease-fenced writes the cut-off worker made after the link came back, refused. */
+  refused: number;
+  readonly faults: Fault[];
+  /** The cut-off worker, when it was cut off, and the runs whose writes it was refused afterwards. */
+  cut?: {
+    readonly pid: number;
+    readonly from: number;
+    readonly to: number;
+    readonly refusedRuns: Set<string>;
+  };
+}
+
+/** What is open, for the cleanup on any exit. */
+let store: ChaosStore | undefined;
+let isolated: IsolatedHost | undefined;
+let interrupted = false;
+
+/** Kills every child, removes the namespace, stops the server; keeps `dir` only if asked to. */
+async function cleanUp(keepDir: boolean): Promise<void> {
+  for (const child of children) child.process.kill("SIGKILL");
+  isolated?.remove();
+  isolated = undefined;
+  const open = store;
+  store = undefined;
+  if (open !== undefined) {
+    await ((open as Partial<PostgresChaosStore>).server?.stop() ?? open.close()).catch(() => {});
+  }
+  if (!keepDir) rmSync(dir, { recursive: true, force: true });
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`chaos: ${signal}, cleaning up`);
+    void cleanUp(opts.keep).finally(() => process.exit(130));
+  });
+}
+
+/** Opens the database, and on PostgreSQL the namespace of the worker to cut off (or says why not). */
+async function openStore(): Promise<void> {
+  if (!postgres) {
+    store = await openSqliteStore(dir);
+    return;
+  }
+  removeIsolatedLeftovers();
+  const host = process.env.REFLOW_POSTGRES_URL
+    ? "REFLOW_POSTGRES_URL's server cannot be made to listen on the namespace's link"
+    : createIsolatedHost();
+  if (typeof host === "string") console.log(`chaos: no partition: ${host}`);
+  else isolated = host;
+  store = await openPostgresStore(
+    `${APPLICATION}-controller`,
+    isolated && { address: isolated.hostAddress, clients: `${isolated.peerAddress}/32` },
+  );
+  if ((store as PostgresChaosStore).server.restart === undefined) {
+    console.log("chaos: no server restart: REFLOW_POSTGRES_URL's server is not this script's");
+  }
+}
 
 async function main(): Promise<number> {
   const began = performance.now();
-  // The controller reads the file with the first driver that loads in this Node.
-  const own = sqliteSubjects.find((s) => s.available);
-  if (own === undefined) throw new Error("no SQLite driver loads in the controller's runtime");
-  const module = await own.load();
-  const storage = module.open(db);
-  await storage.initialize();
-  const reader = await module.openHandle(db);
-  reader.prepare("PRAGMA busy_timeout = 5000").all();
+  await openStore();
+  const shared = store!;
+  const pg = postgres ? shared as PostgresChaosStore : undefined;
+  let workerConfig: WorkerConfig = {
+    workflow: "drain",
+    crash: false,
+    driver,
+    db: shared.db,
+    ledger,
+    concurrency: WORKER_CONCURRENCY,
+    leaseMs,
+    pollMs: 100,
+    barrier: false,
+    until: "stdin-end",
+    ...(postgres ? { faults: true, applicationName: `${APPLICATION}-w` } : {}),
+  };
+  const spawnWorker = () => new Child(WORKER, workerConfig, "pipe");
 
   const pool = Array.from({ length: workers }, spawnWorker);
-  /** When each killed worker was killed, by pid. */
-  const killedAt = new Map<number, number>();
+  const injected: Injected = {
+    kills: 0,
+    selfKills: 0,
+    terminations: 0,
+    restarts: 0,
+    partitions: 0,
+    refused: 0,
+    faults: [],
+  };
+  const struck = (pid: number | undefined, from: number, to = from) =>
+    injected.faults.push({ pid, from, to });
   const meanKillMs = (killEveryMs[0] + killEveryMs[1]) / 2;
-  // Enqueues are spread over most of the killing, so kills strike runs at every stage.
-  const durationMs = Math.round(kills * meanKillMs * 0.8);
+  // Enqueues are spread over most of the killing, so kills strike runs at every stage (and on
+  // PostgreSQL through the partition, so that the cut-off worker holds runs when it is cut).
+  const durationMs = Math.round(kills * meanKillMs * 0.8) + (isolated ? partitionMs : 0);
   const producers = Array.from({ length: PRODUCERS }, (_, index) => {
     const config: ProducerConfig = {
       index,
       producers: PRODUCERS,
       runs,
       durationMs,
-      db,
+      db: shared.db,
       driver,
       out: join(dir, `producer-${index}.json`),
       seed: seed + index + 1,
@@ -189,16 +307,14 @@ async function main(): Promise<number> {
   });
 
   const problems: string[] = [];
-  let killCount = 0;
   /** Kills a worker and starts a new one in its slot (with the current definitions). */
   const replace = async (slot: number) => {
     const child = pool[slot]!;
-    killedAt.set(child.process.pid!, Date.now());
+    struck(child.process.pid!, Date.now());
     child.process.kill("SIGKILL");
     await child.exited;
     pool[slot] = spawnWorker();
   };
-  let selfKills = 0;
   /**
    * Restarts workers that a crash-looping step killed (SIGKILL by itself), noting when they died;
    * any other exit is a failure to report. Returns false after such a failure.
@@ -210,20 +326,103 @@ async function main(): Promise<number> {
         problems.push(`a worker exited by itself with ${child.process.exitCode}:\n${child.output}`);
         return false;
       }
-      killedAt.set(child.process.pid!, child.exitedAt);
-      selfKills++;
+      struck(child.process.pid!, child.exitedAt);
+      injected.selfKills++;
       pool[slot] = spawnWorker();
     }
     return true;
   };
-  while (killCount < kills) {
-    if (killCount === Math.floor(kills / 2) && workerConfig.deployed !== true) {
+
+  /** The worker in the namespace, started after the deploy and cut off once while the kills go on. */
+  let cutOff: Child | undefined;
+  const partition = async (host: IsolatedHost) => {
+    // A crash loop may kill it before the cut: then another one is started, a few times.
+    let child: Child | undefined;
+    for (let tries = 0; tries < 3 && (child === undefined || child.exitedAt !== undefined); tries++) {
+      child = new Child(
+        WORKER,
+        {
+          ...workerConfig,
+          db: pg!.dbVia(host.hostAddress),
+          applicationName: `${APPLICATION}-cut`,
+          // Its runs then sit in its steps, outside any transaction, when it is cut off.
+          commitDelayMs: 500,
+        },
+        "pipe",
+        host,
+      );
+      const started = child;
+      cutOff = started;
+      void started.exited.then(({ signal }) => {
+        if (signal === "SIGKILL" && !interrupted) {
+          struck(started.process.pid!, started.exitedAt!);
+          injected.selfKills++;
+        }
+      });
+      while (!child.started && child.exitedAt === undefined) await sleep(50);
+      // Long enough to hold runs (it claims at once) without finishing them.
+      await sleep(300);
+    }
+    if (child === undefined || child.exitedAt !== undefined) {
+      console.log("chaos: every worker to cut off died first (crash loops); no partition");
+      return;
+    }
+    const from = Date.now();
+    host.cut();
+    await sleep(partitionMs);
+    // Cut off until another worker has taken over one of its runs (a backlog may delay that past
+    // the lease), so that its late writes meet a lease that is no longer its own.
+    const pid = child.process.pid!;
+    const takenOver = () => {
+      const held = new Set<string>();
+      for (const entry of readLedger()) {
+        if (entry.pid === pid && entry.at < from) held.add(entry.run);
+        else if (entry.pid !== pid && entry.at > from && held.has(entry.run)) return true;
+      }
+      return false;
+    };
+    for (let waited = 0; waited < 10 * partitionMs && !takenOver(); waited += 200) await sleep(200);
+    host.restore();
+    const to = Date.now();
+    const before = child.output.length;
+    injected.partitions++;
+    // TCP's retransmission timer has doubled all along the cut: a connection that stalled in it may
+    // take about as long again to resume, so the fault lasts that much past the link's return.
+    struck(child.process.pid!, from, to + partitionMs);
+    // Its connections resume once TCP retransmits (backed off to seconds by now); what it then tries
+    // to write under its lapsed leases is refused.
+    const refusals = () =>
+      child.output.slice(before).split("\n").filter((line) => line.startsWith("refused "))
+        .map((line) => line.split(" ")[2]!);
+    for (let waited = 0; waited < 4 * leaseMs && refusals().length === 0; waited += 100) await sleep(100);
+    // A little longer for the writes of its other runs.
+    await sleep(leaseMs);
+    injected.refused = refusals().length;
+    injected.cut = { pid: child.process.pid!, from, to, refusedRuns: new Set(refusals()) };
+  };
+  let partitioned: Promise<void> | undefined;
+
+  let deployed = false;
+  while (injected.kills < kills && !interrupted) {
+    if (injected.kills === Math.floor(kills / 2) && !deployed) {
       // The deploy: a rolling restart, one worker at a time, onto the changed definitions.
+      deployed = true;
       workerConfig = { ...workerConfig, deployed: true };
       for (let slot = 0; slot < pool.length; slot++) {
         await replace(slot);
         await sleep(killEveryMs[0]);
       }
+    }
+    if (
+      pg?.server.restart !== undefined && injected.restarts === 0 && injected.kills === Math.floor(kills / 4)
+    ) {
+      const from = Date.now();
+      await pg.server.restart();
+      injected.restarts++;
+      struck(undefined, from, Date.now());
+    }
+    if (isolated && deployed && partitioned === undefined && injected.kills >= Math.floor((kills * 5) / 8)) {
+      partitioned = partition(isolated);
     }
     await sleep(killEveryMs[0] + random() * (killEveryMs[1] - killEveryMs[0]));
     if (!replaceDead()) break;
@@ -232,8 +431,19 @@ async function main(): Promise<number> {
     if (live.length === 0) continue;
     const { slot } = live[Math.floor(random() * live.length)]!;
     await replace(slot);
-    killCount++;
+    injected.kills++;
+    if (pg !== undefined && random() < TERMINATE_CHANCE) {
+      const pid = await pg.terminateOne(`${APPLICATION}-w-`, random);
+      if (pid !== undefined) {
+        injected.terminations++;
+        struck(pid, Date.now());
+      }
+    }
   }
+  // Crash loops go on killing workers while the partition ends and the producers finish.
+  let settled = false;
+  void Promise.all([partitioned, ...producers.map(({ child }) => child.exited)]).then(() => settled = true);
+  while (!settled && !interrupted && replaceDead()) await sleep(100);
 
   for (const { child } of producers) {
     const { code } = await child.exited;
@@ -246,55 +456,88 @@ async function main(): Promise<number> {
   // Every run must finish; the deadline only stops a hung chaos run.
   const deadline = Date.now() + (short ? 30_000 : 180_000);
   // Parked runs stay parked: no definition the workers have can continue them.
-  const unfinished = reader.prepare(
-    "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'parked')",
-  );
-  while (Date.now() < deadline && Number((unfinished.all()[0] as { n: number }).n) > 0) {
+  const unfinished = async () =>
+    Number(
+      (await shared.rows(
+        "SELECT count(*) AS n FROM reflow_runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'parked')",
+      ))[0]!.n,
+    );
+  while (Date.now() < deadline && !interrupted && await unfinished() > 0) {
     if (!replaceDead()) break;
     await sleep(100);
   }
 
-  for (const child of pool) child.process.stdin!.end();
-  for (const child of pool) {
+  const survivors = cutOff?.exitedAt === undefined && cutOff !== undefined ? [...pool, cutOff] : pool;
+  for (const child of survivors) child.process.stdin!.end();
+  for (const child of survivors) {
     const { code } = await child.exited;
     if (code !== 0) problems.push(`a surviving worker exited with ${code}:\n${child.output}`);
   }
 
-  const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
-  const verdict = await verify(engine.getRunStatus.bind(engine), reports, killedAt, reader);
-  // Each kill (by the controller or by a crash loop) cuts at most the attempts its worker had in flight.
-  const lostBound = (killCount + selfKills) * WORKER_CONCURRENCY * MAX_BRANCHES;
+  const engine = createEngine({ storage: shared.storage, workflows: Object.values(processWorkflows()) });
+  const verdict = await verify(engine.getRunStatus.bind(engine), reports, injected, shared);
+  // Each fault cuts at most the attempts its workers had in flight (a restart: every worker's).
+  const faultsInFlight = injected.kills + injected.selfKills + injected.terminations + injected.partitions +
+    injected.restarts * (workers + 1);
+  const lostBound = faultsInFlight * WORKER_CONCURRENCY * MAX_BRANCHES;
   if (verdict.lostAttempts > lostBound) {
-    problems.push(`${verdict.lostAttempts} lost attempts, more than the kills had in flight (${lostBound})`);
+    problems.push(`${verdict.lostAttempts} lost attempts, more than the faults had in flight (${lostBound})`);
   }
-  await storage.close();
-  reader.close();
+  if (injected.partitions > 0 && injected.refused === 0) {
+    problems.push(
+      `the cut-off worker had ${injected.refused} late writes refused, of which ${verdict.reclaimed} ` +
+        `in runs that others continued: expected some; its output:\n${cutOff?.output}`,
+    );
+  }
   problems.push(...verdict.problems);
 
   const seconds = ((performance.now() - began) / 1000).toFixed(0);
-  const dupBound = verdict.duplicates <= killCount
+  const dupBound = verdict.duplicates <= injected.kills
     ? "≤ kills"
-    : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per kill`;
+    : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per fault`;
+  const serverFaults = postgres
+    ? `terminations ${injected.terminations}, restarts ${injected.restarts}, partitions ${injected.partitions} ` +
+      `(late writes refused ${injected.refused}, runs reclaimed ${verdict.reclaimed}), `
+    : "";
   console.log(
-    `chaos: runs ${runs}, kills ${killCount}, lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
+    `chaos: runs ${runs}, kills ${injected.kills}, ${serverFaults}lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
+      `double commits ${verdict.doubleCommits}, ` +
       `deployed ${verdict.deployed}, parked ${verdict.parked} (VERSION_MISMATCH), ` +
       `wrong outputs ${verdict.wrong}, duplicate side effects ${verdict.duplicates} (${dupBound}), ` +
       `integrity ${verdict.integrity}, crash loops failed ${verdict.crashLoopsFailed}/${verdict.crashLoops} ` +
-      `(${selfKills} self-kills), lost attempts ${verdict.lostAttempts}` +
+      `(${injected.selfKills} self-kills), lost attempts ${verdict.lostAttempts}` +
       ` [${
         runtime ?? `node ${process.versions.node}`
       }, ${driver}, ${workers} workers, seed ${seed}, ${seconds} s]`,
   );
   for (const problem of problems.slice(0, 20)) console.error(`violation: ${problem}`);
   if (problems.length > 20) console.error(`... and ${problems.length - 20} more`);
-  if (opts.keep || problems.length > 0) console.error(`files kept in ${dir}`);
-  else rmSync(dir, { recursive: true, force: true });
+  const keep = opts.keep || problems.length > 0;
+  if (keep) {
+    // The faults with their times and processes, to read beside the ledger.
+    writeFileSync(
+      join(dir, "faults.json"),
+      JSON.stringify(
+        { ...injected, cut: injected.cut && { ...injected.cut, refusedRuns: [...injected.cut.refusedRuns] } },
+        null,
+        1,
+      ),
+    );
+    console.error(`files kept in ${dir}`);
+  }
+  await shared.close();
+  store = undefined;
+  await cleanUp(keep);
   return problems.length === 0 ? 0 : 1;
 }
 
 interface Verdict {
   lost: number;
   stuck: number;
+  /** Step results stored twice, and side effects repeated with no fault to explain them. */
+  doubleCommits: number;
+  /** Runs whose late writes the cut-off worker was refused, continued by another worker. */
+  reclaimed: number;
   parked: number;
   /** Completed runs that ran a unit only the deployed definitions have. */
   deployed: number;
@@ -326,12 +569,14 @@ function deployedUnits(plan: ReturnType<typeof planRun>): (readonly (readonly [s
 async function verify(
   getRunStatus: (runId: string) => Promise<RunDetails | null>,
   reports: (ProducerReport | undefined)[],
-  killedAt: ReadonlyMap<number, number>,
-  reader: RawHandle,
+  injected: Injected,
+  shared: ChaosStore,
 ): Promise<Verdict> {
   const v: Verdict = {
     lost: 0,
     stuck: 0,
+    doubleCommits: 0,
+    reclaimed: 0,
     parked: 0,
     deployed: 0,
     wrong: 0,
@@ -349,15 +594,7 @@ async function verify(
 
   // Side effects by run and what, in the order they were appended.
   const effects = new Map<string, LedgerEntry[]>();
-  const lines = existsSync(ledger) ? readFileSync(ledger, "utf8").split("\n").filter(Boolean) : [];
-  for (const line of lines) {
-    let entry: LedgerEntry;
-    try {
-      entry = JSON.parse(line) as LedgerEntry;
-    } catch {
-      v.problems.push(`torn ledger line ${JSON.stringify(line)}`);
-      continue;
-    }
+  for (const entry of readLedger((line) => v.problems.push(`torn ledger line ${JSON.stringify(line)}`))) {
     const key = `${entry.run} ${entry.what}`;
     const list = effects.get(key);
     if (list === undefined) effects.set(key, [entry]);
@@ -370,29 +607,44 @@ async function verify(
     if (list === undefined) byRun.set(entry!.run, [entry!.what]);
     else list.push(entry!.what);
   }
-  // A repeated side effect is legitimate only when the process that did it first was killed before
-  // committing, and another process repeated it after the kill; anything else would mean a lost
-  // commit or a stolen lease.
+  // A repeated side effect is legitimate only when a fault struck the process that did it first
+  // before it could commit (it was killed, its session terminated, the server restarted, it was
+  // cut off), and the repeat came after the fault; anything else would mean a lost commit or a
+  // stolen lease.
+  const faultsOf = (pid: number) => injected.faults.filter((f) => f.pid === undefined || f.pid === pid);
   const duplicatesByPid = new Map<number, number>();
   for (const [key, list] of effects) {
     for (let i = 0; i + 1 < list.length; i++) {
       const [early, next] = [list[i]!, list[i + 1]!];
       v.duplicates++;
-      const killed = killedAt.get(early.pid);
-      if (killed === undefined || next.pid === early.pid || next.at < killed) {
+      const explained = faultsOf(early.pid).some((f) => early.at <= f.to + leaseMs && next.at >= f.from);
+      if (!explained) {
+        v.doubleCommits++;
         v.problems.push(
-          `side effect "${key}" of process ${early.pid} repeated by ${next.pid} without a kill between`,
+          `side effect "${key}" of process ${early.pid} repeated by ${next.pid} without a fault between`,
         );
       }
       duplicatesByPid.set(early.pid, (duplicatesByPid.get(early.pid) ?? 0) + 1);
     }
   }
   for (const [pid, count] of duplicatesByPid) {
-    if (count > WORKER_CONCURRENCY * MAX_BRANCHES) {
+    const bound = faultsOf(pid).length * WORKER_CONCURRENCY * MAX_BRANCHES;
+    if (count > bound) {
       v.problems.push(
-        `killed process ${pid} left ${count} duplicate side effects, more than it had in flight`,
+        `process ${pid} left ${count} duplicate side effects, more than its faults had in flight (${bound})`,
       );
     }
+  }
+  // The cut-off worker's refused runs that another worker continued after it was cut off.
+  const cut = injected.cut;
+  if (cut !== undefined) {
+    const continued = new Set<string>();
+    for (const list of effects.values()) {
+      for (const { run, pid, at } of list) {
+        if (cut.refusedRuns.has(run) && pid !== cut.pid && at > cut.from) continued.add(run);
+      }
+    }
+    v.reclaimed = continued.size;
   }
 
   if (reports.some((r) => r === undefined)) v.problems.push("a producer wrote no report");
@@ -410,7 +662,10 @@ async function verify(
     planned.set(runId, planRun(i).sideEffects);
     // The same key from every producer names one run, created by exactly one of them.
     const all = [first!, ...others];
-    if (all.some((r) => r.runIds[i] !== runId) || all.filter((r) => r.created[i]).length !== 1) {
+    // An enqueue retried after a failure may have created the run with the failed try (created null).
+    const creators = all.filter((r) => r.created[i] === true).length;
+    const unsure = all.some((r) => r.created[i] === null);
+    if (all.some((r) => r.runIds[i] !== runId) || !(creators === 1 || (creators === 0 && unsure))) {
       wrong(
         i,
         `idempotent enqueues disagree: ${JSON.stringify(all.map((r) => [r.runIds[i], r.created[i]]))}`,
@@ -450,12 +705,14 @@ async function verify(
     const extras = deployedUnits(plan).map((expected) => lostAttempts(units, expected));
     const match = extras.findIndex((count) => count !== undefined);
     const extra = match === -1 ? undefined : extras[match];
-    // Every unit but a crash loop's absorbs a few lost attempts; a kill that cut the last one
+    // Every unit but a crash loop's absorbs a few lost attempts; a fault that cut the last one
     // ends its run failed with WORKER_LOST, which the bound on lost attempts keeps rare. That last
-    // one may also be an attempt the plan has (a step meant to fail at its last attempt, killed in it).
-    const lostOut = extra !== undefined && run.status === "failed" && run.error?.code === "WORKER_LOST";
+    // one may also be an attempt the plan has (a step meant to fail at its last attempt, killed in
+    // it, or one of a step with few attempts whose planned success was cut short too).
+    const lostOut = run.status === "failed" && run.error?.code === "WORKER_LOST" &&
+      (extra ?? lostAttempts(units, plan.units, true)) !== undefined;
     if (lostOut) {
-      v.lostAttempts += extra;
+      v.lostAttempts += extra ?? lostAttempts(units, plan.units, true)!;
       continue;
     }
     const outcome = plan.outcome;
@@ -520,29 +777,41 @@ async function verify(
     const names = planned.get(entry!.run)?.map(withoutAttempt);
     if (!names?.includes(withoutAttempt(entry!.what))) v.problems.push(`unplanned side effect "${key}"`);
   }
-  const [{ n: total }] = reader.prepare("SELECT count(*) AS n FROM reflow_runs").all() as [{ n: number }];
+  const [{ n: total }] = await shared.rows("SELECT count(*) AS n FROM reflow_runs") as [{ n: number }];
   if (Number(total) !== runs) v.problems.push(`${total} runs stored, ${runs} planned`);
-  const twice = reader.prepare(
-    "SELECT run_id, step_name, count(*) AS n FROM reflow_steps GROUP BY run_id, step_name HAVING n > 1",
-  ).all();
+  const twice = await shared.rows(
+    "SELECT run_id, step_name, count(*) AS n FROM reflow_steps GROUP BY run_id, step_name HAVING count(*) > 1",
+  );
+  v.doubleCommits += twice.length;
   if (twice.length > 0) v.problems.push(`step results stored twice: ${JSON.stringify(twice.slice(0, 5))}`);
-  const integrity = reader.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
-  v.integrity = integrity.length === 1 && integrity[0]!.integrity_check === "ok" ? "ok" : "FAILED";
-  if (v.integrity !== "ok") v.problems.push(`integrity_check: ${JSON.stringify(integrity)}`);
+  const integrity = await shared.integrity();
+  v.integrity = integrity === "ok" || integrity === "unchecked" ? integrity : "FAILED";
+  if (v.integrity === "FAILED") v.problems.push(`integrity check: ${integrity}`);
   return v;
 }
 
-process.exitCode = await main();
+try {
+  process.exitCode = await main();
+} catch (error) {
+  await cleanUp(true);
+  console.error(`files kept in ${dir}`);
+  throw error;
+}
 
 /**
- * How many attempts `units` made beyond `plannedUnits` (lost attempts: a kill cut them short), or
- * undefined when they differ in anything else (names, order, fewer attempts).
+ * How many attempts `units` made beyond `plannedUnits` (lost attempts: a fault cut them short), or
+ * undefined when they differ in anything else (names, order, fewer attempts). With `prefix`, `units`
+ * may stop before the plan does (a run that failed in its last unit).
  */
 function lostAttempts(
   units: readonly (readonly [string, number])[],
   plannedUnits: readonly (readonly [string, number])[],
+  prefix = false,
 ): number | undefined {
-  if (units.length !== plannedUnits.length) return undefined;
+  const fits = prefix
+    ? units.length > 0 && units.length <= plannedUnits.length
+    : units.length === plannedUnits.length;
+  if (!fits) return undefined;
   let extra = 0;
   for (const [index, [name, attempts]] of units.entries()) {
     const [plannedName, plannedAttempts] = plannedUnits[index]!;
@@ -550,6 +819,19 @@ function lostAttempts(
     extra += attempts - plannedAttempts;
   }
   return extra;
+}
+
+/** The ledger's side effects so far, in the order they were appended; `torn` hears of lines that do not parse. */
+function readLedger(torn: (line: string) => void = () => {}): LedgerEntry[] {
+  const lines = existsSync(ledger) ? readFileSync(ledger, "utf8").split("\n").filter(Boolean) : [];
+  return lines.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as LedgerEntry];
+    } catch {
+      torn(line);
+      return [];
+    }
+  });
 }
 
 /** A side effect's name without its attempt number (`charge#2` → `charge`). */

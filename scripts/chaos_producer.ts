@@ -1,7 +1,8 @@
-// A producer process of scripts/chaos.ts: enqueues the plan's runs on the shared SQLite file at a
-// steady pace, each under its idempotency key (every producer enqueues every key, so each key is
+// A producer process of scripts/chaos.ts: enqueues the plan's runs on the shared database (a SQLite
+// file or PostgreSQL) at a steady pace, each under its idempotency key (every producer enqueues every key, so each key is
 // enqueued concurrently by several processes), and, for the runs it owns, sends their event or
-// cancels them. It writes what it saw (run ids, created flags, cancel results) to a JSON file.
+// cancels them. It writes what it saw (run ids, created flags, cancel results) to a JSON file. A call
+// that fails transiently (a lost connection, a restarting server) is retried, as a client would.
 //
 //   chaos_producer.ts '<json ProducerConfig>'
 //
@@ -12,10 +13,11 @@ import { createEngine } from "../mod.ts";
 import {
   CRASHLOOP_ATTEMPTS,
   FLAKY_DOOMED,
+  openStorage,
   type ProcessWorkflowName,
   processWorkflows,
+  retried,
 } from "../tests/support/process_worker.ts";
-import { sqliteSubjects } from "../tests/support/sqlite_subjects.ts";
 
 /** What the controller tells a producer. */
 export interface ProducerConfig {
@@ -27,9 +29,9 @@ export interface ProducerConfig {
   readonly runs: number;
   /** Over how long to spread the enqueues, in ms. */
   readonly durationMs: number;
-  /** The database file. */
+  /** The database file, or (PostgreSQL) a connection string. */
   readonly db: string;
-  /** A subject name of tests/support/sqlite_subjects.ts. */
+  /** A subject name of tests/support/sqlite_subjects.ts, or "postgres". */
   readonly driver: string;
   /** Where to write the {@linkcode ProducerReport}. */
   readonly out: string;
@@ -41,8 +43,11 @@ export interface ProducerConfig {
 export interface ProducerReport {
   /** The run id each enqueue returned, by plan index. */
   readonly runIds: string[];
-  /** Whether each enqueue created the run. */
-  readonly created: boolean[];
+  /**
+   * Whether each enqueue created the run; null when it was retried after a failure whose commit may
+   * have gone through (it then found the run it had created itself).
+   */
+  readonly created: (boolean | null)[];
   /** For the runs this producer cancelled: what `cancel()` returned, by plan index. */
   readonly cancelled: Record<number, boolean>;
 }
@@ -196,11 +201,7 @@ export function seededRandom(seed: number): () => number {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(config: ProducerConfig): Promise<void> {
-  const subject = sqliteSubjects.find((s) => s.name === config.driver);
-  if (subject === undefined || !subject.available) {
-    throw new Error(`driver ${config.driver} is not available`);
-  }
-  const storage = (await subject.load()).open(config.db);
+  const storage = await openStorage(config.driver, config.db);
   const engine = createEngine({ storage, workflows: Object.values(processWorkflows()) });
   const random = seededRandom(config.seed);
   const report: ProducerReport = { runIds: [], created: [], cancelled: {} };
@@ -211,18 +212,25 @@ async function main(config: ProducerConfig): Promise<void> {
       const lag = start + (i * config.durationMs) / config.runs - Date.now();
       if (lag > 0) await sleep(lag);
       const plan = planRun(i);
-      const { runId, created } = await engine.enqueue(plan.workflow, plan.input, {
-        idempotencyKey: keyOf(i),
-      });
+      const enqueued = await retried(() =>
+        engine.enqueue(plan.workflow, plan.input, { idempotencyKey: keyOf(i) })
+      );
+      const { runId, created } = enqueued.value;
       report.runIds[i] = runId;
-      report.created[i] = created;
+      report.created[i] = enqueued.retried && !created ? null : created;
       if (i % config.producers !== config.index) continue;
-      if (plan.event !== undefined) await engine.sendEvent(runId, "approve", plan.event);
+      // A retried event may be delivered twice; the run consumes one, with the same payload.
+      const event = plan.event;
+      if (event !== undefined) await retried(() => engine.sendEvent(runId, "approve", event));
       if (plan.cancel !== undefined) {
         const delayMs = plan.cancel === "soon" ? random() * 40 : 50 + random() * 450;
         later.push(
           sleep(delayMs).then(async () => {
-            report.cancelled[i] = await engine.cancel(runId);
+            const cancel = await retried(() => engine.cancel(runId));
+            // A retry finds the run cancelled already if the failed try committed.
+            report.cancelled[i] = cancel.value ||
+              (cancel.retried &&
+                (await retried(() => engine.getRunStatus(runId))).value?.run.status === "cancelled");
           }),
         );
       }

@@ -4,7 +4,16 @@
 //
 // A server whose owner was SIGKILLed keeps running: each server's directory records its owner's pid,
 // and startPostgres() first stops and removes the servers of owners that are gone.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -17,6 +26,23 @@ export interface PostgresServer {
   readonly url: string;
   /** Stops the server and removes its directory (nothing for REFLOW_POSTGRES_URL's server). */
   stop(): Promise<void>;
+  /**
+   * Stops the server (a fast shutdown: sessions are terminated, transactions rolled back) and starts
+   * it again on the same data directory and port; undefined for REFLOW_POSTGRES_URL's server.
+   */
+  readonly restart?: () => Promise<void>;
+}
+
+/** Options of {@linkcode startPostgres}. */
+export interface PostgresServerOptions {
+  /** Sync commits (fsync and synchronous_commit on), as a production server does. */
+  readonly durable?: boolean;
+  /**
+   * Further local addresses to listen on besides 127.0.0.1, each with the clients (a CIDR) that may
+   * connect through it, e.g. the host end of a veth pair and the network namespace behind it. The
+   * addresses must exist before the server starts.
+   */
+  readonly listen?: readonly { readonly address: string; readonly clients: string }[];
 }
 
 const PREFIX = "reflow-pg-";
@@ -36,7 +62,7 @@ export function postgresSkipReason(): string | false {
  * Starts a server (or returns REFLOW_POSTGRES_URL's). Without `durable`, commits are not synced
  * (fsync and synchronous_commit off): tests lose nothing by it and run faster; the benchmark keeps them.
  */
-export async function startPostgres(options: { durable?: boolean } = {}): Promise<PostgresServer> {
+export async function startPostgres(options: PostgresServerOptions = {}): Promise<PostgresServer> {
   const given = process.env.REFLOW_POSTGRES_URL;
   if (given) return { url: given, stop: () => Promise.resolve() };
   removeOrphans();
@@ -47,25 +73,34 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   chmodSync(dir, 0o755);
   writeFileSync(join(dir, OWNER_FILE), String(process.pid));
   const port = await freePort();
+  const databaseDir = join(dir, "data");
+  const listen = options.listen ?? [];
   const server = new EmbeddedPostgres({
-    databaseDir: join(dir, "data"),
+    databaseDir,
     port,
     user: "reflow",
     password: "reflow",
     // A test server on localhost: SCRAM's key stretching would cost every test connection ~15 ms.
     authMethod: "password",
-    persistent: false,
+    // Kept across stop() so that restart() finds its data; stop below removes the whole directory.
+    persistent: true,
     createPostgresUser: true,
     // Room for several runtimes' pools at once, and nothing on stdout.
     postgresFlags: [
       ...["-c", "max_connections=400"],
       ...(options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off"]),
+      ...(listen.length === 0
+        ? []
+        : ["-c", `listen_addresses=${["127.0.0.1", ...listen.map((entry) => entry.address)].join(",")}`]),
     ],
     onLog: () => {},
     onError: () => {},
   });
   try {
     await server.initialise();
+    for (const { clients } of listen) {
+      appendFileSync(join(databaseDir, "pg_hba.conf"), `host all all ${clients} password\n`);
+    }
     await server.start();
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
@@ -79,6 +114,10 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    },
+    restart: async () => {
+      await server.stop();
+      await server.start();
     },
   };
 }

@@ -21,6 +21,7 @@ import {
   type ReflowError,
   type RunAdvance,
   type StorageAdapter,
+  StorageError,
 } from "../../mod.ts";
 import { crashable, schema } from "./fixtures.ts";
 import { sqliteSubjects } from "./sqlite_subjects.ts";
@@ -61,6 +62,22 @@ export interface WorkerConfig {
    * worker wins is recorded in the ledger as `what` "slot" of the run it created.
    */
   readonly schedule?: { readonly key: string; readonly every: number; readonly forMs: number };
+  /**
+   * PostgreSQL: the connections' `application_name`, to which the worker appends `-<its pid>`, so that
+   * a controller can find its server sessions (and terminate them).
+   */
+  readonly applicationName?: string;
+  /**
+   * The worker runs under injected faults (sessions terminated, the server restarted, the host cut off
+   * from it): storage errors of kind `"io"` and `"busy"` are counted in its "done" line instead of
+   * failing it, and each lease-fenced write the storage refuses prints `refused <operation> <run id>`.
+   */
+  readonly faults?: boolean;
+  /**
+   * With `faults`: holds each step commit (`advanceRun`, `saveStepResult`) back this long before it
+   * is sent, as a host whose steps take that long, so that it holds its runs outside any transaction.
+   */
+  readonly commitDelayMs?: number;
   /**
    * Registers the deployed definitions (see {@linkcode buildWorkflows}): `drain` with a step
    * appended (compatible) and `approval` with a step inserted first (incompatible with runs that
@@ -384,21 +401,84 @@ function freezeOnPark(real: StorageAdapter, reached: (fact: string) => void): St
   });
 }
 
-/** Records in the ledger every schedule slot this worker's engine won (the run it created, `what` "slot"). */
-function recordSlots(real: StorageAdapter, record: (runId: string, what: string) => void): StorageAdapter {
-  const claimScheduleSlot: StorageAdapter["claimScheduleSlot"] = async (...args) => {
-    const result = await real.claimScheduleSlot(...args);
-    if (result?.created === true) record(result.run.id, "slot");
-    return result;
-  };
-  // Methods are bound to the storage itself: its private fields are not reachable through a proxy.
+/**
+ * `real` with some methods replaced. The others are bound to `real` itself: a storage's private fields
+ * are not reachable through a proxy.
+ */
+function overriding(real: StorageAdapter, overrides: Partial<StorageAdapter>): StorageAdapter {
   return new Proxy(real, {
     get: (target, property) => {
-      if (property === "claimScheduleSlot") return claimScheduleSlot;
+      if (Object.hasOwn(overrides, property)) return overrides[property as keyof StorageAdapter];
       const value = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
+}
+
+/** Records in the ledger every schedule slot this worker's engine won (the run it created, `what` "slot"). */
+function recordSlots(real: StorageAdapter, record: (runId: string, what: string) => void): StorageAdapter {
+  return overriding(real, {
+    claimScheduleSlot: async (...args) => {
+      const result = await real.claimScheduleSlot(...args);
+      if (result?.created === true) record(result.run.id, "slot");
+      return result;
+    },
+  });
+}
+
+/** The lease-fenced writes that report a refusal by returning false. */
+const FENCED = [
+  "heartbeatRun",
+  "saveStepResult",
+  "updateClaimedRunStatus",
+  "advanceRun",
+  "updateRunVersion",
+] as const;
+
+/** Prints `refused <operation> <run id>` for each lease-fenced write the storage refuses (the lease was lost). */
+function reportRefusals(real: StorageAdapter, commitDelayMs = 0): StorageAdapter {
+  const overrides: Record<string, unknown> = {};
+  for (const name of FENCED) {
+    const method = real[name] as (...args: unknown[]) => Promise<boolean>;
+    const delayed = commitDelayMs > 0 && (name === "advanceRun" || name === "saveStepResult");
+    overrides[name] = async (...args: unknown[]) => {
+      if (delayed) await new Promise((resolve) => setTimeout(resolve, commitDelayMs));
+      const done = await method.apply(real, args);
+      // saveStepResult without a lease is not fenced.
+      if (!done && (name !== "saveStepResult" || args[1] !== undefined)) {
+        const runId = name === "saveStepResult" ? (args[0] as { runId: string }).runId : args[0] as string;
+        process.stdout.write(`refused ${name} ${runId}\n`);
+      }
+      return done;
+    };
+  }
+  return overriding(real, overrides as Partial<StorageAdapter>);
+}
+
+/** How long {@linkcode retried} keeps trying, in tries 100 ms apart: longer than a server restart. */
+const TRIES = 300;
+
+/**
+ * Calls `operation` until it does not fail transiently (a `StorageError` of kind `"io"` or `"busy"`:
+ * a lost connection, a restarting server), as a client of a database under faults would.
+ *
+ * @param operation The call.
+ * @returns Its result, and whether an earlier try failed (whose effect may have been committed).
+ * @throws What `operation` threw, if not transient or still after {@linkcode TRIES} tries.
+ */
+export async function retried<T>(operation: () => Promise<T>): Promise<{ value: T; retried: boolean }> {
+  for (let tries = 1;; tries++) {
+    try {
+      return { value: await operation(), retried: tries > 1 };
+    } catch (error) {
+      if (!isTransient(error) || tries >= TRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+function isTransient(error: unknown): boolean {
+  return error instanceof StorageError && (error.kind === "io" || error.kind === "busy");
 }
 
 /** Counts unfinished runs (table and statuses of the schemas in src/sql/). */
@@ -441,25 +521,45 @@ interface SharedDatabase {
   close(): Promise<void>;
 }
 
+/** The module of SQLite driver subject `name` (tests/support/sqlite_subjects.ts); throws if it cannot load here. */
+async function sqliteModule(name: string) {
+  const subject = sqliteSubjects.find((s) => s.name === name);
+  if (subject === undefined || !subject.available) {
+    throw new Error(`driver ${name} is not available here: ${subject?.skipReason ?? "unknown name"}`);
+  }
+  return await subject.load();
+}
+
+/**
+ * Opens a storage on a shared database: with `driver` "postgres", on the connection string `db`;
+ * otherwise with that SQLite driver subject, on the file `db`.
+ *
+ * @param driver "postgres", or a subject name of tests/support/sqlite_subjects.ts.
+ * @param db The connection string or the file.
+ * @returns The storage, not yet initialised.
+ */
+export async function openStorage(driver: string, db: string): Promise<StorageAdapter> {
+  if (driver !== "postgres") return (await sqliteModule(driver)).open(db);
+  const { PostgresStorage } = await import("../../drivers/postgres.ts");
+  return new PostgresStorage(db, { poolSize: 4 });
+}
+
 async function openShared(config: WorkerConfig): Promise<SharedDatabase> {
   if (config.driver === "postgres") {
-    const { PostgresStorage } = await import("../../drivers/postgres.ts");
     const { default: pg } = await import("pg");
-    const reader = new pg.Pool({ connectionString: config.db, max: 1 });
+    const url = new URL(config.db);
+    if (config.applicationName !== undefined) {
+      url.searchParams.set("application_name", `${config.applicationName}-${process.pid}`);
+    }
+    const reader = new pg.Pool({ connectionString: url.toString(), max: 1 });
     reader.on("error", () => {});
     return {
-      storage: new PostgresStorage(config.db, { poolSize: 4 }),
+      storage: await openStorage("postgres", url.toString()),
       unfinished: async () => Number((await reader.query(UNFINISHED_SQL)).rows[0].n),
       close: () => reader.end(),
     };
   }
-  const subject = sqliteSubjects.find((s) => s.name === config.driver);
-  if (subject === undefined || !subject.available) {
-    throw new Error(
-      `driver ${config.driver} is not available here: ${subject?.skipReason ?? "unknown name"}`,
-    );
-  }
-  const driver = await subject.load();
+  const driver = await sqliteModule(config.driver);
   // A second connection of the library itself, only to read whether any run is unfinished.
   const reader = await driver.openHandle(config.db);
   reader.prepare("PRAGMA busy_timeout = 5000").all();
@@ -500,6 +600,8 @@ async function main(config: WorkerConfig): Promise<void> {
     },
   }, config.deployed);
   let parked = 0;
+  /** Storage errors of the injected faults (see `WorkerConfig.faults`). */
+  let faults = 0;
   const hooks: EngineHooks = {
     onError: (error) => {
       // Notices, not failures: a loaded machine may delay a heartbeat, and a worker may start
@@ -508,6 +610,11 @@ async function main(config: WorkerConfig): Promise<void> {
       // A run no registered definition can continue is parked, as the deploy expects some to be.
       if (error.code === "VERSION_MISMATCH") {
         parked++;
+        return;
+      }
+      if (config.faults && isTransient(error)) {
+        faults++;
+        console.error(`[worker ${process.pid}] fault at ${Date.now()}: ${error.message}`);
         return;
       }
       errors.push(error);
@@ -520,6 +627,8 @@ async function main(config: WorkerConfig): Promise<void> {
       ? freezeOnPark(storage, reached)
       : config.schedule
       ? recordSlots(storage, record)
+      : config.faults
+      ? reportRefusals(storage, config.commitDelayMs)
       : storage,
     workflows: Object.values(workflows),
     concurrency: config.concurrency,
@@ -528,12 +637,14 @@ async function main(config: WorkerConfig): Promise<void> {
     hooks,
   });
   try {
-    await storage.initialize();
+    // A worker started while the server restarts waits for it (here and in start()), as a deployed
+    // worker would.
+    await (config.faults ? retried(() => storage.initialize()) : storage.initialize());
     if (config.barrier) {
       process.stdout.write("ready\n");
       await readLine();
     }
-    await engine.start(config.pollMs);
+    await (config.faults ? retried(() => engine.start(config.pollMs)) : engine.start(config.pollMs));
     if (config.until === "stdin-end") {
       process.stdout.write("started\n");
       await stdinEnd();
@@ -551,7 +662,9 @@ async function main(config: WorkerConfig): Promise<void> {
     await storage.close();
     await shared.close();
   }
-  process.stdout.write(`done ${JSON.stringify({ pid: process.pid, parked, errors: errors.length })}\n`);
+  process.stdout.write(
+    `done ${JSON.stringify({ pid: process.pid, parked, faults, errors: errors.length })}\n`,
+  );
   if (errors.length > 0) process.exitCode = 1;
 }
 
