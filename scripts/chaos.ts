@@ -495,9 +495,12 @@ async function main(): Promise<number> {
   const dupBound = verdict.duplicates <= injected.kills
     ? "≤ kills"
     : `> kills, ≤ ${MAX_BRANCHES * WORKER_CONCURRENCY} per fault`;
+  const cutFor = injected.cut === undefined
+    ? ""
+    : `cut off ${((injected.cut.to - injected.cut.from) / 1000).toFixed(0)} s, `;
   const serverFaults = postgres
     ? `terminations ${injected.terminations}, restarts ${injected.restarts}, partitions ${injected.partitions} ` +
-      `(late writes refused ${injected.refused}, runs reclaimed ${verdict.reclaimed}), `
+      `(${cutFor}late writes refused ${injected.refused}, runs reclaimed ${verdict.reclaimed}), `
     : "";
   console.log(
     `chaos: runs ${runs}, kills ${injected.kills}, ${serverFaults}lost ${verdict.lost}, stuck ${verdict.stuck}, ` +
