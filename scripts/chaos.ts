@@ -59,6 +59,8 @@ const PRODUCERS = 2;
 /** Runs in flight per worker; with a parallel group of 3 branches, a fault can cut at most this × 3 steps. */
 const WORKER_CONCURRENCY = 4;
 const MAX_BRANCHES = 3;
+/** The branches of the `fanout` workflow's parallel group, in their planned order. */
+const BRANCHES = ["fast", "slow", "slower"];
 /** On PostgreSQL, the chance that a round of the fault loop also terminates a worker's session. */
 const TERMINATE_CHANCE = 0.5;
 
@@ -702,7 +704,9 @@ async function verify(
       v.problems.push(`run ${keyOf(i)} (${runId}) is stuck ${run.status}`);
       continue;
     }
-    const units = steps.map((s) => [s.name, s.attempts] as const);
+    // Results are listed in the order they were first written: a parallel group's branches in the
+    // order they committed, which a lost attempt changes.
+    const units = branchesInOrder(steps.map((s) => [s.name, s.attempts] as const));
     // Attempts beyond the plan's, under the definition the run finished with (before or after the
     // deploy); undefined when the units differ otherwise.
     const extras = deployedUnits(plan).map((expected) => lostAttempts(units, expected));
@@ -835,6 +839,20 @@ function readLedger(torn: (line: string) => void = () => {}): LedgerEntry[] {
       return [];
     }
   });
+}
+
+/** `units` with each stretch of parallel branches in their planned order. */
+function branchesInOrder(units: (readonly [string, number])[]): (readonly [string, number])[] {
+  const rank = (name: string) => BRANCHES.indexOf(name);
+  const sorted = [...units];
+  for (let start = 0; start < sorted.length; start++) {
+    if (rank(sorted[start]![0]) === -1) continue;
+    let end = start;
+    while (end < sorted.length && rank(sorted[end]![0]) !== -1) end++;
+    sorted.splice(start, end - start, ...sorted.slice(start, end).sort((a, b) => rank(a[0]) - rank(b[0])));
+    start = end;
+  }
+  return sorted;
 }
 
 /** A side effect's name without its attempt number (`charge#2` → `charge`). */
