@@ -10,6 +10,7 @@
 // concurrent run's.
 import { execFileSync } from "node:child_process";
 import process from "node:process";
+import { alive } from "../tests/support/postgres_server.ts";
 
 const NAMESPACE_PREFIX = "reflow-chaos-";
 const VETH_PREFIX = "rfc";
@@ -32,15 +33,6 @@ export interface IsolatedHost {
 
 function ip(...args: string[]): string {
   return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === "EPERM";
-  }
 }
 
 /** Kills the processes inside namespace `name` and deletes it (its veth end, and so the pair, with it). */

@@ -43,6 +43,35 @@ function adminPool(url: string): pg.Pool {
   return pool;
 }
 
+/** Initialises `storage` and stores run "r1" failed in its step "a"; returns the server's time then. */
+async function failedRun(storage: PostgresStorage): Promise<number> {
+  await storage.initialize();
+  const now = storage.currentTime!();
+  await storage.createRun({ id: "r1", workflowName: "wf", input: "1", idempotencyKey: null, createdAt: now });
+  const [claimed] = await storage.claimRuns({
+    workflowNames: ["wf"],
+    limit: 1,
+    now,
+    leaseDurationMs: 60_000,
+  });
+  const error = { code: null, name: "Error", message: "no" };
+  const step = {
+    runId: "r1",
+    stepName: "a",
+    status: "failed",
+    output: null,
+    error,
+    attempts: 1,
+    dueAt: null,
+    updatedAt: now,
+  } as const;
+  assert.equal(
+    await storage.advanceRun("r1", claimed!.leaseId, { now, step, status: "failed", error }),
+    true,
+  );
+  return now;
+}
+
 describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
   after(() => entry.cleanup());
 
@@ -139,40 +168,7 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
         const admin = adminPool(url);
         const locker = await admin.connect();
         try {
-          await storage.initialize();
-          const now = storage.currentTime!();
-          await storage.createRun({
-            id: "r1",
-            workflowName: "wf",
-            input: "1",
-            idempotencyKey: null,
-            createdAt: now,
-          });
-          const [claimed] = await storage.claimRuns({
-            workflowNames: ["wf"],
-            limit: 1,
-            now,
-            leaseDurationMs: 60_000,
-          });
-          const step = {
-            runId: "r1",
-            stepName: "a",
-            status: "failed",
-            output: null,
-            error: { code: null, name: "Error", message: "no" },
-            attempts: 1,
-            dueAt: null,
-            updatedAt: now,
-          } as const;
-          assert.equal(
-            await storage.advanceRun("r1", claimed!.leaseId, {
-              now,
-              step,
-              status: "failed",
-              error: step.error,
-            }),
-            true,
-          );
+          const now = await failedRun(storage);
           // requeueRun updates the run, then deletes its failed steps: hold a lock on them so that
           // the transaction stops between the two, with the update made.
           await locker.query("BEGIN");
@@ -229,36 +225,7 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
         const storage = new PostgresStorage(pool, { busyTimeoutMs: BUSY_TIMEOUT_MS });
         const admin = adminPool(url);
         try {
-          await storage.initialize();
-          const now = storage.currentTime!();
-          await storage.createRun({
-            id: "r1",
-            workflowName: "wf",
-            input: "1",
-            idempotencyKey: null,
-            createdAt: now,
-          });
-          const [claimed] = await storage.claimRuns({
-            workflowNames: ["wf"],
-            limit: 1,
-            now,
-            leaseDurationMs: 60_000,
-          });
-          const error = { code: null, name: "Error", message: "no" };
-          const step = {
-            runId: "r1",
-            stepName: "a",
-            status: "failed",
-            output: null,
-            error,
-            attempts: 1,
-            dueAt: null,
-            updatedAt: now,
-          } as const;
-          assert.equal(
-            await storage.advanceRun("r1", claimed!.leaseId, { now, step, status: "failed", error }),
-            true,
-          );
+          const now = await failedRun(storage);
           // Settled into a value at once, so that its rejection is handled before it is asserted on.
           const requeue = storage.requeueRun("r1", now).then(() => undefined, (error: unknown) => error);
           // Another host's write to the same row waits for the silent transaction's lock; it gets the

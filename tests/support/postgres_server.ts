@@ -166,7 +166,8 @@ function readNumber(path: string): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (also one of another user's). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
