@@ -476,6 +476,7 @@ async function main(): Promise<number> {
     if (code !== 0) problems.push(`a surviving worker exited with ${code}:\n${child.output}`);
   }
 
+  if (interrupted) return await interruption();
   const engine = createEngine({ storage: shared.storage, workflows: Object.values(processWorkflows()) });
   const verdict = await verify(engine.getRunStatus.bind(engine), reports, injected, shared);
   // Each fault cuts at most the attempts its workers had in flight (a restart: every worker's).
@@ -797,9 +798,15 @@ async function verify(
   return v;
 }
 
+/** Never settles: after Ctrl-C the signal handler cleans up and exits, whatever main() was doing. */
+const interruption = () => new Promise<never>(() => {});
+
 try {
-  process.exitCode = await main();
+  const code = await main();
+  if (interrupted) await interruption();
+  process.exitCode = code;
 } catch (error) {
+  if (interrupted) await interruption();
   await cleanUp(true);
   console.error(`files kept in ${dir}`);
   throw error;

@@ -94,6 +94,16 @@ export function createIsolatedHost(): IsolatedHost | string {
       ? "iproute2's `ip` is not installed"
       : `ip netns add failed: ${String(stderr ?? error).trim().split("\n")[0]}`;
   }
+  const remove = () => {
+    deleteNamespace(name);
+    // Deleting one end of the pair deletes the other, wherever it is; the namespace may outlive its
+    // deletion for a moment while its killed processes exit.
+    try {
+      ip("link", "delete", hostEnd);
+    } catch {
+      // Never created, or gone with the namespace.
+    }
+  };
   try {
     ip("link", "add", hostEnd, "type", "veth", "peer", "name", peerEnd);
     ip("link", "set", peerEnd, "netns", name);
@@ -103,12 +113,7 @@ export function createIsolatedHost(): IsolatedHost | string {
     ip("-n", name, "link", "set", peerEnd, "up");
     ip("-n", name, "link", "set", "lo", "up");
   } catch (error) {
-    deleteNamespace(name);
-    try {
-      ip("link", "delete", hostEnd);
-    } catch {
-      // Never created, or deleted with the namespace.
-    }
+    remove();
     return `veth pair failed: ${
       String((error as { stderr?: string }).stderr ?? error).trim().split("\n")[0]
     }`;
@@ -119,6 +124,6 @@ export function createIsolatedHost(): IsolatedHost | string {
     wrap: (command, args) => ({ command: "ip", args: ["netns", "exec", name, command, ...args] }),
     cut: () => void ip("link", "set", hostEnd, "down"),
     restore: () => void ip("link", "set", hostEnd, "up"),
-    remove: () => deleteNamespace(name),
+    remove,
   };
 }
