@@ -165,10 +165,19 @@ describe("GroupCommit", () => {
     await connection.execute({ sql, params: [] });
     return sql;
   };
+  type Write = ReturnType<typeof write>;
+  /** A group writer that runs each write's statements, in order, in one transaction of `transaction`'s. */
+  const inTransaction = (transaction: ReturnType<typeof runner>) => async (group: readonly Write[]) => {
+    const results: string[] = [];
+    await transaction(async (connection) => {
+      for (const each of group) results.push(await each(connection));
+    });
+    return results;
+  };
 
   test("writes submitted in one turn share one transaction and each gets its own result", async () => {
     const groups: string[][] = [];
-    const commit = new GroupCommit(runner(groups));
+    const commit = new GroupCommit(inTransaction(runner(groups)));
     const names = Array.from({ length: 10 }, (_, i) => `w${i}`);
     assert.deepEqual(await Promise.all(names.map((name) => commit.submit(write(name)))), names);
     assert.deepEqual(groups, [names]);
@@ -176,7 +185,7 @@ describe("GroupCommit", () => {
 
   test("with a slow (async) database, writes submitted during a transaction form the next group, in order", async () => {
     const groups: string[][] = [];
-    const commit = new GroupCommit(runner(groups, 2));
+    const commit = new GroupCommit(inTransaction(runner(groups, 2)));
     const first = commit.submit(write("a"));
     await new Promise((resolve) => setTimeout(resolve, 1));
     const later = ["b", "c", "d"].map((name) => commit.submit(write(name)));
@@ -189,25 +198,31 @@ describe("GroupCommit", () => {
     const busy = new Error("busy");
     // Any group of more than one write fails, as random statement failures make a large group likely to.
     const transaction = runner(groups);
-    const commit = new GroupCommit(async (body) => {
-      let writes = 0;
-      await transaction(async (connection) => {
-        await body({ ...connection, execute: (statement) => (writes++, connection.execute(statement)) });
-        if (writes > 1) throw busy;
-      });
-    }, (error) => error === busy);
+    const commit = new GroupCommit(
+      inTransaction(async (body) => {
+        let writes = 0;
+        await transaction(async (connection) => {
+          await body({ ...connection, execute: (statement) => (writes++, connection.execute(statement)) });
+          if (writes > 1) throw busy;
+        });
+      }),
+      (error) => error === busy,
+    );
     const names = ["a", "b", "c"];
     assert.deepEqual(await Promise.all(names.map((name) => commit.submit(write(name)))), names);
     assert.deepEqual(groups, [["a"], ["b"], ["c"]]);
     // Another failure is not retried: every write of the group gets it.
-    const other = new GroupCommit(() => Promise.reject(new Error("full")), (error) => error === busy);
+    const other = new GroupCommit<Write, string>(
+      () => Promise.reject(new Error("full")),
+      (error) => error === busy,
+    );
     const outcomes = await Promise.allSettled(names.map((name) => other.submit(write(name))));
     assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"]);
   });
 
   test("a failed transaction rejects every write in it, and the next group still commits", async () => {
     const groups: string[][] = [];
-    const commit = new GroupCommit(runner(groups, 2, (group) => group === 0));
+    const commit = new GroupCommit(inTransaction(runner(groups, 2, (group) => group === 0)));
     const failed = ["a", "b"].map((name) => commit.submit(write(name)));
     await new Promise((resolve) => setTimeout(resolve, 1));
     const next = commit.submit(write("c"));

@@ -107,6 +107,24 @@ export interface Park {
   readonly error: StoredError | null | undefined;
 }
 
+/** A renewal of a held run's lease that keeps it running; see {@linkcode Dialect.renewRun}. */
+export interface Renewal {
+  readonly runId: string;
+  readonly leaseId: string;
+  readonly status: "running";
+  readonly now: number;
+  /** The new expiry; null: now plus the claim's duration. */
+  readonly expiry: number | null;
+}
+
+/** One checked `advanceRun()`: the held run's move, fenced by its lease, and the step result it commits. */
+export interface Advance {
+  /** A renewal keeps the run running; a park moves it to another status and releases the lease. */
+  readonly move: Renewal | Park;
+  /** The step result to insert or replace once the fence held; undefined for none. */
+  readonly step: StepResult | undefined;
+}
+
 /**
  * One SQL dialect, as the runner uses it. Statement builders return constant texts (so drivers'
  * statement caches hit) with their parameters in order; strategies run a few statements on a
@@ -176,7 +194,11 @@ export interface Dialect {
   /** Subscribes a driver's connection to {@linkcode Dialect.wake}; null with no such signal. */
   readonly listen: SqlStatement | null;
 
-  /** Stores a new pending run unless its workflow already has a run with its idempotency key. */
+  /**
+   * Stores a new pending run unless its workflow already has a run with its idempotency key; a
+   * dialect with a {@linkcode Dialect.wake} sends it from the same statement when the run is
+   * stored. The statement's change count is 1 when it stored the run.
+   */
   insertRun(run: NewRun): SqlStatement;
   /** Reads the run of a workflow that holds an idempotency key. */
   selectRunByKey(workflowName: string, idempotencyKey: string | null): SqlStatement;
@@ -207,6 +229,29 @@ export interface Dialect {
   parkRun(park: Park): SqlStatement;
   /** Sets the status of an unfinished run without a lease check; see `SqlStorage.updateRunStatus`. */
   updateRunStatus(runId: string, status: RunStatus, now: number): SqlStatement;
+  /**
+   * Applies a group of advances (of the runs in flight, submitted together; see `GroupCommit`),
+   * each fenced by its lease on its own: one whose fence fails changes nothing and leaves the others
+   * alone. Inside the runner's transaction unless {@linkcode Dialect.advancesAtomic} says the group
+   * needs none. Sends {@linkcode Dialect.wake} at most once, when some advance releases a run that
+   * is due at once, so that idle workers elsewhere take it.
+   *
+   * @param connection The connection, inside the group's transaction where there is one.
+   * @param advances The advances, in submission order (a run may appear more than once).
+   * @returns Per advance, whether its fence held and it was applied.
+   */
+  advanceRuns(connection: SqlConnection, advances: readonly Advance[]): Promise<boolean[]>;
+  /**
+   * Whether {@linkcode Dialect.advanceRuns} applies this group in a single statement, which is
+   * atomic by itself, so that the runner sends no `BEGIN`/`COMMIT` around it.
+   */
+  advancesAtomic(advances: readonly Advance[]): boolean;
+  /**
+   * Whether {@linkcode Dialect.claim} is a single statement, atomic by itself: the runner then sends
+   * it without a transaction, and reads the steps of reclaimed runs after it (under their new leases,
+   * which fence out every writer of steps but the unfenced `saveStepResult`).
+   */
+  readonly claimAtomic: boolean;
   /** Inserts or replaces a step result, keeping a replaced row's first-written position. */
   upsertStep(step: StepResult): SqlStatement;
   /** {@linkcode Dialect.upsertStep} only if the run exists. */
@@ -291,7 +336,8 @@ export function statement(sql: string, ...params: SqlParameter[]): SqlStatement 
  * code, name, message, step, attempts, due at, updated at.
  *
  * @param step The step result.
- * @param encode Turns an encoded value into the parameter the dialect stores it as.
+ * @param encode Turns an encoded value, and each text of its error (which may hold any character,
+ *   NUL included), into the parameter the dialect stores it as.
  * @returns The parameters.
  */
 export function stepParams(step: StepResult, encode: Encode = asIs): SqlParameter[] {
@@ -301,17 +347,17 @@ export function stepParams(step: StepResult, encode: Encode = asIs): SqlParamete
     step.stepName,
     step.status,
     encode(step.output),
-    error?.code ?? null,
-    error?.name ?? null,
-    error?.message ?? null,
-    error?.stepName ?? null,
+    encode(error?.code ?? null),
+    encode(error?.name ?? null),
+    encode(error?.message ?? null),
+    encode(error?.stepName ?? null),
     step.attempts,
     step.dueAt,
     step.updatedAt,
   ];
 }
 
-/** Turns an encoded value (or null) into the parameter a dialect stores it as. */
+/** Turns an encoded value or an error's text (or null) into the parameter a dialect stores it as. */
 export type Encode = (value: string | null) => SqlParameter;
 
 const asIs: Encode = (value) => value;
@@ -336,4 +382,44 @@ export function scheduleParams(schedule: ScheduleRecord, encode: Encode = asIs):
     schedule.createdAt,
     schedule.updatedAt,
   ];
+}
+
+/**
+ * Whether a move releases its run to other workers at once: due at or before its own time.
+ *
+ * @param move The move.
+ * @returns True for a park to a status with a due time that has come.
+ */
+export function releasesNow(move: Renewal | Park): boolean {
+  return move.status !== "running" && move.dueAt !== null && move.dueAt <= move.now;
+}
+
+/**
+ * {@linkcode Dialect.advanceRuns} one statement at a time, inside the runner's transaction: per
+ * advance the run's update (whose change count is the fence), then its step's upsert; then the
+ * dialect's wake once, if a held advance released a run due now.
+ *
+ * @param dialect The dialect whose statements to send.
+ * @param connection The group transaction's connection.
+ * @param advances The advances, in order.
+ * @returns Per advance, whether its fence held.
+ */
+export async function advanceOneByOne(
+  dialect: Dialect,
+  connection: SqlConnection,
+  advances: readonly Advance[],
+): Promise<boolean[]> {
+  const held: boolean[] = [];
+  let release = false;
+  for (const { move, step } of advances) {
+    const update = move.status === "running"
+      ? dialect.renewRun(move.runId, move.leaseId, move.expiry, move.now)
+      : dialect.parkRun(move);
+    const applied = (await connection.execute(update)).changes === 1;
+    if (applied && step !== undefined) await connection.execute(dialect.upsertStep(step));
+    if (applied && releasesNow(move)) release = true;
+    held.push(applied);
+  }
+  if (release && dialect.wake !== null) await connection.query(dialect.wake);
+  return held;
 }

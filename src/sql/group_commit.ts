@@ -1,5 +1,6 @@
 /**
- * Group commit: concurrent writes of different runs share one `BEGIN IMMEDIATE … COMMIT`.
+ * Group commit: concurrent writes of different runs share one `BEGIN IMMEDIATE … COMMIT` (on
+ * PostgreSQL, one statement).
  *
  * Consecutive steps of one run can never share a transaction (a step's result is committed
  * before the next step starts), but the steps of the runs in flight at the same time can. A
@@ -9,26 +10,18 @@
  * @module
  */
 
-import type { SqlConnection } from "./driver.ts";
-
 /**
- * One caller's part of a group transaction: its statements, run on the group's connection. It
- * must do its own check-then-write (e.g. an `UPDATE … WHERE lease_id = ?` whose change count is
- * the fence) and answer with its own result, so that a write that finds its check failed changes
- * nothing and leaves the other writes of the group alone. It must not throw for anything but a
- * driver failure: a throw rolls back the whole group.
+ * Commits one group of writes, in one transaction or (where the database makes it atomic) one
+ * statement, and answers each write with its own result, in order. Each write must carry its own
+ * check (e.g. an `UPDATE … WHERE lease_id = ?` whose change count is the fence), so that a write
+ * whose check fails changes nothing and leaves the other writes of the group alone. It rejects
+ * only for a driver failure, after which none of the group's writes was applied.
  */
-export type GroupedWrite<T> = (connection: SqlConnection) => Promise<T>;
+export type GroupWriter<W, R> = (group: readonly W[]) => Promise<R[]>;
 
-/**
- * Runs `body` inside one write transaction and commits it, retrying the whole transaction where
- * that is safe (busy); rejects if it did not commit.
- */
-export type TransactionRunner = (body: (connection: SqlConnection) => Promise<void>) => Promise<void>;
-
-interface Entry {
-  readonly write: GroupedWrite<unknown>;
-  readonly resolve: (value: unknown) => void;
+interface Entry<W, R> {
+  readonly write: W;
+  readonly resolve: (value: R) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -62,49 +55,44 @@ const LINGER_TURNS = 48;
  * @example Two writes, one transaction (internal: not exported from the package)
  * ```ts ignore
  * const log: string[] = [];
- * const commit = new GroupCommit(async (body) => {
- *   log.push("BEGIN");
- *   await body({
- *     query: () => Promise.resolve([]),
- *     execute: (s) => (log.push(s.sql), Promise.resolve({ changes: 1 })),
- *   });
- *   log.push("COMMIT");
+ * const commit = new GroupCommit(async (group: readonly string[]) => {
+ *   log.push("BEGIN", ...group, "COMMIT");
+ *   return group.map(() => true);
  * });
- * const write = (sql: string) => async (c: SqlConnection) => (await c.execute({ sql, params: [] })).changes;
- * await Promise.all([commit.submit(write("UPDATE a")), commit.submit(write("UPDATE b"))]);
+ * await Promise.all([commit.submit("UPDATE a"), commit.submit("UPDATE b")]);
  * console.log(log); // ["BEGIN", "UPDATE a", "UPDATE b", "COMMIT"]
  * ```
  */
-export class GroupCommit {
-  readonly #transaction: TransactionRunner;
+export class GroupCommit<W, R> {
+  readonly #commitGroup: GroupWriter<W, R>;
   readonly #retryAlone: (error: unknown) => boolean;
-  #queue: Entry[] = [];
+  #queue: Entry<W, R>[] = [];
   #flushing = false;
 
   /**
-   * @param transaction Runs one group's writes in one transaction and commits it.
+   * @param commitGroup Commits one group's writes (retrying where that is safe, such as busy).
    * @param retryAlone Tells a failure after which each write of the group is tried again in a
    *   transaction of its own (default: none is). For busy failures: the transaction runner retries
    *   a busy group as a whole, but a group of n writes sends n times the statements of one, so
    *   where statements fail at random it keeps failing where each write alone would succeed.
    */
-  constructor(transaction: TransactionRunner, retryAlone: (error: unknown) => boolean = () => false) {
-    this.#transaction = transaction;
+  constructor(commitGroup: GroupWriter<W, R>, retryAlone: (error: unknown) => boolean = () => false) {
+    this.#commitGroup = commitGroup;
     this.#retryAlone = retryAlone;
   }
 
   /**
    * Queues a write for the next group transaction.
    *
-   * @param write The write's statements and its check.
+   * @param write The write, as the group writer takes it.
    * @returns The write's result, once its group has committed.
    * @throws What the write's transaction failed with (every write of the group gets it), in which
    *   case none of the group's writes was applied; after a failure that `retryAlone` accepts, what
    *   the write's own transaction failed with.
    */
-  submit<T>(write: GroupedWrite<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ write, resolve: resolve as (value: unknown) => void, reject });
+  submit(write: W): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#queue.push({ write, resolve, reject });
       if (!this.#flushing) {
         this.#flushing = true;
         void this.#flush();
@@ -131,13 +119,10 @@ export class GroupCommit {
   }
 
   /** Runs a group in one transaction and settles each of its writes; never rejects. */
-  async #commit(group: readonly Entry[]): Promise<void> {
-    const results: unknown[] = new Array(group.length);
+  async #commit(group: readonly Entry<W, R>[]): Promise<void> {
+    let results: R[];
     try {
-      // A retried transaction (busy) runs every write again, from the start.
-      await this.#transaction(async (connection) => {
-        for (let i = 0; i < group.length; i++) results[i] = await group[i]!.write(connection);
-      });
+      results = await this.#commitGroup(group.map((entry) => entry.write));
     } catch (error) {
       if (group.length > 1 && this.#retryAlone(error)) {
         // In order, so that one caller's writes still land in the order it submitted them.
@@ -147,6 +132,6 @@ export class GroupCommit {
       }
       return;
     }
-    for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]);
+    for (let i = 0; i < group.length; i++) group[i]!.resolve(results[i]!);
   }
 }

@@ -62,7 +62,7 @@ import type {
   SqlSubscription,
   SqlValue,
 } from "./driver.ts";
-import { createdNames, type Dialect } from "./dialect.ts";
+import { type Advance, createdNames, type Dialect, type Park, type Renewal } from "./dialect.ts";
 import { DIALECTS } from "./dialects.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { GroupCommit } from "./group_commit.ts";
@@ -270,9 +270,14 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    */
   readonly currentTime?: () => number;
   #closed = false;
-  /** Concurrent runs' advances share transactions; see {@linkcode GroupCommit}. */
-  #advances = new GroupCommit(
-    (body) => this.#run("advanceRun", "transaction", body),
+  /** Concurrent runs' advances share transactions (or statements); see {@linkcode GroupCommit}. */
+  #advances = new GroupCommit<Advance, boolean>(
+    (group) =>
+      this.#run(
+        "advanceRun",
+        this.#dialect.advancesAtomic(group) ? "statements" : "transaction",
+        (c) => this.#dialect.advanceRuns(c, group),
+      ),
     (error) => error instanceof StorageError && error.kind === "busy",
   );
 
@@ -389,11 +394,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
     const checked = checkNewRun(op, run);
     // Two statements without a transaction, the common case's cheapest form. A purge may delete
     // the key's holder between them; then again in one transaction, where nothing can.
-    const insert = async (c: SqlConnection) => {
-      const result = await insertRun(this.#dialect, c, checked);
-      if (result?.created) await this.#wake(c);
-      return result;
-    };
+    // The dialect's insert wakes other processes' idle workers itself when it stores the run.
+    const insert = (c: SqlConnection) => insertRun(this.#dialect, c, checked);
     return await takenRunId(op, checked.id, async () => {
       return await this.#run(op, "statements", insert) ?? await this.#run(op, "transaction", insert) ??
         notFound(op, checked.id);
@@ -419,7 +421,8 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
   /**
    * Claims up to `limit` due runs in one `BEGIN IMMEDIATE` transaction: one query walks the claim
    * index in `(dueAt, creation)` order, one update per run takes it with a fresh lease, and one
-   * query reads the steps of the runs claimed before (`claimCount > 1`).
+   * query reads the steps of the runs claimed before (`claimCount > 1`). On PostgreSQL the claim
+   * is one `FOR UPDATE SKIP LOCKED` statement, sent without a transaction.
    *
    * @param request What to claim; a `limit` of 0 claims nothing.
    * @returns The claimed runs, in claim order.
@@ -603,10 +606,11 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
 
   /**
    * Applies a {@linkcode RunAdvance}, fenced by the lease: the run update (which is the fence)
-   * and the step upsert share one `BEGIN IMMEDIATE` transaction. Advances submitted at the same
-   * time (by other runs) share that transaction too, each with its own fence and result (group
-   * commit): the promise resolves once the transaction has committed, and a failed transaction
-   * rejects every advance in it. Without a status the lease is renewed to `leaseExpiresAt`
+   * and the step upsert share one `BEGIN IMMEDIATE` transaction (on PostgreSQL, one statement).
+   * Advances submitted at the same time (by other runs) share that transaction (or statement) too,
+   * each with its own fence and result (group commit): the promise resolves once it has committed,
+   * and a failed one rejects every advance in it. A run released due at once wakes idle workers
+   * of other processes (PostgreSQL's `NOTIFY`, at most one per group). Without a status the lease is renewed to `leaseExpiresAt`
    * (default: `now` plus the claim's lease duration); `pending` and `sleeping` without a `dueAt`
    * are due at `now`, `waiting` without one never times out.
    *
@@ -636,12 +640,12 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       : checkTime(op, "leaseExpiresAt", change.leaseExpiresAt);
     if (typeof runId !== "string" || typeof leaseId !== "string") return false;
 
-    let update: SqlStatement;
+    let move: Renewal | Park;
     if (status === undefined) {
-      update = this.#dialect.renewRun(runId, leaseId, leaseExpiresAt, now);
+      move = { runId, leaseId, status: "running", now, expiry: leaseExpiresAt };
     } else {
       const due = status === "waiting" || status === "parked" ? dueAt ?? null : dueAt ?? now;
-      update = this.#dialect.parkRun({
+      move = {
         runId,
         leaseId,
         status,
@@ -649,15 +653,9 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         dueAt: FINISHED.has(status) ? null : due,
         output: status === "completed" ? output : undefined,
         error: status === "completed" ? null : status === "failed" || status === "parked" ? error : undefined,
-      });
+      };
     }
-    const upsert = step === undefined ? undefined : this.#dialect.upsertStep(step);
-    // Check, then write: a fenced-out advance changes nothing and leaves the rest of its group alone.
-    return await this.#advances.submit(async (c) => {
-      if ((await c.execute(update)).changes !== 1) return false;
-      if (upsert !== undefined) await c.execute(upsert);
-      return true;
-    });
+    return await this.#advances.submit({ move, step });
   }
 
   /**
@@ -964,7 +962,6 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
         await c.execute(
           dialect.upsertSchedule(claimedSchedule(schedule, nextRunAt, result.run.id, checked.createdAt)),
         );
-        if (result.created) await this.#wake(c);
         return result;
       }));
   }
@@ -1100,7 +1097,7 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       leaseMs: leaseDurationMs,
       newLeaseId: instanceId === undefined ? this.#newId : () => `${instanceId}:${this.#newId()}`,
     };
-    return await this.#run(op, "transaction", async (c) => {
+    return await this.#run(op, dialect.claimAtomic ? "statements" : "transaction", async (c) => {
       const claimed = await dialect.claim(c, plan);
       const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({
         ...toRun(row),
@@ -1376,14 +1373,15 @@ function text(value: SqlValue): string | null {
   return String(value);
 }
 
+// An error's texts are blobs where the dialect stores them as bytes (PostgreSQL's text holds no NUL).
 function toError(row: SqlRow): StoredError | null {
   if (row.error_name === null) return null;
   const error: StoredError = {
-    code: row.error_code as string | null,
-    name: row.error_name as string,
-    message: row.error_message as string,
+    code: text(row.error_code),
+    name: text(row.error_name) as string,
+    message: text(row.error_message) as string,
   };
-  return row.error_step === null ? error : { ...error, stepName: row.error_step as string };
+  return row.error_step === null ? error : { ...error, stepName: text(row.error_step) as string };
 }
 
 function toRun(row: SqlRow): WorkflowRun {

@@ -9,14 +9,19 @@
  *   other's commit: the wait finds the event, or the delivery finds the run waiting and wakes it;
  * - migrations take a transaction-scoped advisory lock as their first statement.
  *
- * Encoded values travel as `bytea` (UTF-8), because `text` cannot hold NUL.
+ * Every statement is a round trip to the server, `BEGIN` and `COMMIT` included, so what can be one
+ * statement is: a claim, an enqueue with its wake-up, and a whole group of advances (each run's
+ * lease-fenced update and its step's upsert, for every run of the group, and the wake-up when one
+ * of them released a run due now), which is atomic without a transaction around it.
+ *
+ * Encoded values and errors' texts travel as `bytea` (UTF-8), because `text` cannot hold NUL.
  *
  * @module
  */
 
-import type { ClaimedRow, Dialect, Encode, WaitFinding } from "../dialect.ts";
+import type { Advance, ClaimedRow, Dialect, Encode, WaitFinding } from "../dialect.ts";
 import { createdNames, scheduleParams, statement, stepParams } from "../dialect.ts";
-import type { SqlParameter } from "../driver.ts";
+import type { SqlConnection, SqlParameter, SqlStatement } from "../driver.ts";
 import { MIGRATIONS } from "./schema.ts";
 
 const utf8 = new TextEncoder();
@@ -54,8 +59,20 @@ const CLAIM = "WITH picked AS (" +
     RUN_COLUMNS.split(", ").map((column) => `r.${column}`).join(", ")
   }`;
 
-const STEP_VALUES = "$1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text, $7::text, $8::text, " +
-  "$9::integer, $10::bigint, $11::bigint";
+const STEP_TYPES = [
+  "text",
+  "text",
+  "text",
+  "bytea",
+  "bytea",
+  "bytea",
+  "bytea",
+  "bytea",
+  "integer",
+  "bigint",
+  "bigint",
+] as const;
+const STEP_VALUES = STEP_TYPES.map((type, i) => `$${i + 1}::${type}`).join(", ");
 const STEP_UPSERT = " ON CONFLICT (run_id, step_name) DO UPDATE SET status = excluded.status, " +
   "output = excluded.output, error_code = excluded.error_code, error_name = excluded.error_name, " +
   "error_message = excluded.error_message, error_step = excluded.error_step, " +
@@ -121,11 +138,14 @@ export const postgresDialect: Dialect = {
   wake: statement(`SELECT pg_notify('${CHANNEL}', '')::text AS sent`),
   listen: statement(`LISTEN ${CHANNEL}`),
 
+  // The wake-up rides on the insert: one round trip, and a NOTIFY only when a run was stored (the
+  // SELECT's one row is the change count).
   insertRun: ({ id, workflowName, workflowVersion, input, idempotencyKey, createdAt }) =>
     statement(
-      "INSERT INTO reflow_runs (id, workflow_name, workflow_version, status, input, idempotency_key, " +
-        "created_at, updated_at, due_at, claim_count) VALUES ($1, $2, $6, 'pending', $3::bytea, $4, " +
-        "$5::bigint, $5::bigint, $5::bigint, 0) ON CONFLICT (workflow_name, idempotency_key) DO NOTHING",
+      "WITH stored AS (INSERT INTO reflow_runs (id, workflow_name, workflow_version, status, input, " +
+        "idempotency_key, created_at, updated_at, due_at, claim_count) VALUES ($1, $2, $6, 'pending', " +
+        "$3::bytea, $4, $5::bigint, $5::bigint, $5::bigint, 0) ON CONFLICT (workflow_name, idempotency_key) " +
+        `DO NOTHING RETURNING 1) SELECT pg_notify('${CHANNEL}', '')::text AS sent FROM stored`,
       id,
       workflowName,
       bytes(input),
@@ -193,10 +213,10 @@ export const postgresDialect: Dialect = {
     statement(
       "UPDATE reflow_runs SET status = $1, due_at = $2::bigint, lease_id = NULL, updated_at = $3::bigint, " +
         "output = CASE WHEN $4::boolean THEN $5::bytea ELSE output END, " +
-        "error_code = CASE WHEN $6::boolean THEN $7::text ELSE error_code END, " +
-        "error_name = CASE WHEN $6::boolean THEN $8::text ELSE error_name END, " +
-        "error_message = CASE WHEN $6::boolean THEN $9::text ELSE error_message END, " +
-        "error_step = CASE WHEN $6::boolean THEN $10::text ELSE error_step END " +
+        "error_code = CASE WHEN $6::boolean THEN $7::bytea ELSE error_code END, " +
+        "error_name = CASE WHEN $6::boolean THEN $8::bytea ELSE error_name END, " +
+        "error_message = CASE WHEN $6::boolean THEN $9::bytea ELSE error_message END, " +
+        "error_step = CASE WHEN $6::boolean THEN $10::bytea ELSE error_step END " +
         "WHERE id = $11 AND status = 'running' AND lease_id = $12",
       status,
       dueAt,
@@ -204,10 +224,10 @@ export const postgresDialect: Dialect = {
       output !== undefined,
       bytes(output ?? null),
       error !== undefined,
-      error?.code ?? null,
-      error?.name ?? null,
-      error?.message ?? null,
-      error?.stepName ?? null,
+      bytes(error?.code ?? null),
+      bytes(error?.name ?? null),
+      bytes(error?.message ?? null),
+      bytes(error?.stepName ?? null),
       runId,
       leaseId,
     ),
@@ -223,6 +243,14 @@ export const postgresDialect: Dialect = {
       now,
       runId,
     ),
+  advanceRuns: async (connection, advances) => {
+    const batches = advanceBatches(advances);
+    const held: boolean[] = [];
+    for (const batch of batches) held.push(...await advanceBatch(connection, batch));
+    return held;
+  },
+  advancesAtomic: (advances) => advanceBatches(advances).length === 1,
+  claimAtomic: true,
   upsertStep: (step) => statement(UPSERT_STEP, ...stepParams(step, bytes)),
   upsertStepIfRun: (step) => statement(UPSERT_STEP_IF_RUN, ...stepParams(step, bytes)),
   upsertStepIfLeased: (step, leaseId) =>
@@ -395,3 +423,134 @@ export const postgresDialect: Dialect = {
     ),
   deleteSchedule: (key) => statement("DELETE FROM reflow_schedules WHERE key = $1", key),
 };
+
+/** The most advances one statement carries (24 parameters each, of the 65,535 a statement may have). */
+const MAX_BATCH = 1_000;
+
+/**
+ * Splits a group of advances into batches of one statement each, in order: a run's second advance
+ * in a group starts a new batch, since one statement cannot update a row twice, and the second must
+ * see the first's effect (as it would one statement after the other).
+ */
+function advanceBatches(advances: readonly Advance[]): Advance[][] {
+  const batches: Advance[][] = [[]];
+  let runs = new Set<string>();
+  for (const advance of advances) {
+    if (runs.has(advance.move.runId) || batches.at(-1)!.length === MAX_BATCH) {
+      batches.push([]);
+      runs = new Set();
+    }
+    runs.add(advance.move.runId);
+    batches.at(-1)!.push(advance);
+  }
+  return batches;
+}
+
+/** The columns of one advance in the batch statement, with their types. */
+const ADVANCE_COLUMNS: readonly (readonly [string, string])[] = [
+  ["ord", "integer"],
+  ["run_id", "text"],
+  ["lease_id", "text"],
+  ["status", "text"],
+  ["now", "bigint"],
+  ["due_at", "bigint"],
+  ["expiry", "bigint"],
+  ["set_output", "boolean"],
+  ["output", "bytea"],
+  ["set_error", "boolean"],
+  ["error_code", "bytea"],
+  ["error_name", "bytea"],
+  ["error_message", "bytea"],
+  ["error_step", "bytea"],
+  ["step_name", "text"],
+  ["step_status", "text"],
+  ["step_output", "bytea"],
+  ["step_error_code", "bytea"],
+  ["step_error_name", "bytea"],
+  ["step_error_message", "bytea"],
+  ["step_error_step", "bytea"],
+  ["attempts", "integer"],
+  ["step_due_at", "bigint"],
+  ["step_updated_at", "bigint"],
+];
+
+const ERROR_COLUMNS = ["error_code", "error_name", "error_message", "error_step"];
+
+// The fence is the UPDATE's WHERE; a step is upserted only for the advances it returned (a
+// data-modifying CTE sees the others' RETURNING, not their effects). A renewal (status NULL) keeps
+// the run running under its lease; a park sets what renewRun and parkRun set. The last arm sends one
+// NOTIFY when a held advance released a run due now.
+const ADVANCE_BODY = "moved AS (UPDATE reflow_runs r SET status = coalesce(i.status, r.status), " +
+  "lease_id = CASE WHEN i.status IS NULL THEN r.lease_id END, " +
+  "due_at = CASE WHEN i.status IS NULL THEN coalesce(i.expiry, i.now + r.lease_ms) ELSE i.due_at END, " +
+  "updated_at = i.now, recoveries = CASE WHEN i.status IS NULL THEN 0 ELSE r.recoveries END, " +
+  "output = CASE WHEN i.set_output THEN i.output ELSE r.output END, " +
+  ERROR_COLUMNS.map((column) => `${column} = CASE WHEN i.set_error THEN i.${column} ELSE r.${column} END`)
+    .join(", ") +
+  " FROM input i WHERE r.id = i.run_id AND r.status = 'running' AND r.lease_id = i.lease_id " +
+  "RETURNING i.ord, i.due_at <= i.now AS released), " +
+  `stepped AS (INSERT INTO reflow_steps (${STEP_COLUMNS}) SELECT i.run_id, i.step_name, i.step_status, ` +
+  "i.step_output, i.step_error_code, i.step_error_name, i.step_error_message, i.step_error_step, " +
+  "i.attempts, i.step_due_at, i.step_updated_at FROM input i JOIN moved m ON m.ord = i.ord " +
+  `WHERE i.step_name IS NOT NULL ORDER BY i.ord${STEP_UPSERT}) ` +
+  "SELECT ord FROM moved UNION ALL SELECT 0 FROM " +
+  `(SELECT pg_notify('${CHANNEL}', '') FROM moved WHERE released LIMIT 1) woke`;
+
+/** The batch statement's text for `n` advances, built once per size so that it stays constant. */
+const advanceTexts = new Map<number, string>();
+
+function advanceText(n: number): string {
+  let sql = advanceTexts.get(n);
+  if (sql === undefined) {
+    const width = ADVANCE_COLUMNS.length;
+    const rows = Array.from(
+      { length: n },
+      (_, row) =>
+        `(${ADVANCE_COLUMNS.map(([, type], column) => `$${row * width + column + 1}::${type}`).join(", ")})`,
+    );
+    const names = ADVANCE_COLUMNS.map(([name]) => name).join(", ");
+    sql = `WITH input (${names}) AS (VALUES ${rows.join(", ")}), ${ADVANCE_BODY}`;
+    advanceTexts.set(n, sql);
+  }
+  return sql;
+}
+
+/** The batch statement for advances of distinct runs. */
+function advanceStatement(batch: readonly Advance[]): SqlStatement {
+  const params: SqlParameter[] = [];
+  batch.forEach(({ move, step }, i) => {
+    const renewal = move.status === "running" ? move : undefined;
+    const park = move.status === "running" ? undefined : move;
+    const error = park?.error;
+    params.push(
+      i + 1,
+      move.runId,
+      move.leaseId,
+      park?.status ?? null,
+      move.now,
+      park?.dueAt ?? null,
+      renewal?.expiry ?? null,
+      park?.output !== undefined,
+      bytes(park?.output ?? null),
+      error !== undefined,
+      bytes(error?.code ?? null),
+      bytes(error?.name ?? null),
+      bytes(error?.message ?? null),
+      bytes(error?.stepName ?? null),
+    );
+    if (step === undefined) params.push(null, null, null, null, null, null, null, null, null, null);
+    else params.push(...stepParams(step, bytes).slice(1));
+  });
+  return statement(advanceText(batch.length), ...params);
+}
+
+/** Sends one batch statement; per advance, whether its fence held. */
+async function advanceBatch(connection: SqlConnection, batch: readonly Advance[]): Promise<boolean[]> {
+  const rows = await connection.query(advanceStatement(batch));
+  const held = new Array<boolean>(batch.length).fill(false);
+  for (const row of rows) {
+    const ord = Number(row.ord);
+    if (ord > 0) held[ord - 1] = true;
+  }
+  return held;
+}

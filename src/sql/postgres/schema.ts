@@ -1,7 +1,8 @@
 /**
- * The versioned PostgreSQL schema, version for version the same tables as SQLite's (so a schema
- * version means one thing on both), in PostgreSQL's types: encoded values are `bytea`, because a
- * `text` value cannot hold the NUL character an encoded value may contain; times are `bigint` ms;
+ * The versioned PostgreSQL schema, version for version the same tables as SQLite's up to version 5
+ * (so those versions mean one thing on both), in PostgreSQL's types: encoded values are `bytea`,
+ * because a `text` value cannot hold the NUL character an encoded value may contain, and so are
+ * errors' texts from version 6 on (PostgreSQL's own: SQLite's text holds NUL); times are `bigint` ms;
  * ids and keys compare byte by byte (`COLLATE "C"`), as SQLite's do, so pages and cursors agree.
  * Migrations are append-only, as SQLite's are.
  *
@@ -113,6 +114,20 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at bigint NOT NULL,
         PRIMARY KEY (workflow_name, version)
       )`,
+    ],
+  },
+  {
+    version: 6,
+    statements: [
+      // PostgreSQL's own version (SQLite's schema ends at 5, its text holds NUL): an error's texts
+      // carry whatever a user's error said, NUL included, which text refuses, so they are bytes (UTF-8).
+      ...["reflow_runs", "reflow_steps"].map((table) =>
+        `ALTER TABLE ${table} ${
+          ["error_code", "error_name", "error_message", "error_step"].map((column) =>
+            `ALTER COLUMN ${column} TYPE bytea USING convert_to(${column}, 'UTF8')`
+          ).join(", ")
+        }`
+      ),
     ],
   },
 ];

@@ -8,7 +8,7 @@
  */
 
 import type { ClaimedRow, Dialect, WaitFinding } from "../dialect.ts";
-import { createdNames, scheduleParams, statement, stepParams } from "../dialect.ts";
+import { advanceOneByOne, createdNames, scheduleParams, statement, stepParams } from "../dialect.ts";
 import type { SqlConnection } from "../driver.ts";
 import { importReflowTs } from "./reflow_ts_import.ts";
 import { MIGRATIONS } from "./schema.ts";
@@ -127,6 +127,10 @@ export const sqliteDialect: Dialect = {
   },
   updateRunStatus: (runId, status, now) =>
     statement(SQL.UPDATE_RUN_STATUS, status, now, status, status, now, status, now, runId),
+  // Under the group's BEGIN IMMEDIATE, each advance's fence and upsert are statements of their own.
+  advanceRuns: (connection, advances) => advanceOneByOne(sqliteDialect, connection, advances),
+  advancesAtomic: () => false,
+  claimAtomic: false,
   upsertStep: (step) => statement(SQL.UPSERT_STEP, ...stepParams(step)),
   upsertStepIfRun: (step) => statement(SQL.UPSERT_STEP_IF_RUN, ...stepParams(step), step.runId),
   upsertStepIfLeased: (step, leaseId) =>
