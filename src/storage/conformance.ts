@@ -434,6 +434,76 @@ const lifecycleCases: readonly ContractCase[] = [
     },
   },
   {
+    name: "error texts round-trip byte for byte through runs and steps, NUL included",
+    async run(storage) {
+      const claimed = await createAndClaimMany(storage, ENCODED_VALUES.length);
+      const errorOf = (value: string): StoredError => ({
+        code: value,
+        name: value,
+        message: value,
+        stepName: value,
+      });
+      // Submitted together, so that a storage that groups advances writes them as one group.
+      const results = claimed.map((run, i) =>
+        step(run.id, "s", { status: "failed", output: null, error: errorOf(ENCODED_VALUES[i]!), attempts: 2 })
+      );
+      const applied = await Promise.all(claimed.map((run, i) =>
+        storage.advanceRun(run.id, run.leaseId, {
+          now: T0 + 1,
+          step: results[i]!,
+          status: "failed",
+          error: errorOf(ENCODED_VALUES[i]!),
+        })
+      ));
+      checkEqual(applied, claimed.map(() => true), "advanceRun() results");
+      for (const [i, value] of ENCODED_VALUES.entries()) {
+        const run = await getRun(storage, claimed[i]!.id);
+        check(
+          JSON.stringify(run.error) === JSON.stringify(errorOf(value)),
+          `stored run error of value #${i} differs: ${show(run.error)}`,
+        );
+        const [saved] = await storage.getStepResults(run.id);
+        check(
+          JSON.stringify(saved?.error) === JSON.stringify(errorOf(value)),
+          `stored step error of value #${i} differs: ${show(saved?.error)}`,
+        );
+      }
+      // A step saved by saveStepResult() comes back with its error when the run is claimed again.
+      const again = await createAndClaim(storage, "again");
+      const retry = step("again", "s", {
+        status: "retrying",
+        output: null,
+        error: errorOf("a\u0000b"),
+        dueAt: T0,
+      });
+      check(await storage.saveStepResult(retry, again.leaseId), "saveStepResult() should succeed");
+      const [reclaimed] = await claim(storage, T0 + LEASE + 1);
+      checkEqual(reclaimed?.steps, [retry], "steps of the reclaimed run");
+    },
+  },
+  {
+    name: "two advances of one run submitted together apply in order, each fenced",
+    async run(storage) {
+      const held = await createAndClaim(storage, "r1");
+      const renewed = storage.advanceRun("r1", held.leaseId, { now: T0 + 1, step: step("r1", "a") });
+      const completed = storage.advanceRun("r1", held.leaseId, {
+        now: T0 + 2,
+        step: step("r1", "b", { updatedAt: T0 + 2 }),
+        status: "completed",
+        output: "1",
+      });
+      const late = storage.advanceRun("r1", held.leaseId, { now: T0 + 3, step: step("r1", "c") });
+      checkEqual(await Promise.all([renewed, completed, late]), [true, true, false], "advanceRun() results");
+      const run = await getRun(storage, "r1");
+      checkEqual([run.status, run.output, run.leaseId], ["completed", "1", null], "run after the advances");
+      checkEqual(
+        (await storage.getStepResults("r1")).map((s) => s.stepName),
+        ["a", "b"],
+        "steps after the advances",
+      );
+    },
+  },
+  {
     name: "`advanceRun()` commits a step and the run's completion together",
     async run(storage) {
       const held = await createAndClaim(storage, "r1");

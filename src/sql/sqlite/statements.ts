@@ -7,18 +7,21 @@
  */
 
 // Encoded values are read as blobs (and decoded by the core) because node:sqlite before Node 24,
-// and in Deno, cuts a text value at its first NUL character; a blob comes back whole.
+// and in Deno, cuts a text value at its first NUL character; a blob comes back whole. So are an
+// error's texts, which hold whatever the user's error said. (Names and keys cannot hold NUL.)
+const ERROR_COLUMNS = "CAST(error_code AS BLOB) AS error_code, CAST(error_name AS BLOB) AS error_name, " +
+  "CAST(error_message AS BLOB) AS error_message, CAST(error_step AS BLOB) AS error_step";
+
 const RUN_COLUMNS =
   "id, workflow_name, workflow_version, status, CAST(input AS BLOB) AS input, CAST(output AS BLOB) AS output, " +
-  "error_code, error_name, error_message, error_step, idempotency_key, created_at, updated_at, due_at, " +
-  "lease_id, claim_count";
+  `${ERROR_COLUMNS}, idempotency_key, created_at, updated_at, due_at, lease_id, claim_count`;
 
 const STEP_COLUMNS =
   "run_id, step_name, status, output, error_code, error_name, error_message, error_step, " +
   "attempts, due_at, updated_at";
 
-const STEP_RESULT_COLUMNS = "run_id, step_name, status, CAST(output AS BLOB) AS output, error_code, " +
-  "error_name, error_message, error_step, attempts, due_at, updated_at";
+const STEP_RESULT_COLUMNS = "run_id, step_name, status, CAST(output AS BLOB) AS output, " +
+  `${ERROR_COLUMNS}, attempts, due_at, updated_at`;
 
 /** Must match the WHERE clause of the `reflow_runs_claim` index, term for term, for SQLite to use it. */
 const CLAIMABLE = "status IN ('pending', 'running', 'sleeping', 'waiting')";
