@@ -336,6 +336,78 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
       }),
   );
 
+  test(
+    `${cell}: advances that release runs due now send one NOTIFY per group; finishing or sleeping sends none`,
+    () =>
+      withDatabase(async (database, url) => {
+        const storage = await database.open();
+        const listener = new pg.Client({ connectionString: url });
+        listener.on("error", () => {});
+        await listener.connect();
+        const heard: string[] = [];
+        listener.on("notification", (message) => heard.push(message.payload ?? ""));
+        await listener.query("LISTEN reflow_wake");
+        let marks = 0;
+        // Notifications arrive in commit order, so a mark sent after a write has committed follows the
+        // write's own: what came before the mark is what the writes since the last mark sent.
+        const sentSinceLastMark = async (): Promise<string[]> => {
+          const mark = `mark ${++marks}`;
+          await listener.query("SELECT pg_notify('reflow_wake', $1)", [mark]);
+          await eventually(() => heard.includes(mark) || undefined);
+          return heard.splice(0).slice(0, -1);
+        };
+        try {
+          const now = Date.now();
+          for (const id of ["a", "b", "c"]) {
+            await storage.createRun({
+              id,
+              workflowName: "wf",
+              input: "1",
+              idempotencyKey: null,
+              createdAt: now,
+            });
+          }
+          assert.deepEqual(await sentSinceLastMark(), ["", "", ""], "one NOTIFY per enqueue");
+          const claim = (at: number) =>
+            storage.claimRuns({ workflowNames: ["wf"], limit: 3, now: at, leaseDurationMs: 60_000 });
+          const [a, b, c] = await claim(now);
+          assert.deepEqual(await sentSinceLastMark(), [], "a claim notifies no one");
+          const applied = await Promise.all([
+            storage.advanceRun(a!.id, a!.leaseId, { now: now + 1, status: "completed", output: "1" }),
+            storage.advanceRun(b!.id, b!.leaseId, { now: now + 1, status: "pending" }),
+            storage.advanceRun(c!.id, c!.leaseId, { now: now + 1, status: "sleeping", dueAt: now }),
+          ]);
+          assert.deepEqual(applied, [true, true, true]);
+          assert.deepEqual(
+            await sentSinceLastMark(),
+            [""],
+            "one NOTIFY for the group that released two runs",
+          );
+          const again = await claim(now + 2);
+          assert.deepEqual(again.map((run) => run.id).sort(), ["b", "c"]);
+          const [first, second] = again;
+          await storage.advanceRun(first!.id, first!.leaseId, {
+            now: now + 3,
+            status: "completed",
+            output: "1",
+          });
+          await storage.advanceRun(second!.id, second!.leaseId, {
+            now: now + 3,
+            status: "sleeping",
+            dueAt: now + HOUR_MS,
+          });
+          await storage.advanceRun(second!.id, second!.leaseId, { now: now + 3 });
+          assert.deepEqual(
+            await sentSinceLastMark(),
+            [],
+            "finishing, sleeping and a lost lease notify no one",
+          );
+        } finally {
+          await listener.end();
+        }
+      }),
+  );
+
   test(`${cell}: SQLSTATEs map to storage error kinds, and only contention is retried as busy`, () => {
     const kinds = Object.fromEntries(
       ["40001", "40P01", "55P03", "53300", "23505", "25006", "53100", "08006", "57P01", "22021", "42P01"].map(
