@@ -33,6 +33,8 @@ import { SqlStorage, type SqlStorageOptions } from "../src/sql/sql_storage.ts";
 
 /** A query as this driver sends it to `pg`. */
 export interface PgQueryConfig {
+  /** The name the statement is prepared under on the connection, once; omitted: parsed every time. */
+  readonly name?: string;
   /** The SQL text, with `$1`-style placeholders. */
   readonly text: string;
   /** The placeholder values. */
@@ -77,6 +79,13 @@ export interface PgPool {
 export interface PostgresDriverOptions {
   /** With a connection string: the pool's size (default 10). One connection is kept for `LISTEN`. */
   readonly poolSize?: number;
+  /**
+   * Whether each statement is prepared once per connection and then only bound and executed
+   * (default true), which spares the server parsing and planning it every time. Turn it off behind
+   * a connection pooler that does not keep prepared statements (PgBouncer in transaction mode
+   * before 1.21, or without `max_prepared_statements`).
+   */
+  readonly preparedStatements?: boolean;
 }
 
 /** Options of {@linkcode PostgresStorage}. */
@@ -110,10 +119,10 @@ const types: PgQueryConfig["types"] = {
  * listener of its owner's, as every `pg.Pool` does).
  *
  * @param connection A connection string (`postgres://user:password@host:port/database`), or a pool.
- * @param options The pool's size, with a connection string.
+ * @param options The pool's size, with a connection string, and whether statements are prepared.
  * @returns The driver.
- * @throws {ConfigError} When `connection` is neither a string nor a pool, or `poolSize` is not a
- *   positive integer.
+ * @throws {ConfigError} When `connection` is neither a string nor a pool, `poolSize` is not a
+ *   positive integer, or `preparedStatements` not a boolean.
  *
  * @example Wrap the driver in a storage of your own
  * ```ts ignore
@@ -125,10 +134,15 @@ const types: PgQueryConfig["types"] = {
  * ```
  */
 export function postgresDriver(connection: string | PgPool, options: PostgresDriverOptions = {}): SqlDriver {
-  const { poolSize = 10 } = options;
+  const { poolSize = 10, preparedStatements = true } = options;
   if (!Number.isSafeInteger(poolSize) || poolSize < 1) {
     throw new ConfigError(`Invalid poolSize ${String(poolSize)}: expected a positive integer`, {
       field: "poolSize",
+    });
+  }
+  if (typeof preparedStatements !== "boolean") {
+    throw new ConfigError(`Invalid preparedStatements ${String(preparedStatements)}: expected a boolean`, {
+      field: "preparedStatements",
     });
   }
   if (typeof connection === "string") {
@@ -146,7 +160,7 @@ export function postgresDriver(connection: string | PgPool, options: PostgresDri
     // continuation: a termination arriving in the same packet as its ready message would crash the
     // process. Kept on it for good; a checkout still learns of the loss from its first query.
     pool.on("connect", (client) => client.on("error", () => {}));
-    return new PostgresDriver(pool as unknown as PgPool, true);
+    return new PostgresDriver(pool as unknown as PgPool, true, preparedStatements);
   }
   if (typeof connection !== "object" || connection === null || typeof connection.connect !== "function") {
     throw new ConfigError(
@@ -154,18 +168,39 @@ export function postgresDriver(connection: string | PgPool, options: PostgresDri
       { field: "connection" },
     );
   }
-  return new PostgresDriver(connection, false);
+  return new PostgresDriver(connection, false, preparedStatements);
+}
+
+/**
+ * Names for prepared statements, one per SQL text: the core keeps its texts constant (a text per
+ * statement, per group size for batched advances), so there are a few hundred at most.
+ */
+const statementNames = new Map<string, string>();
+
+/** The query `pg` is sent for a statement: named (prepared once per connection) when it takes parameters. */
+function queryConfig(statement: SqlStatement, prepared: boolean): PgQueryConfig {
+  const values = bindable(statement.params);
+  // Parameterless statements are transaction control, migrations and setup: nothing to reuse.
+  if (!prepared || values.length === 0) return { text: statement.sql, values, types };
+  let name = statementNames.get(statement.sql);
+  if (name === undefined) {
+    name = `reflow_${statementNames.size + 1}`;
+    statementNames.set(statement.sql, name);
+  }
+  return { name, text: statement.sql, values, types };
 }
 
 class PostgresDriver implements SqlDriver {
   readonly dialect = "postgres" as const;
   #pool: PgPool;
   #owned: boolean;
+  #prepared: boolean;
   #closed = false;
 
-  constructor(pool: PgPool, owned: boolean) {
+  constructor(pool: PgPool, owned: boolean, prepared: boolean) {
     this.#pool = pool;
     this.#owned = owned;
+    this.#prepared = prepared;
   }
 
   async acquire(): Promise<SqlConnectionLease> {
@@ -182,7 +217,7 @@ class PostgresDriver implements SqlDriver {
     const run = async (statement: SqlStatement): Promise<PgQueryResult> => {
       if (broken !== undefined) throw broken;
       try {
-        return await client.query({ text: statement.sql, values: bindable(statement.params), types });
+        return await client.query(queryConfig(statement, this.#prepared));
       } catch (error) {
         if (!isServerError(error)) onError(error);
         throw error;
@@ -344,7 +379,7 @@ export class PostgresStorage extends SqlStorage {
    * `initialize()`, which applies migrations and measures the server clock's offset).
    *
    * @param connection A connection string, or a `pg.Pool` used as given and left open on close.
-   * @param options Pool size, lock waiting (`busyTimeoutMs`, PostgreSQL's `lock_timeout`), the
+   * @param options Pool size, prepared statements, lock waiting (`busyTimeoutMs`, PostgreSQL's `lock_timeout`), the
    *   local clock and the lease ids; see {@linkcode PostgresStorageOptions}.
    * @throws {ConfigError} If an option or the connection is invalid.
    */
@@ -354,9 +389,13 @@ export class PostgresStorage extends SqlStorage {
         field: "options",
       });
     }
-    const { poolSize, ...storageOptions } = options;
+    const { poolSize, preparedStatements, ...storageOptions } = options;
+    const driverOptions = {
+      ...(poolSize === undefined ? {} : { poolSize }),
+      ...(preparedStatements === undefined ? {} : { preparedStatements }),
+    };
     // No idle checkpoints: the server manages its write-ahead log, so there is nothing to time.
-    super(postgresDriver(connection, poolSize === undefined ? {} : { poolSize }), {
+    super(postgresDriver(connection, driverOptions), {
       idleCheckpointMs: null,
       ...storageOptions,
     });

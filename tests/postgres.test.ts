@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { type AddressInfo, createServer } from "node:net";
 import pg from "pg";
-import { createEngine, createWorkflow, StorageError } from "../mod.ts";
+import { ConfigError, createEngine, createWorkflow, StorageError } from "../mod.ts";
 import {
   classifyPostgresError,
   type PgPool,
@@ -407,6 +407,38 @@ describe(`${cell}: beyond the shared suites`, { skip: entry.skip }, () => {
         }
       }),
   );
+
+  test(`${cell}: statements are prepared unless preparedStatements is false; a non-boolean is refused`, () =>
+    withDatabase(async (_, url) => {
+      assert.throws(
+        () => new PostgresStorage(url, { preparedStatements: "no" as unknown as boolean }),
+        (error: unknown) => error instanceof ConfigError && error.field === "preparedStatements",
+      );
+      for (const preparedStatements of [true, false]) {
+        // One connection, so that pg_prepared_statements (per session) is the storage's session's.
+        const pool = new pg.Pool({ connectionString: url, max: 1 });
+        pool.on("error", () => {});
+        try {
+          const storage = new PostgresStorage(pool, { preparedStatements });
+          await storage.initialize();
+          const run = {
+            id: "r1",
+            workflowName: "wf",
+            input: "1",
+            idempotencyKey: null,
+            createdAt: Date.now(),
+          };
+          await storage.createRun(run);
+          assert.equal((await storage.getRun("r1"))?.input, "1");
+          await storage.close();
+          const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_prepared_statements");
+          assert.equal(rows[0].n > 0, preparedStatements, `prepared statements with ${preparedStatements}`);
+          await pool.query("DELETE FROM reflow_runs");
+        } finally {
+          await pool.end();
+        }
+      }
+    }));
 
   test(`${cell}: SQLSTATEs map to storage error kinds, and only contention is retried as busy`, () => {
     const kinds = Object.fromEntries(
