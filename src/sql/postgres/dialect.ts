@@ -47,7 +47,9 @@ const SCHEMA_NAMES = MIGRATIONS.flatMap(createdNames);
 const CHANNEL = "reflow_wake";
 
 // recoveries counts the claims in a row that took the run from a worker whose lease expired: the
-// CTE reads the status from before the update.
+// CTE reads the status from before the update. The = ANY on the claimed seqs has the update find
+// them through the primary key whatever the planner thinks of the table's size (a hash join over a
+// scan of every run is what it picks for a table it believes small, which is wrong once it grew).
 const CLAIM = "WITH picked AS (" +
   `SELECT seq, due_at, status FROM reflow_runs WHERE ${CLAIMABLE} AND due_at <= $1::bigint ` +
   `AND workflow_name IN ${jsonSet(2)} ORDER BY due_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED), ` +
@@ -55,7 +57,8 @@ const CLAIM = "WITH picked AS (" +
   "UPDATE reflow_runs r SET status = 'running', lease_id = $4::json ->> (numbered.n - 1)::int, " +
   "due_at = $5::bigint, lease_ms = $6::bigint, claim_count = r.claim_count + 1, " +
   "recoveries = CASE WHEN numbered.status = 'running' THEN r.recoveries + 1 ELSE 0 END, updated_at = $1::bigint " +
-  `FROM numbered WHERE r.seq = numbered.seq RETURNING numbered.n AS claim_order, r.recoveries, ${
+  "FROM numbered WHERE r.seq = numbered.seq AND r.seq = ANY (ARRAY(SELECT seq FROM picked)) " +
+  `RETURNING numbered.n AS claim_order, r.recoveries, ${
     RUN_COLUMNS.split(", ").map((column) => `r.${column}`).join(", ")
   }`;
 
@@ -476,7 +479,8 @@ const ADVANCE_COLUMNS: readonly (readonly [string, string])[] = [
 
 const ERROR_COLUMNS = ["error_code", "error_name", "error_message", "error_step"];
 
-// The fence is the UPDATE's WHERE; a step is upserted only for the advances it returned (a
+// The fence is the UPDATE's WHERE (its = ANY finds the runs by id, for the same reason as the
+// claim's, rather than by scanning every running run's status index entry); a step is upserted only for the advances it returned (a
 // data-modifying CTE sees the others' RETURNING, not their effects). A renewal (status NULL) keeps
 // the run running under its lease; a park sets what renewRun and parkRun set. The last arm sends one
 // NOTIFY when a held advance released a run due now.
@@ -487,7 +491,8 @@ const ADVANCE_BODY = "moved AS (UPDATE reflow_runs r SET status = coalesce(i.sta
   "output = CASE WHEN i.set_output THEN i.output ELSE r.output END, " +
   ERROR_COLUMNS.map((column) => `${column} = CASE WHEN i.set_error THEN i.${column} ELSE r.${column} END`)
     .join(", ") +
-  " FROM input i WHERE r.id = i.run_id AND r.status = 'running' AND r.lease_id = i.lease_id " +
+  " FROM input i WHERE r.id = i.run_id AND r.id = ANY (ARRAY(SELECT run_id FROM input)) " +
+  "AND r.status = 'running' AND r.lease_id = i.lease_id " +
   "RETURNING i.ord, i.due_at <= i.now AS released), " +
   `stepped AS (INSERT INTO reflow_steps (${STEP_COLUMNS}) SELECT i.run_id, i.step_name, i.step_status, ` +
   "i.step_output, i.step_error_code, i.step_error_name, i.step_error_message, i.step_error_step, " +
