@@ -610,9 +610,9 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
    * Advances submitted at the same time (by other runs) share that transaction (or statement) too,
    * each with its own fence and result (group commit): the promise resolves once it has committed,
    * and a failed one rejects every advance in it. A run released due at once wakes idle workers
-   * of other processes (PostgreSQL's `NOTIFY`, at most one per group). Without a status the lease is renewed to `leaseExpiresAt`
-   * (default: `now` plus the claim's lease duration); `pending` and `sleeping` without a `dueAt`
-   * are due at `now`, `waiting` without one never times out.
+   * of other processes (PostgreSQL's `NOTIFY`, at most one per group). Without a status the lease
+   * is renewed to `leaseExpiresAt` (default: `now` plus the claim's lease duration); `pending` and
+   * `sleeping` without a `dueAt` are due at `now`, `waiting` without one never times out.
    *
    * @param runId The run.
    * @param leaseId The lease the caller holds.
