@@ -153,9 +153,11 @@ for (const entry of storages.filter((entry) => entry.kind !== "memory")) {
         await allFinished(setup.clean, runIds);
         setup.faults.set({ busyRate: 0 });
         await assertCompleted(setup.engine, runIds, RUNS);
+        // PostgreSQL sends a few statements per group of runs, SQLite a few per run: count against them.
+        const { busy } = setup.faults.injected;
         assert.ok(
-          setup.faults.injected.busy > 20,
-          `only ${setup.faults.injected.busy} busy failures injected`,
+          busy >= 5 && busy >= setup.faults.statements * 0.02,
+          `only ${busy} busy failures injected in ${setup.faults.statements} statements`,
         );
         // Busy is retried inside the storage: one reaches the engine only if every retry fails too.
         assertTyped(setup.errors, ["busy"]);

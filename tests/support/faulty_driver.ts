@@ -48,9 +48,13 @@ export interface FaultyDriver {
   hold(matches: (statement: SqlStatement) => boolean): HeldStatement;
   /** How many failures of each kind were injected so far. */
   readonly injected: Readonly<Record<"busy" | "io" | "full" | "readonly", number>>;
+  /** How many statements were sent so far (failed or not, ROLLBACK included). */
+  readonly statements: number;
 }
 
-const WRITE = /^\s*(INSERT|UPDATE|DELETE|REPLACE|COMMIT|END)\b/i;
+// A statement that begins with WITH writes when its CTEs do (PostgreSQL's one-statement claims,
+// enqueues and groups of advances).
+const WRITE = /^\s*(INSERT|UPDATE|DELETE|REPLACE|COMMIT|END)\b|^\s*WITH\b[\s\S]*\b(INSERT|UPDATE|DELETE)\b/i;
 const ROLLBACK = /^\s*ROLLBACK\b/i;
 
 const injectedKinds = new WeakMap<Error, SqlErrorKind>();
@@ -77,7 +81,9 @@ export function faultyDriver(
   let current: Faults = { busyRate: 0, ioRate: 0, disk: "ok", ...faults };
   const injected = { busy: 0, io: 0, full: 0, readonly: 0 };
 
+  let statements = 0;
   const fault = (statement: SqlStatement): Error | undefined => {
+    statements++;
     if (ROLLBACK.test(statement.sql)) return undefined;
     if (current.disk !== "ok" && WRITE.test(statement.sql)) {
       injected[current.disk]++;
@@ -140,5 +146,8 @@ export function faultyDriver(
       return { reached: reached.promise, release: () => released.open() };
     },
     injected,
+    get statements() {
+      return statements;
+    },
   };
 }

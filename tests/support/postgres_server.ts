@@ -143,7 +143,9 @@ export function removeOrphans(): void {
     if (!name.startsWith(PREFIX)) continue;
     const dir = join(tmpdir(), name);
     const owner = readNumber(join(dir, OWNER_FILE));
-    if (owner !== undefined && alive(owner)) continue;
+    // No owner file: not a server's directory (another test's temp dir of a similar name, or one
+    // being created this instant), so not ours to remove.
+    if (owner === undefined || alive(owner)) continue;
     // postmaster.pid's first line is the server's pid; SIGQUIT is PostgreSQL's immediate shutdown.
     const server = readNumber(join(dir, "data", "postmaster.pid"));
     if (server !== undefined && alive(server)) {
