@@ -248,8 +248,9 @@ export interface Dialect {
   advancesAtomic(advances: readonly Advance[]): boolean;
   /**
    * Whether {@linkcode Dialect.claim} is a single statement, atomic by itself: the runner then sends
-   * it without a transaction, and reads the steps of reclaimed runs after it (under their new leases,
-   * which fence out every writer of steps but the unfenced `saveStepResult`).
+   * it without a transaction, and reads the steps of reclaimed runs after it, as an operation of its
+   * own, so that a failed read is retried without claiming again (under their new leases, which
+   * fence out every writer of steps but the unfenced `saveStepResult`).
    */
   readonly claimAtomic: boolean;
   /** Inserts or replaces a step result, keeping a replaced row's first-written position. */

@@ -62,7 +62,14 @@ import type {
   SqlSubscription,
   SqlValue,
 } from "./driver.ts";
-import { type Advance, createdNames, type Dialect, type Park, type Renewal } from "./dialect.ts";
+import {
+  type Advance,
+  type ClaimedRow,
+  createdNames,
+  type Dialect,
+  type Park,
+  type Renewal,
+} from "./dialect.ts";
 import { DIALECTS } from "./dialects.ts";
 import { checkOptionKeys, type OptionKeys } from "../option_keys.ts";
 import { GroupCommit } from "./group_commit.ts";
@@ -1097,16 +1104,23 @@ export class SqlStorage implements StorageAdapter, AsyncDisposable {
       leaseMs: leaseDurationMs,
       newLeaseId: instanceId === undefined ? this.#newId : () => `${instanceId}:${this.#newId()}`,
     };
-    return await this.#run(op, dialect.claimAtomic ? "statements" : "transaction", async (c) => {
-      const claimed = await dialect.claim(c, plan);
-      const runs = claimed.map(({ row, leaseId }): ClaimedRun => ({
+    const claimedRuns = (claimed: readonly ClaimedRow[]) =>
+      claimed.map(({ row, leaseId }): ClaimedRun => ({
         ...toRun(row),
         leaseId,
         steps: [],
         recoveries: Number(row.recoveries),
       }));
-      return await withSteps(dialect, c, runs);
-    });
+    if (!dialect.claimAtomic) {
+      return await this.#run(op, "transaction", async (c) => {
+        return await withSteps(dialect, c, claimedRuns(await dialect.claim(c, plan)));
+      });
+    }
+    const runs = claimedRuns(await this.#run(op, "statements", (c) => dialect.claim(c, plan)));
+    // The claim has committed: a failed read of the steps is retried alone. Retrying the claim with
+    // it would take other runs and strand these under leases no one holds until they expire.
+    if (!runs.some(reclaimed)) return runs;
+    return await this.#run(op, "statements", (c) => withSteps(dialect, c, runs));
   }
 
   /** This host's clock corrected to the database server's (no correction without a server clock). */
@@ -1350,9 +1364,9 @@ async function withSteps(
   connection: SqlConnection,
   runs: ClaimedRun[],
 ): Promise<ClaimedRun[]> {
-  const reclaimed = runs.filter((run) => run.claimCount > 1).map((run) => run.id);
-  if (reclaimed.length === 0) return runs;
-  const rows = await connection.query(dialect.selectStepsOfRuns(reclaimed));
+  const runIds = runs.filter(reclaimed).map((run) => run.id);
+  if (runIds.length === 0) return runs;
+  const rows = await connection.query(dialect.selectStepsOfRuns(runIds));
   const byRun = new Map<string, StepResult[]>();
   for (const row of rows) {
     const step = toStep(row);
@@ -1360,7 +1374,12 @@ async function withSteps(
     if (list === undefined) byRun.set(step.runId, [step]);
     else list.push(step);
   }
-  return runs.map((run) => run.claimCount > 1 ? { ...run, steps: byRun.get(run.id) ?? [] } : run);
+  return runs.map((run) => reclaimed(run) ? { ...run, steps: byRun.get(run.id) ?? [] } : run);
+}
+
+/** Whether a claimed run was claimed before, so that it may have steps to read. */
+function reclaimed(run: ClaimedRun): boolean {
+  return run.claimCount > 1;
 }
 
 // ignoreBOM: a leading U+FEFF is part of the value, not a marker to drop.
