@@ -379,8 +379,8 @@ export class PostgresStorage extends SqlStorage {
    * `initialize()`, which applies migrations and measures the server clock's offset).
    *
    * @param connection A connection string, or a `pg.Pool` used as given and left open on close.
-   * @param options Pool size, prepared statements, lock waiting (`busyTimeoutMs`, PostgreSQL's `lock_timeout`), the
-   *   local clock and the lease ids; see {@linkcode PostgresStorageOptions}.
+   * @param options Pool size, prepared statements, lock waiting (`busyTimeoutMs`, PostgreSQL's
+   *   `lock_timeout`), the local clock and the lease ids; see {@linkcode PostgresStorageOptions}.
    * @throws {ConfigError} If an option or the connection is invalid.
    */
   constructor(connection: string | PgPool, options: PostgresStorageOptions = {}) {
@@ -390,12 +390,8 @@ export class PostgresStorage extends SqlStorage {
       });
     }
     const { poolSize, preparedStatements, ...storageOptions } = options;
-    const driverOptions = {
-      ...(poolSize === undefined ? {} : { poolSize }),
-      ...(preparedStatements === undefined ? {} : { preparedStatements }),
-    };
     // No idle checkpoints: the server manages its write-ahead log, so there is nothing to time.
-    super(postgresDriver(connection, driverOptions), {
+    super(postgresDriver(connection, { poolSize, preparedStatements }), {
       idleCheckpointMs: null,
       ...storageOptions,
     });

@@ -247,9 +247,8 @@ export const postgresDialect: Dialect = {
       runId,
     ),
   advanceRuns: async (connection, advances) => {
-    const batches = advanceBatches(advances);
     const held: boolean[] = [];
-    for (const batch of batches) held.push(...await advanceBatch(connection, batch));
+    for (const batch of advanceBatches(advances)) held.push(...await advanceBatch(connection, batch));
     return held;
   },
   advancesAtomic: (advances) => advanceBatches(advances).length === 1,
@@ -436,6 +435,9 @@ const MAX_BATCH = 1_024;
  * see the first's effect (as it would one statement after the other).
  */
 function advanceBatches(advances: readonly Advance[]): Advance[][] {
+  // advancesAtomic() and advanceRuns() ask for the same group's batches, on every step commit.
+  const known = batchesOfGroup.get(advances);
+  if (known !== undefined) return known;
   const batches: Advance[][] = [[]];
   let runs = new Set<string>();
   for (const advance of advances) {
@@ -446,8 +448,11 @@ function advanceBatches(advances: readonly Advance[]): Advance[][] {
     runs.add(advance.move.runId);
     batches.at(-1)!.push(advance);
   }
+  batchesOfGroup.set(advances, batches);
   return batches;
 }
+
+const batchesOfGroup = new WeakMap<readonly Advance[], Advance[][]>();
 
 /** The columns of one advance in the batch statement, with their types. */
 const ADVANCE_COLUMNS: readonly (readonly [string, string])[] = [
@@ -478,10 +483,12 @@ const ADVANCE_COLUMNS: readonly (readonly [string, string])[] = [
 ];
 
 const ERROR_COLUMNS = ["error_code", "error_name", "error_message", "error_step"];
+const NO_STEP: readonly null[] = STEP_TYPES.slice(1).map(() => null);
 
 // The fence is the UPDATE's WHERE (its = ANY finds the runs by id, for the same reason as the
-// claim's, rather than by scanning every running run's status index entry); a step is upserted only for the advances it returned (a
-// data-modifying CTE sees the others' RETURNING, not their effects). A renewal (status NULL) keeps
+// claim's, rather than by scanning every running run's status index entry); a step is upserted
+// only for the advances it returned (a data-modifying CTE sees the others' RETURNING, not their
+// effects). A renewal (status NULL) keeps
 // the run running under its lease; a park sets what renewRun and parkRun set. The last arm sends one
 // NOTIFY when a held advance released a run due now.
 const ADVANCE_BODY = "moved AS (UPDATE reflow_runs r SET status = coalesce(i.status, r.status), " +
@@ -552,7 +559,8 @@ function advanceStatement(batch: readonly Advance[]): SqlStatement {
       bytes(error?.message ?? null),
       bytes(error?.stepName ?? null),
     );
-    if (step === undefined) params.push(null, null, null, null, null, null, null, null, null, null);
+    // A step's columns but its run id (the advance's own); all NULL for an advance without a step.
+    if (step === undefined) params.push(...NO_STEP);
     else params.push(...stepParams(step, bytes).slice(1));
   });
   const rows = batchRows(batch.length);
